@@ -1,0 +1,1 @@
+"""Billing: the customer ledger, invoices and prepaid expiry, proration, billing runs and dunning."""

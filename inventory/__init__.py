@@ -1,0 +1,1 @@
+"""Inventory: equipment models and items, stock per store, movements and installations."""

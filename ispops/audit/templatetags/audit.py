@@ -1,0 +1,13 @@
+"""{% audit_trail obj %}: the history block every audited record's page includes."""
+
+from django import template
+
+from ispops.audit.models import AuditEntry
+
+register = template.Library()
+
+
+@register.inclusion_tag("audit/trail.html")
+def audit_trail(obj, limit=50):
+    entries = list(AuditEntry.objects.for_object(obj)[:limit])
+    return {"entries": entries, "limit": limit}

@@ -1,0 +1,206 @@
+"""The one settings module. Every knob comes from the environment (README lists them).
+
+Development needs no environment at all: defaults point at PostgreSQL and Redis on
+localhost and a local encryption key is generated on first run. Production sets
+ISPOPS_DEBUG=0, which makes SECRET_KEY and ISPOPS_ENCRYPTION_KEY mandatory.
+"""
+
+import os
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import dj_database_url
+from celery.schedules import crontab
+from django.core.exceptions import ImproperlyConfigured
+
+from ispops.lib.env import env_bool, env_int, env_list, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(env_str("ISPOPS_VAR_DIR", str(BASE_DIR / "var")))
+
+# pytest sets PYTEST_VERSION before anything is imported; tests then use their own
+# Redis database so a developer's running worker never eats a test's tasks.
+TESTING = "PYTEST_VERSION" in os.environ
+
+DEBUG = env_bool("ISPOPS_DEBUG", True)
+
+SECRET_KEY = os.environ.get("SECRET_KEY", "")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured("SECRET_KEY must be set when ISPOPS_DEBUG=0")
+    SECRET_KEY = "insecure-development-key-do-not-use-in-production"
+
+# Hosts: the platform lives on PLATFORM_DOMAIN, each ISP on <subdomain>.PLATFORM_DOMAIN.
+PLATFORM_DOMAIN = env_str("ISPOPS_PLATFORM_DOMAIN", "localhost")
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", [PLATFORM_DOMAIN, f".{PLATFORM_DOMAIN}", "127.0.0.1"])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+# Port used in links sent by email/SMS from background jobs (no request to copy it from).
+PUBLIC_PORT = env_str("ISPOPS_PUBLIC_PORT", "8000" if DEBUG else "")
+
+SHARED_APPS = [
+    "django_tenants",
+    "ispops.tenancy",
+    "django.contrib.contenttypes",
+    "django.contrib.auth",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django.contrib.humanize",
+    "django_htmx",
+    "template_partials",
+    "django_celery_beat",
+    "ispops.staff",
+    "ispops.audit",
+]
+TENANT_APPS = [
+    "django.contrib.contenttypes",
+    "django.contrib.auth",
+    "django.contrib.sessions",
+    "ispops.staff",
+    "ispops.audit",
+    "subscribers",
+    "billing",
+    "payments",
+    "network",
+    "tickets",
+    "inventory",
+]
+INSTALLED_APPS = SHARED_APPS + [app for app in TENANT_APPS if app not in SHARED_APPS]
+
+TENANT_MODEL = "tenancy.Isp"
+TENANT_DOMAIN_MODEL = "tenancy.Domain"
+PUBLIC_SCHEMA_URLCONF = "ispops.urls_public"
+ROOT_URLCONF = "ispops.urls"
+DATABASE_ROUTERS = ("django_tenants.routers.TenantSyncRouter",)
+
+MIDDLEWARE = [
+    # Health answers before tenant routing so it works on any host, known or not.
+    "ispops.healthz.HealthzMiddleware",
+    "django_tenants.middleware.main.TenantMainMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+    "ispops.audit.middleware.AuditActorMiddleware",
+    "ispops.staff.middleware.RoleRequiredMiddleware",
+]
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "ispops.staff.context_processors.shell",
+            ],
+        },
+    },
+]
+
+WSGI_APPLICATION = "ispops.wsgi.application"
+
+DATABASE_URL = env_str("DATABASE_URL", "postgres://ispops:ispops@127.0.0.1:5432/ispops")
+DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
+DATABASES["default"]["ENGINE"] = "django_tenants.postgresql_backend"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+
+def _redis_db(url: str, db: int) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{db}"))
+
+
+REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
+if TESTING:
+    REDIS_URL = _redis_db(REDIS_URL, env_int("ISPOPS_TEST_REDIS_DB", 15))
+
+AUTH_USER_MODEL = "staff.User"
+AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.ModelBackend"]
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+if TESTING:
+    # Hashing is the slowest thing in a test run; strength is tested nowhere.
+    PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "home"
+LOGOUT_REDIRECT_URL = "login"
+
+# Login throttling: this many failures for one login (or 4x for one address) within
+# the window locks further attempts until the window has passed since the last one.
+LOGIN_FAILURE_LIMIT = env_int("ISPOPS_LOGIN_FAILURE_LIMIT", 5)
+LOGIN_FAILURE_WINDOW_SECONDS = env_int("ISPOPS_LOGIN_FAILURE_WINDOW", 15 * 60)
+
+# Sessions expire after this much idle time (the cookie is renewed on each request).
+SESSION_COOKIE_AGE = env_int("ISPOPS_SESSION_SECONDS", 8 * 3600)
+SESSION_SAVE_EVERY_REQUEST = True
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+SESSION_COOKIE_SECURE = env_bool("ISPOPS_SECURE_COOKIES", not DEBUG)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if not DEBUG else None
+X_FRAME_OPTIONS = "DENY"
+
+LANGUAGE_CODE = "en-gb"
+TIME_ZONE = "Africa/Nairobi"
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = "/static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = Path(env_str("ISPOPS_STATIC_ROOT", str(VAR_DIR / "static")))
+MEDIA_ROOT = Path(env_str("ISPOPS_MEDIA_ROOT", str(VAR_DIR / "media")))
+MEDIA_URL = "/media/"
+
+EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", f"ispops <noreply@{PLATFORM_DOMAIN}>")
+
+# Secrets at rest (router passwords, Daraja keys): comma-separated Fernet keys, the
+# first encrypts, all decrypt (so keys can be rotated). ispops.lib.crypto reads it.
+ENCRYPTION_KEYS = env_list("ISPOPS_ENCRYPTION_KEY", [])
+ENCRYPTION_KEY_FILE = VAR_DIR / "encryption.key"
+
+# Celery: Redis is broker and result store; tasks run in their ISP's schema.
+CELERY_BROKER_URL = REDIS_URL
+CELERY_RESULT_BACKEND = REDIS_URL
+CELERY_RESULT_EXPIRES = 24 * 3600
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600, "socket_connect_timeout": 3}
+CELERY_TIMEZONE = TIME_ZONE
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# Each entry runs the named task once in every active ISP's schema (ispops.tasks.fan_out).
+CELERY_BEAT_SCHEDULE = {
+    "purge-old-login-failures": {
+        "task": "ispops.tasks.fan_out",
+        "schedule": crontab(minute=17),
+        "args": ["ispops.staff.tasks.purge_login_failures"],
+    },
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("ISPOPS_LOG_LEVEL", "INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}

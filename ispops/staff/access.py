@@ -1,0 +1,52 @@
+"""Who may open which view.
+
+Every view declares its audience with one of the decorators below; the
+RoleRequiredMiddleware enforces it and refuses any view that declares nothing
+(deny by default), so a forgotten decorator is a 403, never an open page.
+"""
+
+from collections.abc import Callable
+
+from ispops.staff.models import Role
+
+PUBLIC = "public"  # anyone, e.g. the login page
+PLATFORM = "platform"  # platform admins, on the public host only
+ALL_STAFF = frozenset(Role.values)
+MANAGERS = frozenset({Role.OWNER, Role.ADMIN})
+
+ROLES_ATTR = "ispops_roles"
+
+
+def roles(*allowed: str) -> Callable:
+    """Allow logged-in, active staff of this ISP whose role is one of `allowed`."""
+    unknown = set(allowed) - set(Role.values)
+    if not allowed or unknown:
+        raise ValueError(f"roles() needs known roles, got {allowed!r}")
+    return _declare(frozenset(allowed))
+
+
+def any_staff(view):
+    """Allow every logged-in, active staff member of this ISP."""
+    return _declare(ALL_STAFF)(view)
+
+
+def public(view):
+    """Allow anyone, logged in or not."""
+    return _declare(PUBLIC)(view)
+
+
+def platform_admin(view):
+    """Allow the platform's own admins, on the public host."""
+    return _declare(PLATFORM)(view)
+
+
+def declared_roles(view) -> frozenset | str | None:
+    return getattr(view, ROLES_ATTR, None)
+
+
+def _declare(audience):
+    def decorate(view):
+        setattr(view, ROLES_ATTR, audience)
+        return view
+
+    return decorate

@@ -1,0 +1,51 @@
+"""Enforces the audience every view declares (ispops.staff.access)."""
+
+import logging
+
+from django.conf import settings
+from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import PermissionDenied
+from django.db import connection
+from django.http import Http404
+
+from ispops.staff.access import PLATFORM, PUBLIC, declared_roles
+
+log = logging.getLogger(__name__)
+
+
+class RoleRequiredMiddleware:
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        return self.get_response(request)
+
+    def process_view(self, request, view_func, view_args, view_kwargs):
+        audience = declared_roles(view_func)
+        if audience is None:
+            # Static files served by runserver in development have no declaration.
+            if settings.DEBUG and request.path.startswith(settings.STATIC_URL):
+                return None
+            log.error("view %s declares no roles; refused", view_func.__qualname__)
+            raise PermissionDenied("This page declares no roles.")
+        if audience == PUBLIC:
+            return None
+
+        on_public_host = connection.schema_name == "public"
+        if audience == PLATFORM:
+            # Platform pages do not exist on an ISP's host.
+            if not on_public_host:
+                raise Http404
+        elif on_public_host:
+            raise Http404
+
+        user = request.user
+        if not user.is_authenticated:
+            return redirect_to_login(request.get_full_path())
+        if audience == PLATFORM:
+            allowed = user.is_active and user.is_superuser
+        else:
+            allowed = user.is_active and user.role in audience
+        if not allowed:
+            raise PermissionDenied("Your role does not allow this page.")
+        return None

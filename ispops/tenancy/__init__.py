@@ -1,0 +1,1 @@
+"""Tenancy: the ISPs on this installation (one PostgreSQL schema each) and their hosts."""

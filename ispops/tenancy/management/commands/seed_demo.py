@@ -1,0 +1,81 @@
+"""manage.py seed_demo: the demo ISP at demo.localhost and a platform admin.
+
+Safe to run again: what exists is kept. Later apps add their demo data here
+through their own services (plans, subscribers, routers, invoices, payments).
+"""
+
+from django.conf import settings
+from django.core.management.base import BaseCommand
+from django.db import connection
+from django_tenants.utils import tenant_context
+
+from ispops import audit
+from ispops.staff.models import Branch, Role, User
+from ispops.tenancy.models import Domain, Isp
+from ispops.tenancy.services import create_isp
+
+DEMO_SCHEMA = "demo"
+DEMO_PASSWORD = "demo-pass-2026"
+PLATFORM_EMAIL = "platform@ispops.local"
+DEMO_STAFF = [
+    ("owner@demo.ispops.local", "Grace Wanjiku", Role.OWNER),
+    ("admin@demo.ispops.local", "Brian Otieno", Role.ADMIN),
+    ("finance@demo.ispops.local", "Faith Njeri", Role.FINANCE),
+    ("support@demo.ispops.local", "Kevin Mwangi", Role.SUPPORT),
+    ("tech@demo.ispops.local", "Peter Kamau", Role.TECHNICIAN),
+]
+DEMO_BRANCHES = [("Nairobi West", "nrb-west"), ("Kitengela", "ktl"), ("Ruiru", "ruiru")]
+
+
+class Command(BaseCommand):
+    help = "Create (or complete) the demo ISP at demo.<platform domain> and print its logins."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--domain", default=f"demo.{settings.PLATFORM_DOMAIN}")
+
+    def handle(self, *args, **opts):
+        ensure_public_tenant()
+        ensure_platform_admin()
+        owner_email, owner_name, _ = DEMO_STAFF[0]
+        isp, _ = create_isp(
+            schema=DEMO_SCHEMA, name="Demo Fibre & Wireless", domain=opts["domain"],
+            owner_email=owner_email, owner_password=DEMO_PASSWORD, actor="seed_demo",
+        )
+        with tenant_context(isp), audit.acting_as("seed_demo"):
+            seed_staff_and_branches()
+        self.stdout.write(f"Demo ISP: {isp.name} at {isp.primary_host}")
+        self.stdout.write(f"Platform admin: {PLATFORM_EMAIL} / {DEMO_PASSWORD}")
+        for email, _, role in DEMO_STAFF:
+            self.stdout.write(f"  {role:<10} {email} / {DEMO_PASSWORD}")
+
+
+def ensure_public_tenant():
+    """The public schema's own tenant row, so the platform host routes to it."""
+    public, _ = Isp.objects.get_or_create(
+        schema_name="public", defaults={"name": "Platform", "status": Isp.Status.ACTIVE}
+    )
+    Domain.objects.get_or_create(
+        domain=settings.PLATFORM_DOMAIN, defaults={"tenant": public, "is_primary": True}
+    )
+    connection.set_schema_to_public()
+
+
+def ensure_platform_admin():
+    if not User.objects.filter(email=PLATFORM_EMAIL).exists():
+        User.objects.create_superuser(PLATFORM_EMAIL, DEMO_PASSWORD, full_name="Platform admin")
+
+
+def seed_staff_and_branches():
+    branches = [
+        Branch.objects.get_or_create(code=code, defaults={"name": name})[0]
+        for name, code in DEMO_BRANCHES
+    ]
+    owner = User.objects.get(email=DEMO_STAFF[0][0])
+    owner.full_name = DEMO_STAFF[0][1]
+    owner.save(update_fields=["full_name"])
+    for email, name, role in DEMO_STAFF[1:]:
+        user = User.objects.filter(email=email).first()
+        if user is None:
+            user = User.objects.create_user(email, DEMO_PASSWORD, full_name=name, role=role)
+            if role == Role.TECHNICIAN:
+                user.branches.set(branches[:1])

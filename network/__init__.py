@@ -1,0 +1,1 @@
+"""Network: MikroTik routers, provisioning jobs, drift between router and billing, monitoring and alerts."""

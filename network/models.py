@@ -1,0 +1,1 @@
+"""Models of the network app (filled by its issue)."""

@@ -1,0 +1,1 @@
+"""Payments: M-Pesa (Daraja) callbacks and client, cash and bank payments, reconciliation and allocation."""

@@ -1,0 +1,1 @@
+"""Models of the subscribers app (filled by its issue)."""

@@ -1,0 +1,1 @@
+"""Tickets: support tickets with SLAs, assignment and escalation, outage tickets."""
