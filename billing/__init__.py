@@ -1,1 +1,3 @@
-"""Billing: the customer ledger, invoices and prepaid expiry, proration, billing runs and dunning."""
+"""Billing: the customer ledger, invoices and prepaid expiry, proration, billing runs and
+dunning.
+"""

@@ -36,6 +36,7 @@ ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", [PLATFORM_DOMAIN, f".{PLATFORM_DOMAIN}
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 # Port used in links sent by email/SMS from background jobs (no request to copy it from).
 PUBLIC_PORT = env_str("ISPOPS_PUBLIC_PORT", "8000" if DEBUG else "")
+PUBLIC_SCHEME = env_str("ISPOPS_PUBLIC_SCHEME", "http" if DEBUG else "https")
 
 SHARED_APPS = [
     "django_tenants",

@@ -8,19 +8,19 @@ from ispops.celery import app
 
 
 @shared_task
-def fan_out(task_name: str, *args, **kwargs) -> int:
+def fan_out(task_name: str, *args, **kwargs) -> dict[str, str]:
     """Send `task_name` once per active ISP, each copy running in that ISP's schema.
 
     Beat calls this from the public schema; every per-ISP schedule goes through it,
     so a new ISP is picked up at the next tick without touching the schedule.
+    Returns {schema: task id}.
     """
     from ispops.tenancy.models import Isp
 
-    sent = 0
+    sent = {}
     for isp in Isp.objects.active():
         with tenant_context(isp):
-            app.send_task(task_name, args=args, kwargs=kwargs)
-        sent += 1
+            sent[isp.schema_name] = app.send_task(task_name, args=args, kwargs=kwargs).id
     return sent
 
 
@@ -28,3 +28,11 @@ def fan_out(task_name: str, *args, **kwargs) -> int:
 def current_schema() -> str:
     """Report the schema the worker ran this task in (used by health checks and tests)."""
     return connection.schema_name
+
+
+@shared_task
+def staff_emails() -> list[str]:
+    """Logins of the current schema's staff (support diagnostics; proves schema routing)."""
+    from ispops.staff.models import User
+
+    return sorted(User.objects.values_list("email", flat=True))

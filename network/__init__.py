@@ -1,1 +1,3 @@
-"""Network: MikroTik routers, provisioning jobs, drift between router and billing, monitoring and alerts."""
+"""Network: MikroTik routers, provisioning jobs, drift between router and billing, monitoring
+and alerts.
+"""

@@ -1,1 +1,3 @@
-"""Payments: M-Pesa (Daraja) callbacks and client, cash and bank payments, reconciliation and allocation."""
+"""Payments: M-Pesa (Daraja) callbacks and client, cash and bank payments, reconciliation and
+allocation.
+"""

@@ -1,1 +1,3 @@
-"""Subscribers: customers, service accounts, plans, network sites, the lead-to-activation workflow and technicians' jobs."""
+"""Subscribers: customers, service accounts, plans, network sites, the lead-to-activation
+workflow and technicians' jobs.
+"""

@@ -34,9 +34,7 @@ def register(model, *, exclude=(), secret=()):
     `secret` fields are recorded as changed without their values."""
     if model in _registry:
         return
-    fields = [
-        f for f in model._meta.concrete_fields if f.name not in exclude and not f.primary_key
-    ]
+    fields = [f for f in model._meta.concrete_fields if f.name not in exclude and not f.primary_key]
     _registry[model] = {"fields": fields, "secret": set(secret)}
     uid = f"audit-{model._meta.label}"
     post_init.connect(_snapshot, sender=model, weak=False, dispatch_uid=uid)
@@ -45,14 +43,15 @@ def register(model, *, exclude=(), secret=()):
     for m2m in model._meta.many_to_many:
         if m2m.name not in exclude:
             m2m_changed.connect(
-                _on_m2m, sender=m2m.remote_field.through, weak=False, dispatch_uid=f"{uid}-{m2m.name}"
+                _on_m2m,
+                sender=m2m.remote_field.through,
+                weak=False,
+                dispatch_uid=f"{uid}-{m2m.name}",
             )
 
 
 def record(obj, action, changes, *, actor=None):
     """Write one audit entry for `obj` (for changes made without save())."""
-    from django.contrib.contenttypes.models import ContentType
-
     from ispops.audit.models import AuditEntry
 
     who = actor if actor is not None else _actor.get()
@@ -62,7 +61,7 @@ def record(obj, action, changes, *, actor=None):
         actor=user,
         actor_label=label[:200],
         action=action,
-        content_type=ContentType.objects.get_for_model(type(obj)),
+        model=obj._meta.label_lower,
         object_id=str(obj.pk),
         object_repr=str(obj)[:200],
         changes=changes,
@@ -113,9 +112,7 @@ def _on_delete(sender, instance, **kwargs):
 def _on_m2m(sender, instance, action, pk_set, model, reverse=False, **kwargs):
     if reverse or type(instance) not in _registry:
         return
-    field = next(
-        f for f in type(instance)._meta.many_to_many if f.remote_field.through is sender
-    )
+    field = next(f for f in type(instance)._meta.many_to_many if f.remote_field.through is sender)
     if action in ("pre_add", "pre_remove", "pre_clear"):
         instance._audit_m2m_before = sorted(str(o) for o in getattr(instance, field.name).all())
     elif action in ("post_add", "post_remove", "post_clear"):

@@ -12,7 +12,7 @@ def absolute_url(path: str, *, request=None, host: str | None = None) -> str:
         port = current.rsplit(":", 1)[1] if ":" in current else ""
         host = host or current.split(":")[0]
     else:
-        scheme = "http" if settings.DEBUG else "https"
+        scheme = settings.PUBLIC_SCHEME
         port = settings.PUBLIC_PORT
     if port and port not in ("80", "443"):
         host = f"{host}:{port}"

@@ -50,8 +50,11 @@ def shell(request):
         "site_name": "ispops platform" if on_platform else getattr(tenant, "name", "ispops"),
         "on_platform": on_platform,
         "nav": [
-            {"label": label, "url": url,
-             "active": current == url or (url != "/" and current.startswith(url))}
+            {
+                "label": label,
+                "url": url,
+                "active": current == url or (url != "/" and current.startswith(url)),
+            }
             for label, url in nav
         ],
     }

@@ -26,7 +26,8 @@ class ThrottledLoginForm(AuthenticationForm):
         if wait:
             self.locked = True
             raise forms.ValidationError(
-                self.error_messages["locked"], code="locked",
+                self.error_messages["locked"],
+                code="locked",
                 params={"minutes": max(1, -(-wait // 60))},
             )
         try:
@@ -46,7 +47,8 @@ class StaffForm(forms.Form):
     phone = forms.CharField(max_length=20, required=False)
     role = forms.ChoiceField(choices=Role.choices)
     branches = forms.ModelMultipleChoiceField(
-        queryset=Branch.objects.filter(is_active=True), required=False,
+        queryset=Branch.objects.filter(is_active=True),
+        required=False,
         widget=forms.CheckboxSelectMultiple,
         help_text="Leave empty for access to every branch.",
     )

@@ -92,8 +92,9 @@ def invite_staff(*, actor: User, email: str, full_name: str, role: str, branches
     if User.objects.filter(email__iexact=email).exists():
         raise StaffError(f"{email} already has a login here.")
     with transaction.atomic(), audit.acting_as(actor):
-        user = User.objects.create_user(email, None, full_name=full_name, role=role,
-                                        invited_by=actor)
+        user = User.objects.create_user(
+            email, None, full_name=full_name, role=role, invited_by=actor
+        )
         user.branches.set(branches)
         isp_name = request.tenant.name
         transaction.on_commit(lambda: send_invitation(user, isp_name=isp_name, request=request))

@@ -71,8 +71,12 @@ def staff_invite(request):
         data = form.cleaned_data
         try:
             user = services.invite_staff(
-                actor=request.user, email=data["email"], full_name=data["full_name"],
-                role=data["role"], branches=data["branches"], request=request,
+                actor=request.user,
+                email=data["email"],
+                full_name=data["full_name"],
+                role=data["role"],
+                branches=data["branches"],
+                request=request,
             )
         except services.StaffError as exc:
             form.add_error("email", str(exc))
@@ -86,7 +90,9 @@ def staff_invite(request):
 def staff_detail(request, pk):
     person = get_staff_for(request, pk)
     initial = {
-        "full_name": person.full_name, "phone": person.phone, "role": person.role,
+        "full_name": person.full_name,
+        "phone": person.phone,
+        "role": person.role,
         "branches": person.branches.all(),
     }
     form = StaffForm(request.POST or None, initial=initial)
@@ -94,8 +100,12 @@ def staff_detail(request, pk):
         data = form.cleaned_data
         try:
             services.update_staff(
-                actor=request.user, user=person, full_name=data["full_name"],
-                phone=data["phone"], role=data["role"], branches=data["branches"],
+                actor=request.user,
+                user=person,
+                full_name=data["full_name"],
+                phone=data["phone"],
+                role=data["role"],
+                branches=data["branches"],
             )
         except services.StaffError as exc:
             form.add_error("role", str(exc))

@@ -23,7 +23,9 @@ class NewIspForm(forms.Form):
         host = f"{subdomain.replace('_', '-')}.{self.platform_domain}"
         try:
             self.cleaned = services.validate_new_isp(
-                schema=subdomain, name=data["name"], domain=host,
+                schema=subdomain,
+                name=data["name"],
+                domain=host,
                 owner_email=data["owner_email"],
             )
         except services.IspInputError as exc:

@@ -53,13 +53,16 @@ def validate_host(host: str) -> str:
     return host
 
 
-def validate_new_isp(*, schema: str, name: str, domain: str, owner_email: str,
-                     owner_password: str | None = None) -> dict:
+def validate_new_isp(
+    *, schema: str, name: str, domain: str, owner_email: str, owner_password: str | None = None
+) -> dict:
     """Check everything about a new ISP; raise IspInputError with every reason at once."""
     errors = []
     cleaned = {"name": (name or "").strip(), "owner_email": (owner_email or "").strip().lower()}
-    for key, check, value in (("schema", validate_schema_name, schema),
-                              ("domain", validate_host, domain)):
+    for key, check, value in (
+        ("schema", validate_schema_name, schema),
+        ("domain", validate_host, domain),
+    ):
         try:
             cleaned[key] = check(value)
         except IspInputError as exc:
@@ -91,7 +94,9 @@ def register_isp(*, schema, name, domain, owner_email, actor=None) -> Isp:
     """Record a new ISP (status provisioning) and its host; no schema yet."""
     with transaction.atomic(), audit.acting_as(actor):
         isp = Isp.objects.create(
-            schema_name=schema, name=name, owner_email=owner_email,
+            schema_name=schema,
+            name=name,
+            owner_email=owner_email,
             status=Isp.Status.PROVISIONING,
         )
         Domain.objects.create(domain=domain, tenant=isp, is_primary=True)
@@ -114,8 +119,9 @@ def provision_isp(isp: Isp, *, owner_password: str | None = None, request=None) 
             owner = create_owner(isp.owner_email, owner_password)
             if owner_password is None:
                 transaction.on_commit(
-                    lambda: send_invitation(owner, isp_name=isp.name, request=request,
-                                            host=isp.primary_host)
+                    lambda: send_invitation(
+                        owner, isp_name=isp.name, request=request, host=isp.primary_host
+                    )
                 )
     connection.set_schema_to_public()
     Isp.objects.filter(pk=isp.pk).update(status=Isp.Status.ACTIVE, provision_error="")
@@ -129,19 +135,26 @@ def create_isp(*, schema, name, domain, owner_email, owner_password, actor=None)
     Idempotent on the schema: the same arguments again change nothing and return the
     existing ISP; a schema already taken with other details is refused.
     """
-    existing = Isp.objects.filter(schema_name=schema).first()
+    existing = Isp.objects.filter(schema_name=validate_schema_name(schema)).first()
     if existing is not None:
-        if (existing.name == (name or "").strip()
-                and existing.primary_host == (domain or "").strip().lower()
-                and existing.owner_email == (owner_email or "").strip().lower()
-                and existing.status == Isp.Status.ACTIVE):
+        if (
+            existing.name == (name or "").strip()
+            and existing.primary_host == (domain or "").strip().lower()
+            and existing.owner_email == (owner_email or "").strip().lower()
+            and existing.status == Isp.Status.ACTIVE
+        ):
             return existing, False
         raise IspInputError(
             f"schema {schema!r} is already used by ISP {existing.name!r} "
             f"at {existing.primary_host or 'no domain'}"
         )
-    cleaned = validate_new_isp(schema=schema, name=name, domain=domain,
-                               owner_email=owner_email, owner_password=owner_password)
+    cleaned = validate_new_isp(
+        schema=schema,
+        name=name,
+        domain=domain,
+        owner_email=owner_email,
+        owner_password=owner_password,
+    )
     isp = register_isp(actor=actor, **cleaned)
     try:
         provision_isp(isp, owner_password=owner_password)

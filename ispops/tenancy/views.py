@@ -4,7 +4,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db import transaction
-from django.shortcuts import redirect, render
+from django.shortcuts import redirect
 
 from ispops.lib.htmx import render_partial
 from ispops.staff.access import platform_admin

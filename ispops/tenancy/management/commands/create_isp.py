@@ -18,8 +18,11 @@ class Command(BaseCommand):
     def handle(self, *args, **opts):
         try:
             isp, created = create_isp(
-                schema=opts["schema"], name=opts["name"], domain=opts["domain"],
-                owner_email=opts["owner_email"], owner_password=opts["owner_password"],
+                schema=opts["schema"],
+                name=opts["name"],
+                domain=opts["domain"],
+                owner_email=opts["owner_email"],
+                owner_password=opts["owner_password"],
                 actor="create_isp command",
             )
         except IspInputError as exc:

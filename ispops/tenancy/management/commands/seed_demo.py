@@ -36,10 +36,14 @@ class Command(BaseCommand):
     def handle(self, *args, **opts):
         ensure_public_tenant()
         ensure_platform_admin()
-        owner_email, owner_name, _ = DEMO_STAFF[0]
+        owner_email = DEMO_STAFF[0][0]
         isp, _ = create_isp(
-            schema=DEMO_SCHEMA, name="Demo Fibre & Wireless", domain=opts["domain"],
-            owner_email=owner_email, owner_password=DEMO_PASSWORD, actor="seed_demo",
+            schema=DEMO_SCHEMA,
+            name="Demo Fibre & Wireless",
+            domain=opts["domain"],
+            owner_email=owner_email,
+            owner_password=DEMO_PASSWORD,
+            actor="seed_demo",
         )
         with tenant_context(isp), audit.acting_as("seed_demo"):
             seed_staff_and_branches()

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Start web, worker and beat together (and the emulators as their issues add them);
+# Ctrl-C stops them all. Called by `make run` after migrate and seed_demo.
+set -uo pipefail
+# Job control: each process gets its own group, so stop() can end each whole tree.
+set -m
+PY=.venv/bin/python
+PORT=${PORT:-8000}
+
+port_free() { ! $PY -c "import socket,sys; s=socket.socket(); s.settimeout(.3); sys.exit(s.connect_ex(('127.0.0.1', int(sys.argv[1]))) != 0)" "$1"; }
+while ! port_free "$PORT"; do PORT=$((PORT + 1)); done
+export ISPOPS_PUBLIC_PORT=$PORT
+
+pids=()
+start() { # name, command...
+  local name=$1; shift
+  ( "$@" 2>&1 | sed -u "s/^/[$name] /" ) &
+  pids+=($!)
+}
+stop() {
+  trap - INT TERM EXIT
+  echo; echo "stopping..."
+  for pid in "${pids[@]}"; do kill -TERM -- "-$pid" 2>/dev/null; done
+  for _ in $(seq 1 20); do
+    alive=0; for pid in "${pids[@]}"; do kill -0 -- "-$pid" 2>/dev/null && alive=1; done
+    [ $alive = 0 ] && break; sleep 0.5
+  done
+  for pid in "${pids[@]}"; do kill -KILL -- "-$pid" 2>/dev/null; done
+  exit 0
+}
+trap stop INT TERM EXIT
+
+start web $PY manage.py runserver "0.0.0.0:$PORT"
+start worker .venv/bin/celery -A ispops worker -l info --concurrency 2 -n "worker@%h"
+start beat .venv/bin/celery -A ispops beat -l info --schedule var/celerybeat-schedule
+
+sleep 2
+cat <<MSG
+
+  ispops is running. Ctrl-C stops web, worker and beat.
+
+  Demo ISP       http://demo.localhost:$PORT/
+  Platform       http://localhost:$PORT/platform/
+  Health         http://localhost:$PORT/healthz
+
+  Logins (password demo-pass-2026):
+    platform admin  platform@ispops.local   (on http://localhost:$PORT/)
+    owner           owner@demo.ispops.local
+    admin           admin@demo.ispops.local
+    finance         finance@demo.ispops.local
+    support         support@demo.ispops.local
+    technician      tech@demo.ispops.local
+
+MSG
+wait

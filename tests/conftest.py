@@ -1,0 +1,211 @@
+"""Shared fixtures: two ISPs (alpha, beta) and the demo ISP, created once per session,
+with a named staff member per role; a real Celery worker; a live server.
+
+Tenants are created once (a schema costs about a second) and committed; every test
+then runs inside a transaction that is rolled back, so tests never see each other's
+rows. Tests that need another process (worker, browser) to see their data use the
+committed session data only.
+"""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from django.db import connection
+from django.test import Client
+from django_tenants.utils import tenant_context
+
+from ispops.staff.models import Branch, Role, User
+from ispops.tenancy.management.commands.seed_demo import ensure_public_tenant
+from ispops.tenancy.models import Isp
+from ispops.tenancy.services import create_isp
+
+ROOT = Path(__file__).resolve().parent.parent
+PASSWORD = "correct-horse-battery-9"
+# Playwright's sync API runs an event loop in this thread; the ORM refuses to run
+# beside one unless told that the tests know what they are doing.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+
+@dataclass
+class Tenant:
+    isp: Isp
+    host: str
+    people: dict  # role -> User
+
+    def __getattr__(self, role):
+        try:
+            return self.people[role]
+        except KeyError:
+            raise AttributeError(role) from None
+
+    def client(self, user: User | None = None) -> Client:
+        client = Client(HTTP_HOST=self.host)
+        if user is not None:
+            # Sessions live in the ISP's schema, so the login is made inside it.
+            with tenant_context(self.isp):
+                client.force_login(user)
+            connection.set_schema_to_public()
+        return client
+
+
+def _make_tenant(schema: str, name: str, extra_branches: int = 0) -> Tenant:
+    host = f"{schema}.localhost"
+    isp, _ = create_isp(
+        schema=schema,
+        name=name,
+        domain=host,
+        owner_email=f"owner@{schema}.test",
+        owner_password=PASSWORD,
+    )
+    with tenant_context(isp):
+        people = {Role.OWNER: User.objects.get(email=f"owner@{schema}.test")}
+        for role in (Role.ADMIN, Role.FINANCE, Role.SUPPORT, Role.TECHNICIAN):
+            people[role] = User.objects.create_user(
+                f"{role}@{schema}.test", PASSWORD, role=role, full_name=f"{role.title()} {name}"
+            )
+        for i in range(1 + extra_branches):
+            Branch.objects.create(name=f"{name} branch {i}", code=f"{schema}-{i}")
+    connection.set_schema_to_public()
+    return Tenant(isp=isp, host=host, people=people)
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    """The test database with the platform host, alpha, beta and demo ISPs committed."""
+    from django.core.management import call_command
+
+    with django_db_blocker.unblock():
+        ensure_public_tenant()
+        tenants = {
+            "alpha": _make_tenant("alpha", "Alpha Net"),
+            # beta gets more rows so some of its ids exist nowhere in alpha.
+            "beta": _make_tenant("beta", "Beta Wireless", extra_branches=5),
+        }
+        with open(os.devnull, "w") as quiet:
+            call_command("seed_demo", stdout=quiet)
+    yield tenants
+
+
+@pytest.fixture(scope="session")
+def tenants(django_db_setup):
+    return django_db_setup
+
+
+@pytest.fixture
+def alpha(tenants, db):
+    yield tenants["alpha"]
+    connection.set_schema_to_public()
+
+
+@pytest.fixture
+def beta(tenants, db):
+    yield tenants["beta"]
+    connection.set_schema_to_public()
+
+
+@pytest.fixture
+def in_alpha(alpha):
+    """Run the test body inside alpha's schema."""
+    with tenant_context(alpha.isp):
+        yield alpha
+
+
+# --- real processes -----------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def subprocess_database_url() -> str:
+    settings_dict = connection.settings_dict
+    user, password = settings_dict["USER"], settings_dict["PASSWORD"]
+    auth = f"{user}:{password}@" if password else f"{user}@"
+    return (
+        f"postgres://{auth}{settings_dict['HOST']}:{settings_dict['PORT']}/{settings_dict['NAME']}"
+    )
+
+
+@pytest.fixture(scope="session")
+def celery_worker_process(django_db_setup):
+    """A real `celery -A ispops worker` on the test database and the tests' Redis db."""
+    from ispops.celery import app
+
+    env = {**os.environ, "DATABASE_URL": subprocess_database_url()}
+    name = f"pytest-{os.getpid()}@%h"
+    (ROOT / "var").mkdir(exist_ok=True)
+    log = open(ROOT / "var" / "test-worker.log", "w")  # noqa: SIM115 (closed at teardown)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "ispops",
+            "worker",
+            "--pool",
+            "solo",
+            "-n",
+            name,
+            "-l",
+            "info",
+            "--without-mingle",
+            "--without-gossip",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError("the Celery worker exited at start; see var/test-worker.log")
+        if app.control.ping(timeout=0.5):
+            break
+    else:
+        proc.kill()
+        raise RuntimeError("the Celery worker did not answer within 30 s")
+    yield proc
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+
+
+@pytest.fixture(scope="session")
+def live_server_url(django_db_setup):
+    """A threaded live server on the test database, serving every host (session-wide).
+
+    pytest-django's live_server needs transactional_db, whose flush would wipe the
+    session's tenants; this one only reads what the session committed.
+    """
+    from django.contrib.staticfiles.handlers import StaticFilesHandler
+    from django.test.testcases import LiveServerThread
+
+    thread = LiveServerThread("127.0.0.1", StaticFilesHandler, port=0)
+    thread.daemon = True
+    thread.start()
+    thread.is_ready.wait()
+    if thread.error:
+        raise thread.error
+    yield thread.port
+    thread.terminate()
+
+
+def pytest_collection_modifyitems(items):
+    """Every test gets the test database: a run that selected only tests without a db
+    fixture would otherwise let the session fixtures write to the development one."""
+    for item in items:
+        if item.get_closest_marker("django_db") is None:
+            item.add_marker(pytest.mark.django_db)
