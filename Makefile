@@ -44,7 +44,7 @@ test: .venv/.installed
 	$(PY) manage.py makemigrations --check --dry-run -v 1
 	.venv/bin/pytest $(PYTEST_ARGS)
 
-bench: services
+bench: seed
 	$(PY) -m bench
 
 clean:

@@ -77,6 +77,8 @@ DATABASE_ROUTERS = ("django_tenants.routers.TenantSyncRouter",)
 MIDDLEWARE = [
     # Health answers before tenant routing so it works on any host, known or not.
     "ispops.healthz.HealthzMiddleware",
+    # Static files likewise need no tenant, session or role.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django_tenants.middleware.main.TenantMainMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -142,6 +144,9 @@ LOGOUT_REDIRECT_URL = "login"
 # the window locks further attempts until the window has passed since the last one.
 LOGIN_FAILURE_LIMIT = env_int("ISPOPS_LOGIN_FAILURE_LIMIT", 5)
 LOGIN_FAILURE_WINDOW_SECONDS = env_int("ISPOPS_LOGIN_FAILURE_WINDOW", 15 * 60)
+# Behind a proxy REMOTE_ADDR is the proxy; name the META key the proxy sets to the
+# client's address (e.g. HTTP_X_REAL_IP). Empty: trust no header, it could be forged.
+CLIENT_IP_HEADER = env_str("ISPOPS_CLIENT_IP_HEADER", "")
 
 # Sessions expire after this much idle time (the cookie is renewed on each request).
 SESSION_COOKIE_AGE = env_int("ISPOPS_SESSION_SECONDS", 8 * 3600)
@@ -163,6 +168,15 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = Path(env_str("ISPOPS_STATIC_ROOT", str(VAR_DIR / "static")))
 MEDIA_ROOT = Path(env_str("ISPOPS_MEDIA_ROOT", str(VAR_DIR / "media")))
 MEDIA_URL = "/media/"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+# Development serves straight from static/ without collectstatic (WhiteNoise still
+# wants STATIC_ROOT to exist, so it is made here).
+WHITENOISE_USE_FINDERS = DEBUG
+if DEBUG:
+    STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
@@ -175,6 +189,8 @@ DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", f"ispops <noreply@{PLATFORM_D
 # Secrets at rest (router passwords, Daraja keys): comma-separated Fernet keys, the
 # first encrypts, all decrypt (so keys can be rotated). ispops.lib.crypto reads it.
 ENCRYPTION_KEYS = env_list("ISPOPS_ENCRYPTION_KEY", [])
+if not ENCRYPTION_KEYS and not DEBUG:
+    raise ImproperlyConfigured("ISPOPS_ENCRYPTION_KEY must be set when ISPOPS_DEBUG=0")
 ENCRYPTION_KEY_FILE = VAR_DIR / "encryption.key"
 
 # Celery: Redis is broker and result store; tasks run in their ISP's schema.

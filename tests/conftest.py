@@ -90,6 +90,13 @@ def django_db_setup(django_db_setup, django_db_blocker):
         with open(os.devnull, "w") as quiet:
             call_command("seed_demo", stdout=quiet)
     yield tenants
+    # Threads of the live server still parked on a browser's keep-alive socket hold
+    # connections that would stop pytest-django from dropping the test database.
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
 
 
 @pytest.fixture(scope="session")

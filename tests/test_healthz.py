@@ -20,7 +20,6 @@ def _health(client, host="localhost"):
 def test_healthz_all_up_with_a_worker(client, tenants, db, celery_worker_process):
     report = _health(client)
     assert report["db"] == report["redis"] == report["workers"] == "ok"
-    assert report["worker_count"] >= 1
     assert report["status"] == "ok"
 
 

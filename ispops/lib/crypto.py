@@ -3,7 +3,8 @@
 Keys come from ISPOPS_ENCRYPTION_KEY: comma-separated Fernet keys, the first one
 encrypts and every one decrypts, so a key is rotated by putting the new one first and
 re-saving the rows. In development (ISPOPS_DEBUG=1, the default) a missing key is
-generated once into var/encryption.key; production refuses to start without one.
+generated once into var/encryption.key; with ISPOPS_DEBUG=0 settings.py refuses to
+load without one.
 """
 
 import functools

@@ -1,4 +1,5 @@
 from django import forms
+from django.conf import settings
 from django.contrib.auth.forms import AuthenticationForm
 
 from ispops.staff import services
@@ -6,8 +7,8 @@ from ispops.staff.models import Branch, Role, User
 
 
 def client_ip(request) -> str | None:
-    # Behind the production proxy REMOTE_ADDR is the proxy; it sets X-Real-IP.
-    return request.META.get("HTTP_X_REAL_IP") or request.META.get("REMOTE_ADDR")
+    header = settings.CLIENT_IP_HEADER
+    return (header and request.META.get(header)) or request.META.get("REMOTE_ADDR")
 
 
 class ThrottledLoginForm(AuthenticationForm):
