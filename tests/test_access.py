@@ -69,3 +69,11 @@ def test_platform_page_needs_a_platform_admin(tenants, db, client):
 
 def test_platform_page_does_not_exist_on_an_isp_host(alpha):
     assert alpha.client(alpha.owner).get("/platform/").status_code == 404
+
+
+def test_platform_admin_can_change_their_password_on_the_platform_host(tenants, db, client):
+    from ispops.staff.models import User
+
+    admin = User.objects.create_superuser("root2@platform.test", "x-pass-12345")
+    client.force_login(admin)
+    assert client.get("/password/change/", HTTP_HOST="localhost").status_code == 200

@@ -100,7 +100,9 @@ def _on_save(sender, instance, created, raw=False, **kwargs):
                 changes[_field_name(sender, name)] = [_plain(old), _plain(new)]
     instance._audit_before = now
     if created:
-        record(instance, "create", {k: v[1] for k, v in changes.items()})
+        # A new record lists the values it was given; empty ones say nothing.
+        given = {k: v[1] for k, v in changes.items() if v[1] not in (None, "", [], {})}
+        record(instance, "create", given)
     elif changes:
         record(instance, "update", changes)
 

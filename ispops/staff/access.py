@@ -11,6 +11,7 @@ from ispops.staff.models import Role
 
 PUBLIC = "public"  # anyone, e.g. the login page
 PLATFORM = "platform"  # platform admins, on the public host only
+LOGGED_IN = "logged-in"  # anyone logged in on this host (their own password, say)
 ALL_STAFF = frozenset(Role.values)
 MANAGERS = frozenset({Role.OWNER, Role.ADMIN})
 
@@ -28,6 +29,12 @@ def roles(*allowed: str) -> Callable:
 def any_staff(view):
     """Allow every logged-in, active staff member of this ISP."""
     return _declare(ALL_STAFF)(view)
+
+
+def logged_in(view):
+    """Allow anyone logged in on this host: staff of this ISP, or platform admins on
+    the platform host (sessions live per schema, so that is all a login can be)."""
+    return _declare(LOGGED_IN)(view)
 
 
 def public(view):

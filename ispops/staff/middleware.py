@@ -8,7 +8,7 @@ from django.core.exceptions import PermissionDenied
 from django.db import connection
 from django.http import Http404
 
-from ispops.staff.access import PLATFORM, PUBLIC, declared_roles
+from ispops.staff.access import LOGGED_IN, PLATFORM, PUBLIC, declared_roles
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,9 @@ class RoleRequiredMiddleware:
             return None
 
         on_public_host = connection.schema_name == "public"
-        if audience == PLATFORM:
+        if audience == LOGGED_IN:
+            pass
+        elif audience == PLATFORM:
             # Platform pages do not exist on an ISP's host.
             if not on_public_host:
                 raise Http404
@@ -42,7 +44,9 @@ class RoleRequiredMiddleware:
         user = request.user
         if not user.is_authenticated:
             return redirect_to_login(request.get_full_path())
-        if audience == PLATFORM:
+        if audience == LOGGED_IN:
+            allowed = user.is_active
+        elif audience == PLATFORM:
             allowed = user.is_active and user.is_superuser
         else:
             allowed = user.is_active and user.role in audience

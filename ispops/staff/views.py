@@ -7,7 +7,7 @@ from django.db import connection
 from django.shortcuts import get_object_or_404, redirect, render
 
 from ispops.staff import services
-from ispops.staff.access import MANAGERS, any_staff, public, roles
+from ispops.staff.access import MANAGERS, any_staff, logged_in, public, roles
 from ispops.staff.forms import BranchForm, InviteForm, StaffForm, ThrottledLoginForm
 from ispops.staff.models import Branch, Role, User
 
@@ -25,8 +25,8 @@ class LoginView(auth_views.LoginView):
 
 login = public(LoginView.as_view())
 logout = public(auth_views.LogoutView.as_view())
-password_change = any_staff(auth_views.PasswordChangeView.as_view())
-password_change_done = any_staff(auth_views.PasswordChangeDoneView.as_view())
+password_change = logged_in(auth_views.PasswordChangeView.as_view())
+password_change_done = logged_in(auth_views.PasswordChangeDoneView.as_view())
 password_reset = public(auth_views.PasswordResetView.as_view())
 password_reset_done = public(auth_views.PasswordResetDoneView.as_view())
 password_reset_confirm = public(auth_views.PasswordResetConfirmView.as_view())
