@@ -47,6 +47,7 @@ SHARED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django.contrib.humanize",
+    "django.contrib.postgres",
     "django_htmx",
     "template_partials",
     "django_celery_beat",
@@ -113,6 +114,9 @@ WSGI_APPLICATION = "ispops.wsgi.application"
 DATABASE_URL = env_str("DATABASE_URL", "postgres://ispops:ispops@127.0.0.1:5432/ispops")
 DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
 DATABASES["default"]["ENGINE"] = "django_tenants.postgresql_backend"
+# Two test runs at once (say, two checkouts) each need their own test database.
+if os.environ.get("ISPOPS_TEST_DB"):
+    DATABASES["default"]["TEST"] = {"NAME": os.environ["ISPOPS_TEST_DB"]}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 

@@ -4,4 +4,6 @@ from django.urls import include, path
 
 urlpatterns = [
     path("", include("ispops.staff.urls")),
+    path("", include("subscribers.urls")),
+    path("", include("network.urls")),
 ]

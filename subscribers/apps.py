@@ -3,3 +3,16 @@ from django.apps import AppConfig
 
 class SubscribersConfig(AppConfig):
     name = "subscribers"
+
+    def ready(self):
+        from ispops import audit
+        from subscribers import models as m
+
+        audit.register(m.Plan)
+        audit.register(m.NetworkSite)
+        audit.register(m.Customer, exclude=["search"])
+        audit.register(m.ServiceAccount, secret=["password"])
+        audit.register(m.AddOn)
+        audit.register(m.Discount)
+        audit.register(m.Installation)
+        audit.register(m.SubscriberSettings)

@@ -11,6 +11,6 @@ with neither, the entry says "system". QuerySet.update() bypasses signals, so se
 that use it on audited models call `audit.record()` themselves.
 """
 
-from ispops.audit.registry import acting_as, current_actor, record, register
+from ispops.audit.registry import acting_as, current_actor, describe_actor, record, register
 
-__all__ = ["acting_as", "current_actor", "record", "register"]
+__all__ = ["acting_as", "current_actor", "describe_actor", "record", "register"]

@@ -54,9 +54,7 @@ def record(obj, action, changes, *, actor=None):
     """Write one audit entry for `obj` (for changes made without save())."""
     from ispops.audit.models import AuditEntry
 
-    who = actor if actor is not None else _actor.get()
-    user = who if _is_user(who) else None
-    label = (str(who.email) if user else str(who)) if who is not None else SYSTEM
+    user, label = describe_actor(actor if actor is not None else _actor.get())
     AuditEntry.objects.create(
         actor=user,
         actor_label=label[:200],
@@ -66,6 +64,15 @@ def record(obj, action, changes, *, actor=None):
         object_repr=str(obj)[:200],
         changes=changes,
     )
+
+
+def describe_actor(who) -> tuple:
+    """(user or None, label) for whoever acts: a user, a job's name, or nobody (system)."""
+    if who is None:
+        return None, SYSTEM
+    if _is_user(who):
+        return who, str(who.email)[:200]
+    return None, str(who)[:200]
 
 
 def _is_user(who) -> bool:

@@ -1,0 +1,4 @@
+from network import views
+
+app_name = "network"
+urlpatterns = [*views.urls]

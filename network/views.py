@@ -1,0 +1,3 @@
+"""Router pages."""
+
+urls = []

@@ -1,0 +1,667 @@
+"""Operations on subscribers. Views, commands, imports and other apps call these.
+
+- the status machine of a service account (`change_status`), the one way statuses move;
+- activation (`activate`), which starts billing and router provisioning by recording
+  ServiceIntents in the same transaction (the billing and network apps consume them);
+- the lead-to-activation pipeline (`create_lead`, `advance_installation`, technician
+  `start_job` / `complete_job`);
+- customers' account numbers, search text and status summary.
+"""
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from billing import services as billing_services
+from ispops import audit
+from ispops.lib.phones import InvalidPhone, normalise_phone
+from subscribers.models import (
+    AddOn,
+    Customer,
+    Discount,
+    Installation,
+    InstallationStep,
+    Plan,
+    ServiceAccount,
+    ServiceIntent,
+    StatusChange,
+    SubscriberSettings,
+)
+
+Status = ServiceAccount.Status
+Stage = Installation.Stage
+
+
+class SubscriberError(ValueError):
+    """A change the rules refuse; str() is the reason shown to staff."""
+
+
+class IllegalTransition(SubscriberError):
+    pass
+
+
+# --- speeds -------------------------------------------------------------------------
+
+_SPEED_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmMgG]?)(?:bps|b)?\s*$")
+_UNIT_KBPS = {"": 1, "k": 1, "m": 1000, "g": 1_000_000}
+
+
+def parse_speed(text: str) -> int:
+    """'10M' -> 10000 kbps, '512k' -> 512, '1.5M' -> 1500, '1G' -> 1000000."""
+    match = _SPEED_RE.match(str(text or ""))
+    if not match:
+        raise SubscriberError(f"bad speed {text!r}: use a number with k, M or G, like 10M")
+    kbps = round(float(match.group(1)) * _UNIT_KBPS[match.group(2).lower()])
+    if kbps <= 0:
+        raise SubscriberError(f"bad speed {text!r}: must be above zero")
+    return kbps
+
+
+def format_speed(kbps: int | None) -> str:
+    """10000 -> '10M', 1500 -> '1500k', 512 -> '512k' (RouterOS rate-limit notation)."""
+    if not kbps:
+        return ""
+    if kbps % 1_000_000 == 0:
+        return f"{kbps // 1_000_000}G"
+    if kbps % 1000 == 0:
+        return f"{kbps // 1000}M"
+    return f"{kbps}k"
+
+
+# --- account numbers ----------------------------------------------------------------
+
+_PATTERN_RE = re.compile(r"^([A-Za-z0-9]*)\{seq(?::(\d{1,2}))?\}([A-Za-z0-9]*)$")
+
+
+def expand_account_pattern(pattern: str, seq: int) -> str:
+    match = _PATTERN_RE.match(pattern)
+    if not match:
+        raise SubscriberError(
+            f"bad account pattern {pattern!r}: letters/digits around one {{seq}} or {{seq:5}}"
+        )
+    prefix, width, suffix = match.groups()
+    return f"{prefix}{seq:0{int(width or 1)}d}{suffix}".upper()
+
+
+def validate_account_pattern(pattern: str) -> str:
+    sample = expand_account_pattern(pattern, 99999)
+    if len(sample) > 12:
+        raise SubscriberError("account numbers must fit in 12 characters (M-Pesa's limit)")
+    return pattern
+
+
+def normalise_account(account: str) -> str:
+    """Account numbers are matched case- and space-insensitively (M-Pesa users type them)."""
+    return re.sub(r"\s+", "", account or "").upper()
+
+
+def next_account_number() -> str:
+    """The next free account number from the ISP's pattern.
+
+    The settings row is locked for the increment, so two customers created at once never
+    get the same number; numbers already taken (imported) are skipped.
+    """
+    with transaction.atomic():
+        SubscriberSettings.load()
+        cfg = SubscriberSettings.objects.select_for_update().get(pk=1)
+        while True:
+            account = expand_account_pattern(cfg.account_pattern, cfg.next_account_seq)
+            cfg.next_account_seq += 1
+            if not Customer.objects.filter(account=account).exists():
+                break
+        SubscriberSettings.objects.filter(pk=1).update(next_account_seq=cfg.next_account_seq)
+    return account
+
+
+# --- customers ----------------------------------------------------------------------
+
+# The liveliest status of a customer's service accounts summarises the customer.
+_SUMMARY_ORDER = [
+    Status.ACTIVE,
+    Status.SUSPENDED,
+    Status.INSTALLING,
+    Status.SURVEY,
+    Status.LEAD,
+    Status.TERMINATED,
+]
+
+
+def summary_status(statuses) -> str:
+    present = set(statuses)
+    for status in _SUMMARY_ORDER:
+        if status in present:
+            return status
+    return Customer.Status.LEAD
+
+
+def search_text(customer: Customer, usernames=()) -> str:
+    parts = [
+        customer.account,
+        customer.name,
+        customer.phone,
+        customer.alt_phone,
+        customer.email,
+        customer.id_number,
+        *usernames,
+    ]
+    return " ".join(p for p in parts if p).lower()
+
+
+def refresh_customer(customer: Customer) -> None:
+    """Recompute the customer's status summary and search text from their accounts."""
+    rows = list(customer.service_accounts.values_list("status", "username"))
+    customer.status = summary_status(status for status, _ in rows)
+    customer.search = search_text(customer, [u for _, u in rows if u])
+    Customer.objects.filter(pk=customer.pk).update(status=customer.status, search=customer.search)
+
+
+def clean_phone(raw: str, *, required: bool = True) -> str:
+    if not raw and not required:
+        return ""
+    try:
+        return normalise_phone(raw)
+    except InvalidPhone as exc:
+        raise SubscriberError(str(exc)) from None
+
+
+CUSTOMER_FIELDS = (
+    "name",
+    "phone",
+    "alt_phone",
+    "email",
+    "id_number",
+    "address",
+    "latitude",
+    "longitude",
+    "branch",
+    "site",
+    "notes",
+    "tags",
+)
+
+
+def create_customer(*, actor, account: str = "", **fields) -> Customer:
+    fields["phone"] = clean_phone(fields.get("phone", ""))
+    fields["alt_phone"] = clean_phone(fields.get("alt_phone", ""), required=False)
+    with transaction.atomic(), audit.acting_as(actor):
+        account = normalise_account(account) or next_account_number()
+        if Customer.objects.filter(account=account).exists():
+            raise SubscriberError(f"account {account} already exists")
+        customer = Customer(account=account, **{k: v for k, v in fields.items() if v is not None})
+        customer.search = search_text(customer)
+        customer.save()
+    return customer
+
+
+def update_customer(customer: Customer, *, actor, **fields) -> Customer:
+    if "phone" in fields:
+        fields["phone"] = clean_phone(fields["phone"])
+    if "alt_phone" in fields:
+        fields["alt_phone"] = clean_phone(fields["alt_phone"], required=False)
+    with transaction.atomic(), audit.acting_as(actor):
+        for name, value in fields.items():
+            setattr(customer, name, value)
+        customer.save(update_fields=list(fields))
+        refresh_customer(customer)
+    return customer
+
+
+# --- the status machine -------------------------------------------------------------
+
+TRANSITIONS: dict[str, set[str]] = {
+    Status.LEAD: {Status.SURVEY, Status.INSTALLING, Status.TERMINATED},
+    Status.SURVEY: {Status.LEAD, Status.INSTALLING, Status.TERMINATED},
+    Status.INSTALLING: {Status.SURVEY, Status.ACTIVE, Status.TERMINATED},
+    Status.ACTIVE: {Status.SUSPENDED, Status.TERMINATED},
+    Status.SUSPENDED: {Status.ACTIVE, Status.TERMINATED},
+    Status.TERMINATED: set(),
+}
+
+# What the router and billing must do when an account moves (from, to) -> intents.
+_INTENTS = {
+    (Status.INSTALLING, Status.ACTIVE): [
+        ServiceIntent.Kind.START_BILLING,
+        ServiceIntent.Kind.PROVISION,
+    ],
+    (Status.ACTIVE, Status.SUSPENDED): [ServiceIntent.Kind.SUSPEND],
+    (Status.SUSPENDED, Status.ACTIVE): [ServiceIntent.Kind.RESTORE],
+    (Status.ACTIVE, Status.TERMINATED): [
+        ServiceIntent.Kind.STOP_BILLING,
+        ServiceIntent.Kind.REMOVE,
+    ],
+    (Status.SUSPENDED, Status.TERMINATED): [
+        ServiceIntent.Kind.STOP_BILLING,
+        ServiceIntent.Kind.REMOVE,
+    ],
+}
+
+
+def allowed_moves(status: str) -> list[str]:
+    return [s for s in Status.values if s in TRANSITIONS[status]]
+
+
+def change_status(account: ServiceAccount, to: str, *, actor, reason: str) -> ServiceAccount:
+    """Move a service account to `to`, or raise IllegalTransition and change nothing.
+
+    The row is locked first, so two staff (or a payment and a dunning run) changing the
+    same account are serialised and the second sees the first's result.
+    """
+    if to not in Status.values:
+        raise IllegalTransition(f"unknown status {to!r}")
+    reason = (reason or "").strip()
+    if not reason:
+        raise SubscriberError("say why the status changes")
+    user, label = audit.describe_actor(actor)
+    with transaction.atomic(), audit.acting_as(actor):
+        locked = ServiceAccount.objects.select_for_update().get(pk=account.pk)
+        current = locked.status
+        if to not in TRANSITIONS[current]:
+            raise IllegalTransition(
+                f"cannot move {locked} from {Status(current).label} to {Status(to).label}"
+            )
+        now = timezone.now()
+        locked.status = to
+        fields = ["status"]
+        stamp = {
+            Status.ACTIVE: "activated_at",
+            Status.SUSPENDED: "suspended_at",
+            Status.TERMINATED: "terminated_at",
+        }.get(to)
+        if stamp and not (to == Status.ACTIVE and current == Status.SUSPENDED):
+            setattr(locked, stamp, now)
+            fields.append(stamp)
+        locked.save(update_fields=fields)
+        StatusChange.objects.create(
+            service_account=locked,
+            from_status=current,
+            to_status=to,
+            at=now,
+            actor=user,
+            actor_label=label,
+            reason=reason[:255],
+        )
+        for kind in _INTENTS.get((current, to), []):
+            ServiceIntent.objects.create(service_account=locked, kind=kind, actor_label=label)
+        refresh_customer(locked.customer)
+    account.refresh_from_db()
+    return account
+
+
+def activate(account: ServiceAccount, *, actor, reason: str = "Activated") -> ServiceAccount:
+    """Turn service on: status active, and billing and router provisioning requested
+    (as ServiceIntents written with the status change, so neither can be lost)."""
+    return change_status(account, Status.ACTIVE, actor=actor, reason=reason)
+
+
+def pending_intents(account: ServiceAccount):
+    return account.intents.filter(processed_at__isnull=True)
+
+
+# --- service accounts, add-ons, discounts ---------------------------------------------
+
+
+def create_service_account(
+    *,
+    actor,
+    customer: Customer,
+    plan: Plan,
+    username: str = "",
+    password: str = "",
+    static_ip=None,
+    mac: str = "",
+    router=None,
+    site=None,
+    status: str = Status.LEAD,
+    reason: str = "Created",
+    expires_at: datetime | None = None,
+) -> ServiceAccount:
+    username = (username or "").strip()
+    if (
+        username
+        and ServiceAccount.objects.filter(username=username)
+        .exclude(status=Status.TERMINATED)
+        .exists()
+    ):
+        raise SubscriberError(f"username {username} is already in use")
+    user, label = audit.describe_actor(actor)
+    with transaction.atomic(), audit.acting_as(actor):
+        account = ServiceAccount.objects.create(
+            customer=customer,
+            plan=plan,
+            service=plan.service,
+            username=username,
+            password=password,
+            static_ip=static_ip or None,
+            mac=mac,
+            router=router,
+            site=site or customer.site,
+            status=status,
+            expires_at=expires_at,
+            activated_at=timezone.now() if status == Status.ACTIVE else None,
+        )
+        StatusChange.objects.create(
+            service_account=account,
+            from_status="",
+            to_status=status,
+            actor=user,
+            actor_label=label,
+            reason=reason,
+        )
+        refresh_customer(customer)
+    return account
+
+
+def change_plan(account: ServiceAccount, plan: Plan, *, actor) -> ServiceAccount:
+    """Record a plan change. Billing prorates it (billing issue); the router profile
+    follows through a provisioning intent when the account is live."""
+    if plan.pk == account.plan_id:
+        return account
+    with transaction.atomic(), audit.acting_as(actor):
+        account.plan = plan
+        account.service = plan.service
+        account.save(update_fields=["plan", "service"])
+        if account.status in (Status.ACTIVE, Status.SUSPENDED):
+            _, label = audit.describe_actor(actor)
+            ServiceIntent.objects.create(
+                service_account=account, kind=ServiceIntent.Kind.PROVISION, actor_label=label
+            )
+    return account
+
+
+def add_addon(account: ServiceAccount, *, actor, **fields) -> AddOn:
+    with transaction.atomic(), audit.acting_as(actor):
+        return AddOn.objects.create(service_account=account, **fields)
+
+
+def add_discount(account: ServiceAccount, *, actor, **fields) -> Discount:
+    with transaction.atomic(), audit.acting_as(actor):
+        return Discount.objects.create(service_account=account, **fields)
+
+
+def end_addon(addon: AddOn, *, actor, on=None) -> AddOn:
+    on = on or timezone.localdate()
+    with transaction.atomic(), audit.acting_as(actor):
+        addon.ends_on = max(on, addon.starts_on)
+        addon.save(update_fields=["ends_on"])
+    return addon
+
+
+# --- lead to activation ---------------------------------------------------------------
+
+STAGE_ORDER = [
+    Stage.LEAD,
+    Stage.SURVEY,
+    Stage.QUOTED,
+    Stage.SCHEDULED,
+    Stage.EQUIPPED,
+    Stage.INSTALLED,
+    Stage.ACTIVATED,
+    Stage.CONFIRMED,
+]
+# The service account's status each stage needs (moved through change_status).
+_STAGE_STATUS = {
+    Stage.SURVEY: Status.SURVEY,
+    Stage.SCHEDULED: Status.INSTALLING,
+    Stage.ACTIVATED: Status.ACTIVE,
+    Stage.CANCELLED: Status.TERMINATED,
+}
+
+
+def next_stage(stage: str) -> str | None:
+    if stage not in STAGE_ORDER or stage == STAGE_ORDER[-1]:
+        return None
+    return STAGE_ORDER[STAGE_ORDER.index(stage) + 1]
+
+
+@dataclass
+class LeadDetails:
+    name: str
+    phone: str
+    plan: Plan
+    email: str = ""
+    address: str = ""
+    latitude: object = None
+    longitude: object = None
+    branch: object = None
+    site: object = None
+    source: str = ""
+    notes: str = ""
+
+
+def create_lead(details: LeadDetails, *, actor) -> Installation:
+    """A prospective subscriber: a customer, a service account in status lead, and the
+    installation that will carry it through to activation."""
+    with transaction.atomic(), audit.acting_as(actor):
+        customer = create_customer(
+            actor=actor,
+            name=details.name,
+            phone=details.phone,
+            email=details.email,
+            address=details.address,
+            latitude=details.latitude,
+            longitude=details.longitude,
+            branch=details.branch,
+            site=details.site,
+            notes=details.notes,
+        )
+        account = create_service_account(
+            actor=actor, customer=customer, plan=details.plan, site=details.site, reason="New lead"
+        )
+        installation = Installation.objects.create(service_account=account, source=details.source)
+        _record_step(installation, Stage.LEAD, actor, "Lead recorded")
+    return installation
+
+
+def _record_step(installation, stage, actor, note=""):
+    user, label = audit.describe_actor(actor)
+    InstallationStep.objects.create(
+        installation=installation, stage=stage, actor=user, actor_label=label, note=note
+    )
+
+
+def advance_installation(
+    installation: Installation,
+    to: str,
+    *,
+    actor,
+    note: str = "",
+    technician=None,
+    scheduled_for=None,
+    quote_amount=None,
+    serials=None,
+) -> Installation:
+    """Move an installation to its next stage (or cancel it), with what that stage needs.
+
+    The installation row is locked, so a technician completing a job and an office
+    user moving the same lead cannot both act on a stale stage.
+    """
+    with transaction.atomic(), audit.acting_as(actor):
+        inst = Installation.objects.select_for_update().get(pk=installation.pk)
+        if inst.stage in (Stage.CONFIRMED, Stage.CANCELLED):
+            raise IllegalTransition(f"this installation is already {inst.get_stage_display()}")
+        if to == Stage.CANCELLED:
+            if inst.stage in (Stage.ACTIVATED,):
+                raise IllegalTransition("an activated service is terminated, not cancelled")
+            if not note.strip():
+                raise SubscriberError("say why the lead is cancelled")
+        elif to != next_stage(inst.stage):
+            expected = Stage(next_stage(inst.stage)).label if next_stage(inst.stage) else "none"
+            raise IllegalTransition(
+                f"cannot go from {inst.get_stage_display()} to {Stage(to).label}; "
+                f"next is {expected}"
+            )
+        fields = ["stage", "stage_since"]
+        if to == Stage.QUOTED:
+            if quote_amount is None:
+                raise SubscriberError("a quotation needs its amount")
+            inst.quote_amount = quote_amount
+            fields.append("quote_amount")
+        if to == Stage.SCHEDULED:
+            if technician is None or scheduled_for is None:
+                raise SubscriberError("scheduling needs a technician and a date")
+            _check_technician(technician)
+            inst.technician, inst.scheduled_for = technician, scheduled_for
+            fields += ["technician", "scheduled_for"]
+        if to == Stage.EQUIPPED:
+            clean = _clean_serials(serials)
+            if not clean:
+                raise SubscriberError("list the serial numbers of the equipment allocated")
+            inst.equipment_serials = clean
+            fields.append("equipment_serials")
+        if to == Stage.INSTALLED and inst.completed_at is None:
+            inst.completed_at = timezone.now()
+            fields.append("completed_at")
+        if to == Stage.SURVEY and note:
+            inst.survey_notes = note
+            fields.append("survey_notes")
+        inst.stage, inst.stage_since = to, timezone.now()
+        inst.save(update_fields=fields)
+        status = _STAGE_STATUS.get(to)
+        account = inst.service_account
+        if status and account.status != status:
+            change_status(
+                account, status, actor=actor, reason=note or f"Installation: {Stage(to).label}"
+            )
+        _record_step(inst, to, actor, note)
+    installation.refresh_from_db()
+    return installation
+
+
+def reschedule(
+    installation: Installation, *, actor, technician, scheduled_for, note: str = ""
+) -> Installation:
+    if installation.stage not in (Stage.SCHEDULED, Stage.EQUIPPED):
+        raise IllegalTransition("only a scheduled installation can be rescheduled")
+    _check_technician(technician)
+    with transaction.atomic(), audit.acting_as(actor):
+        installation.technician, installation.scheduled_for = technician, scheduled_for
+        installation.save(update_fields=["technician", "scheduled_for"])
+        _record_step(
+            installation,
+            installation.stage,
+            actor,
+            note or f"Rescheduled to {scheduled_for} with {technician}",
+        )
+    return installation
+
+
+def _check_technician(user) -> None:
+    from ispops.staff.models import Role
+
+    if not user.is_active or user.role not in (
+        Role.TECHNICIAN,
+        Role.SUPPORT,
+        Role.ADMIN,
+        Role.OWNER,
+    ):
+        raise SubscriberError(f"{user} cannot be given installation jobs")
+
+
+def _clean_serials(serials) -> list[str]:
+    if isinstance(serials, str):
+        serials = re.split(r"[\s,;]+", serials)
+    seen = []
+    for serial in serials or []:
+        serial = serial.strip().upper()
+        if serial and serial not in seen:
+            seen.append(serial)
+    return seen
+
+
+# --- technicians -----------------------------------------------------------------------
+
+
+def jobs_for(technician):
+    """Installations assigned to this technician that are still to do or done today."""
+    today = timezone.localdate()
+    return Installation.objects.filter(technician=technician).filter(
+        Q(stage__in=[Stage.SCHEDULED, Stage.EQUIPPED])
+        | Q(stage=Stage.INSTALLED, completed_at__date=today)
+    )
+
+
+def start_job(installation: Installation, *, actor) -> Installation:
+    if installation.stage not in (Stage.SCHEDULED, Stage.EQUIPPED):
+        raise IllegalTransition("this job is not waiting to be done")
+    with transaction.atomic(), audit.acting_as(actor):
+        updated = Installation.objects.filter(pk=installation.pk, started_at__isnull=True).update(
+            started_at=timezone.now()
+        )
+        if updated:
+            _record_step(installation, installation.stage, actor, "Technician started the job")
+    installation.refresh_from_db()
+    return installation
+
+
+def complete_job(
+    installation: Installation, *, actor, notes: str = "", serials=None
+) -> Installation:
+    """The technician has installed it: record notes and serials used, move to Installed."""
+    with transaction.atomic(), audit.acting_as(actor):
+        inst = Installation.objects.select_for_update().get(pk=installation.pk)
+        if inst.stage not in (Stage.SCHEDULED, Stage.EQUIPPED):
+            raise IllegalTransition("this job is not waiting to be done")
+        clean = _clean_serials(serials)
+        if clean:
+            inst.equipment_serials = list(dict.fromkeys([*inst.equipment_serials, *clean]))
+        if notes:
+            inst.technician_notes = notes
+        inst.started_at = inst.started_at or timezone.now()
+        inst.save(update_fields=["equipment_serials", "technician_notes", "started_at"])
+        if inst.stage == Stage.SCHEDULED:
+            # The technician brought the kit: allocation is recorded with the installation.
+            if not inst.equipment_serials:
+                raise SubscriberError("record the serial numbers of the equipment installed")
+            advance_installation(
+                inst,
+                Stage.EQUIPPED,
+                actor=actor,
+                serials=inst.equipment_serials,
+                note="Equipment recorded on site",
+            )
+            inst.refresh_from_db()
+        advance_installation(inst, Stage.INSTALLED, actor=actor, note=notes or "Installed")
+    installation.refresh_from_db()
+    return installation
+
+
+# --- status report ---------------------------------------------------------------------
+
+
+def account_status(account: str) -> dict:
+    """What `account_status` prints: the customer's accounts, balance and expiry."""
+    customer = (
+        Customer.objects.filter(account=normalise_account(account))
+        .prefetch_related("service_accounts__plan")
+        .first()
+    )
+    if customer is None:
+        raise SubscriberError(f"no customer with account {normalise_account(account)}")
+    accounts = list(customer.service_accounts.all())
+    expiries = [a.expires_at for a in accounts if a.expires_at]
+    return {
+        "account": customer.account,
+        "name": customer.name,
+        "status": customer.status,
+        "balance": str(billing_services.customer_balance(customer)),
+        "expires_at": _local_iso(max(expiries)) if expiries else None,
+        "service_accounts": [
+            {
+                "id": a.pk,
+                "username": a.username,
+                "plan": a.plan.name,
+                "service": a.service,
+                "status": a.status,
+                "expires_at": _local_iso(a.expires_at) if a.expires_at else None,
+            }
+            for a in accounts
+        ],
+    }
+
+
+def _local_iso(moment: datetime) -> str:
+    return timezone.localtime(moment).isoformat(timespec="seconds")

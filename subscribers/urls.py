@@ -1,0 +1,11 @@
+from subscribers.views import customers, imports, jobs, pipeline, plans, sites
+
+app_name = "subscribers"
+urlpatterns = [
+    *customers.urls,
+    *plans.urls,
+    *sites.urls,
+    *pipeline.urls,
+    *jobs.urls,
+    *imports.urls,
+]

@@ -1,0 +1,3 @@
+"""Customers pages."""
+
+urls = []

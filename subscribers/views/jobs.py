@@ -1,0 +1,3 @@
+"""Jobs pages."""
+
+urls = []

@@ -1,0 +1,3 @@
+"""Pipeline pages."""
+
+urls = []

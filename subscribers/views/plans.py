@@ -1,0 +1,3 @@
+"""Plans pages."""
+
+urls = []
