@@ -74,15 +74,18 @@ TENANT_DOMAIN_MODEL = "tenancy.Domain"
 PUBLIC_SCHEMA_URLCONF = "ispops.urls_public"
 ROOT_URLCONF = "ispops.urls"
 DATABASE_ROUTERS = ("django_tenants.routers.TenantSyncRouter",)
+# Send "SET search_path" only when the schema changes, not before every query.
+TENANT_LIMIT_SET_CALLS = True
 
 MIDDLEWARE = [
     # Health answers before tenant routing so it works on any host, known or not.
     "ispops.healthz.HealthzMiddleware",
     # Static files likewise need no tenant, session or role.
     "whitenoise.middleware.WhiteNoiseMiddleware",
-    "django_tenants.middleware.main.TenantMainMiddleware",
+    "ispops.tenancy.middleware.IspRoutingMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    "ispops.staff.middleware.SlidingSessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -152,9 +155,10 @@ LOGIN_FAILURE_WINDOW_SECONDS = env_int("ISPOPS_LOGIN_FAILURE_WINDOW", 15 * 60)
 # client's address (e.g. HTTP_X_REAL_IP). Empty: trust no header, it could be forged.
 CLIENT_IP_HEADER = env_str("ISPOPS_CLIENT_IP_HEADER", "")
 
-# Sessions expire after this much idle time (the cookie is renewed on each request).
+# Sessions expire after this much idle time. ispops.staff.middleware.SlidingSessionMiddleware
+# renews a session at most every SESSION_RENEW_SECONDS, not on every request (a write).
 SESSION_COOKIE_AGE = env_int("ISPOPS_SESSION_SECONDS", 8 * 3600)
-SESSION_SAVE_EVERY_REQUEST = True
+SESSION_RENEW_SECONDS = 300
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 SESSION_COOKIE_SECURE = env_bool("ISPOPS_SECURE_COOKIES", not DEBUG)

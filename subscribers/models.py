@@ -130,6 +130,36 @@ class CustomerQuerySet(models.QuerySet):
     def for_list(self):
         return self.select_related("branch", "site")
 
+    def search(self, term: str):
+        """Match name, phones, account, email, ID or username, in any case. A phone
+        typed as 07.. or +254.. is matched in its stored 254.. form."""
+        from ispops.lib.phones import InvalidPhone, normalise_phone
+
+        term = (term or "").strip().lower()
+        if not term:
+            return self
+        digits = "".join(ch for ch in term if ch.isdigit())
+        if len(digits) >= 9 and len(digits) >= len(term.replace(" ", "")) - 1:
+            try:
+                term = normalise_phone(term)
+            except InvalidPhone:
+                term = digits
+        return self.filter(search__contains=term)
+
+    def with_plan(self, plan):
+        return self.filter(
+            models.Exists(ServiceAccount.objects.filter(customer=models.OuterRef("pk"), plan=plan))
+        )
+
+    def at_sites(self, site_ids):
+        """Customers at these sites, or with a service account served from one of them."""
+        return self.filter(
+            Q(site_id__in=site_ids)
+            | models.Exists(
+                ServiceAccount.objects.filter(customer=models.OuterRef("pk"), site_id__in=site_ids)
+            )
+        )
+
 
 class Customer(models.Model):
     class Status(models.TextChoices):

@@ -665,3 +665,58 @@ def account_status(account: str) -> dict:
 
 def _local_iso(moment: datetime) -> str:
     return timezone.localtime(moment).isoformat(timespec="seconds")
+
+
+def update_service_account(
+    account: ServiceAccount,
+    *,
+    actor,
+    username: str,
+    password: str,
+    static_ip=None,
+    mac: str = "",
+    router=None,
+    site=None,
+) -> ServiceAccount:
+    """Change an account's login and network details. A blank password keeps the stored
+    one. A live account's router is told (a provisioning intent)."""
+    username = (username or "").strip()
+    if (
+        username
+        and ServiceAccount.objects.filter(username=username)
+        .exclude(status=Status.TERMINATED)
+        .exclude(pk=account.pk)
+        .exists()
+    ):
+        raise SubscriberError(f"username {username} is already in use")
+    with transaction.atomic(), audit.acting_as(actor):
+        account.username, account.static_ip, account.mac = username, static_ip or None, mac
+        account.router, account.site = router, site
+        fields = ["username", "static_ip", "mac", "router", "site"]
+        if password:
+            account.password = password
+            fields.append("password")
+        account.save(update_fields=fields)
+        if account.status in (Status.ACTIVE, Status.SUSPENDED):
+            _, label = audit.describe_actor(actor)
+            ServiceIntent.objects.create(
+                service_account=account, kind=ServiceIntent.Kind.PROVISION, actor_label=label
+            )
+        refresh_customer(account.customer)
+    return account
+
+
+def site_subtree_ids(site_id: int) -> set[int]:
+    """The site and every node below it (one query for the whole, small, tree)."""
+    from subscribers.models import NetworkSite
+
+    children: dict[int | None, list[int]] = {}
+    for pk, parent in NetworkSite.objects.values_list("id", "parent_id"):
+        children.setdefault(parent, []).append(pk)
+    found, stack = set(), [site_id]
+    while stack:
+        node = stack.pop()
+        if node not in found:
+            found.add(node)
+            stack.extend(children.get(node, []))
+    return found

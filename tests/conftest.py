@@ -88,7 +88,7 @@ def django_db_setup(django_db_setup, django_db_blocker):
             "beta": _make_tenant("beta", "Beta Wireless", extra_branches=5),
         }
         with open(os.devnull, "w") as quiet:
-            call_command("seed_demo", stdout=quiet)
+            call_command("seed_demo", "--subscribers", "40", stdout=quiet)
     yield tenants
     # Threads of the live server still parked on a browser's keep-alive socket hold
     # connections that would stop pytest-django from dropping the test database.

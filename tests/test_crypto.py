@@ -1,9 +1,14 @@
 """Secrets at rest: encrypted with the configured key, rotatable, never stored plain."""
 
+import os
+import subprocess
+import sys
+
 import pytest
 from django.db import connection
 
 from ispops.lib import crypto
+from tests.conftest import ROOT
 
 
 @pytest.fixture
@@ -44,7 +49,6 @@ def test_bad_key_is_a_configuration_error(fresh_keys):
 
 
 def test_development_key_is_generated_once(fresh_keys, settings, tmp_path):
-    settings.DEBUG = True
     settings.ENCRYPTION_KEY_FILE = tmp_path / "encryption.key"
     fresh_keys()
     token = crypto.encrypt("v")
@@ -55,14 +59,32 @@ def test_development_key_is_generated_once(fresh_keys, settings, tmp_path):
     assert oct(settings.ENCRYPTION_KEY_FILE.stat().st_mode & 0o777) == "0o600"
 
 
-def test_production_without_a_key_refuses(fresh_keys, settings, tmp_path):
-    from django.core.exceptions import ImproperlyConfigured
-
-    settings.DEBUG = False
-    settings.ENCRYPTION_KEY_FILE = tmp_path / "none.key"
-    fresh_keys()
-    with pytest.raises(ImproperlyConfigured):
-        crypto.encrypt("x")
+def test_production_settings_refuse_to_load_without_a_key():
+    env = {k: v for k, v in os.environ.items() if k != "ISPOPS_ENCRYPTION_KEY"}
+    env.update(ISPOPS_DEBUG="0", SECRET_KEY="x" * 50)
+    result = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()"],
+        cwd=ROOT,
+        env={**env, "DJANGO_SETTINGS_MODULE": "ispops.settings"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "ISPOPS_ENCRYPTION_KEY must be set" in result.stderr
+    ok = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()"],
+        cwd=ROOT,
+        env={
+            **env,
+            "DJANGO_SETTINGS_MODULE": "ispops.settings",
+            "ISPOPS_ENCRYPTION_KEY": crypto.generate_key(),
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert ok.returncode == 0, ok.stderr
 
 
 def test_encrypted_field_stores_ciphertext_in_the_database(db, fresh_keys):

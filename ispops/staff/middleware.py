@@ -1,6 +1,7 @@
 """Enforces the audience every view declares (ispops.staff.access)."""
 
 import logging
+import time
 
 from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
@@ -53,3 +54,21 @@ class RoleRequiredMiddleware:
         if not allowed:
             raise PermissionDenied("Your role does not allow this page.")
         return None
+
+
+class SlidingSessionMiddleware:
+    """Idle expiry without a write per request: a session is re-saved (and its expiry
+    pushed back by SESSION_COOKIE_AGE) once every SESSION_RENEW_SECONDS of activity."""
+
+    KEY = "_renewed"
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        session = request.session
+        if session.session_key:
+            now = int(time.time())
+            if now - session.get(self.KEY, 0) >= settings.SESSION_RENEW_SECONDS:
+                session[self.KEY] = now
+        return self.get_response(request)

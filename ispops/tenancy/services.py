@@ -15,6 +15,7 @@ from django.db import connection, transaction
 from django_tenants.utils import schema_exists, tenant_context
 
 from ispops import audit
+from ispops.tenancy.middleware import forget_hosts
 from ispops.tenancy.models import Domain, Isp
 
 SCHEMA_RE = re.compile(r"^[a-z][a-z0-9_]{1,47}$")
@@ -126,6 +127,7 @@ def provision_isp(isp: Isp, *, owner_password: str | None = None, request=None) 
     connection.set_schema_to_public()
     Isp.objects.filter(pk=isp.pk).update(status=Isp.Status.ACTIVE, provision_error="")
     isp.status = Isp.Status.ACTIVE
+    forget_hosts()
     return isp
 
 

@@ -13,6 +13,7 @@ from ispops import audit
 from ispops.staff.models import Branch, Role, User
 from ispops.tenancy.models import Domain, Isp
 from ispops.tenancy.services import create_isp
+from subscribers import demo as subscribers_demo
 
 DEMO_SCHEMA = "demo"
 DEMO_PASSWORD = "demo-pass-2026"
@@ -32,6 +33,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--domain", default=f"demo.{settings.PLATFORM_DOMAIN}")
+        parser.add_argument("--subscribers", type=int, default=300)
 
     def handle(self, *args, **opts):
         ensure_public_tenant()
@@ -47,6 +49,7 @@ class Command(BaseCommand):
         )
         with tenant_context(isp), audit.acting_as("seed_demo"):
             seed_staff_and_branches()
+            subscribers_demo.seed(subscribers=opts["subscribers"], out=self.stdout.write)
         self.stdout.write(f"Demo ISP: {isp.name} at {isp.primary_host}")
         self.stdout.write(f"Platform admin: {PLATFORM_EMAIL} / {DEMO_PASSWORD}")
         for email, _, role in DEMO_STAFF:

@@ -1,0 +1,222 @@
+"""Demo data for the subscribers app (seed_demo): plans, sites, routers, a few hundred
+subscribers in every status and leads at every stage of the pipeline. Deterministic,
+and safe to run again (what exists is kept)."""
+
+import random
+from datetime import timedelta
+
+from django.utils import timezone
+
+from ispops.staff.models import Branch, Role, User
+from network.models import Router
+from network.services import add_router
+from subscribers import services
+from subscribers.imports import import_plans, import_subscribers
+from subscribers.models import Customer, Installation, NetworkSite, Plan, SubscriberSettings
+
+PLANS_CSV = """name,price,cycle,download,upload,service,billing,data_cap_gb
+Hotspot 1 Hour,10,hourly,2M,1M,hotspot,prepaid,
+Hotspot Daily,50,daily,3M,1M,hotspot,prepaid,
+Hotspot Weekly,300,weekly,3M,1M,hotspot,prepaid,
+Lite 8M,1000,monthly,8M,2M,pppoe,prepaid,100
+Home 5M,1500,monthly,5M,2M,pppoe,prepaid,
+Home 10M,2500,monthly,10M,5M,pppoe,prepaid,
+Home 20M,3500,monthly,20M,10M,pppoe,prepaid,
+Fibre 50M,6000,monthly,50M,25M,pppoe,postpaid,
+Business 100M,12000,monthly,100M,50M,static,postpaid,
+"""
+FIRST = [
+    "Wanjiru",
+    "Otieno",
+    "Achieng",
+    "Kamau",
+    "Njeri",
+    "Mwangi",
+    "Atieno",
+    "Kiprop",
+    "Chebet",
+    "Wafula",
+    "Nafula",
+    "Omondi",
+    "Mutua",
+    "Mumbua",
+    "Kariuki",
+    "Wambui",
+    "Barasa",
+    "Akinyi",
+    "Kibet",
+    "Nyambura",
+    "Onyango",
+    "Jepkosgei",
+    "Muthoni",
+    "Ochieng",
+]
+LAST = [
+    "Kamau",
+    "Odhiambo",
+    "Mutiso",
+    "Wekesa",
+    "Njoroge",
+    "Korir",
+    "Ouma",
+    "Kimani",
+    "Maina",
+    "Owino",
+    "Cheruiyot",
+    "Gitau",
+    "Mwende",
+    "Ndungu",
+    "Kiplagat",
+    "Awuor",
+]
+SITES = [  # name, kind, parent, branch code, capacity
+    ("Nairobi West POP", "pop", None, "nrb-west", None),
+    ("Langata Tower", "tower", "Nairobi West POP", "nrb-west", 120),
+    ("Langata Sector 1", "sector", "Langata Tower", "nrb-west", 60),
+    ("Langata Sector 2", "sector", "Langata Tower", "nrb-west", 60),
+    ("Karen OLT", "olt", "Nairobi West POP", "nrb-west", 256),
+    ("Karen Splitter 1", "splitter", "Karen OLT", "nrb-west", 32),
+    ("Karen Splitter 2", "splitter", "Karen OLT", "nrb-west", 32),
+    ("Kitengela POP", "pop", None, "ktl", None),
+    ("Kitengela Tower", "tower", "Kitengela POP", "ktl", 80),
+    ("Kitengela Sector North", "sector", "Kitengela Tower", "ktl", 40),
+    ("Ruiru Hotspot Zone", "sector", None, "ruiru", 150),
+]
+
+
+def seed(subscribers: int = 300, out=None) -> None:
+    say = out or (lambda text: None)
+    cfg = SubscriberSettings.load()
+    if cfg.account_pattern == "{seq:5}" and not Customer.objects.exists():
+        cfg.account_pattern = "DF{seq:5}"
+        cfg.save(update_fields=["account_pattern"])
+    import_plans(PLANS_CSV, actor="seed_demo")
+    branches = {b.code: b for b in Branch.objects.all()}
+    sites = {}
+    for name, kind, parent, branch, capacity in SITES:
+        sites[name], _ = NetworkSite.objects.get_or_create(
+            name=name,
+            defaults={
+                "kind": kind,
+                "parent": sites.get(parent),
+                "branch": branches.get(branch),
+                "capacity": capacity,
+            },
+        )
+    for name, port, branch in (
+        ("core-nrb-west", 8728, "nrb-west"),
+        ("core-kitengela", 8728, "ktl"),
+    ):
+        if not Router.objects.filter(name=name).exists():
+            add_router(
+                actor="seed_demo",
+                name=name,
+                host="127.0.0.1",
+                port=port,
+                username="admin",
+                password="demo-router-pass",
+                branch=branches.get(branch),
+            )
+    if Customer.objects.exists():
+        return
+    rng = random.Random(2026)
+    _seed_subscribers(rng, subscribers, branches, sites)
+    say(f"  {subscribers} subscribers")
+    _seed_pipeline(rng, sites)
+
+
+def _seed_subscribers(rng, count, branches, sites):
+    plans = list(Plan.objects.all())
+    leaves = [s for s in sites.values() if s.kind in ("sector", "splitter")]
+    routers = list(Router.objects.values_list("name", flat=True))
+    lines = ["account,name,phone,email,plan,username,password,router,status,expires"]
+    now = timezone.localdate()
+    for i in range(count):
+        plan = rng.choice(plans)
+        name = f"{rng.choice(FIRST)} {rng.choice(LAST)}"
+        status = rng.choices(["active", "suspended", "lead"], weights=[75, 18, 7])[0]
+        phone = f"07{rng.randint(10, 99)}{i:06d}"
+        user = f"{name.split()[0].lower()}{i:04d}"
+        expires = ""
+        if plan.billing == "prepaid" and status != "lead":
+            days = rng.randint(1, 30) if status == "active" else -rng.randint(1, 20)
+            expires = (now + timedelta(days=days)).isoformat()
+        email = f"{user}@example.co.ke" if rng.random() < 0.4 else ""
+        login = "" if plan.service == "static" else user
+        password = f"pw-{rng.randint(100000, 999999)}" if login else ""
+        lines.append(
+            f",{name},{phone},{email},{plan.name},{login},{password},"
+            f"{rng.choice(routers)},{status},{expires}"
+        )
+    report = import_subscribers("\n".join(lines), actor="seed_demo")
+    if not report.ok:
+        raise RuntimeError(f"demo subscribers refused: {report.errors[:3]}")
+    for customer in Customer.objects.prefetch_related("service_accounts"):
+        site = rng.choice(leaves)
+        customer.site, customer.branch = site, site.branch
+        customer.save(update_fields=["site", "branch"])
+        customer.service_accounts.update(site=site)
+    # A few who left, so every status is on show.
+    for account in list(
+        services.ServiceAccount.objects.filter(status="suspended").order_by("id")[:8]
+    ):
+        services.change_status(account, "terminated", actor="seed_demo", reason="Moved away (demo)")
+
+
+def _seed_pipeline(rng, sites):
+    technician = User.objects.filter(role=Role.TECHNICIAN, is_active=True).first()
+    office = User.objects.filter(role=Role.ADMIN).first() or "seed_demo"
+    plans = list(Plan.objects.filter(service="pppoe"))
+    leaves = [s for s in sites.values() if s.kind in ("sector", "splitter")]
+    stages = [
+        "lead",
+        "lead",
+        "survey",
+        "quoted",
+        "scheduled",
+        "scheduled",
+        "equipped",
+        "installed",
+        "activated",
+        "confirmed",
+        "cancelled",
+    ]
+    for n, target in enumerate(stages):
+        site = rng.choice(leaves)
+        details = services.LeadDetails(
+            name=f"{rng.choice(FIRST)} {rng.choice(LAST)}",
+            phone=f"0110{n:06d}",
+            plan=rng.choice(plans),
+            address=f"{site.name} area, house {n + 1}",
+            latitude=round(-1.30 - rng.random() * 0.1, 6),
+            longitude=round(36.70 + rng.random() * 0.2, 6),
+            branch=site.branch,
+            site=site,
+            source=rng.choice(["walk-in", "referral", "web"]),
+        )
+        inst = services.create_lead(details, actor=office)
+        _walk(inst, target, technician, office, n)
+
+
+def _walk(inst, target, technician, office, n):
+    steps = {
+        "survey": {"note": "Line of sight OK"},
+        "quoted": {"quote_amount": 3500},
+        "scheduled": {
+            "technician": technician,
+            "scheduled_for": timezone.localdate() + timedelta(days=n % 3),
+        },
+        "equipped": {"serials": [f"CPE{n:05d}", f"RAD{n:05d}"]},
+        "installed": {"note": "Installed"},
+        "activated": {"note": "Service on"},
+        "confirmed": {"note": "Customer confirmed"},
+    }
+    if target == "cancelled":
+        services.advance_installation(
+            inst, Installation.Stage.CANCELLED, actor=office, note="Customer chose another provider"
+        )
+        return
+    for stage in services.STAGE_ORDER[1:]:
+        if services.STAGE_ORDER.index(stage) > services.STAGE_ORDER.index(target):
+            break
+        services.advance_installation(inst, stage, actor=office, **steps[stage])
