@@ -369,9 +369,9 @@ def _write_subscribers(rows: list[_Row], actor, progress: Progress | None) -> No
     user, label = audit.describe_actor(actor)
     now = timezone.now()
     with transaction.atomic():
-        for row in rows:
-            if not row.account:
-                row.account = services.next_account_number()
+        blank = [row for row in rows if not row.account]
+        for row, account in zip(blank, services.reserve_account_numbers(len(blank)), strict=True):
+            row.account = account
         customers = [
             Customer(
                 account=r.account,

@@ -100,21 +100,31 @@ def normalise_account(account: str) -> str:
 
 
 def next_account_number() -> str:
-    """The next free account number from the ISP's pattern.
+    """The next free account number from the ISP's pattern."""
+    return reserve_account_numbers(1)[0]
+
+
+def reserve_account_numbers(count: int) -> list[str]:
+    """`count` free account numbers from the ISP's pattern, in order.
 
     The settings row is locked for the increment, so two customers created at once never
-    get the same number; numbers already taken (imported) are skipped.
+    get the same number; numbers already taken (imported by hand) are skipped.
     """
     with transaction.atomic():
         SubscriberSettings.load()
         cfg = SubscriberSettings.objects.select_for_update().get(pk=1)
-        while True:
-            account = expand_account_pattern(cfg.account_pattern, cfg.next_account_seq)
-            cfg.next_account_seq += 1
-            if not Customer.objects.filter(account=account).exists():
-                break
-        SubscriberSettings.objects.filter(pk=1).update(next_account_seq=cfg.next_account_seq)
-    return account
+        found: list[str] = []
+        seq = cfg.next_account_seq
+        while len(found) < count:
+            want = count - len(found)
+            batch = [expand_account_pattern(cfg.account_pattern, seq + i) for i in range(want)]
+            taken = set(
+                Customer.objects.filter(account__in=batch).values_list("account", flat=True)
+            )
+            found += [a for a in batch if a not in taken]
+            seq += want
+        SubscriberSettings.objects.filter(pk=1).update(next_account_seq=seq)
+    return found
 
 
 # --- customers ----------------------------------------------------------------------

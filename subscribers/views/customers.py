@@ -7,7 +7,6 @@ from itertools import chain
 
 from django.contrib import messages
 from django.contrib.postgres.aggregates import ArrayAgg
-from django.core.paginator import Paginator
 from django.db.models import Prefetch, Q, Value
 from django.http import HttpResponseBadRequest, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -17,6 +16,7 @@ from django.utils import timezone
 from billing import services as billing_services
 from ispops.audit.models import AuditEntry
 from ispops.lib.htmx import render_partial
+from ispops.lib.pagination import CappedPaginator
 from ispops.staff.access import any_staff, roles
 from ispops.staff.models import Role
 from subscribers import services
@@ -63,7 +63,11 @@ def filtered_customers(request, form: CustomerFilterForm):
     if not form.is_valid():
         return customers.none()
     data = form.cleaned_data
-    customers = customers.search(data["q"])
+    if data["q"].strip():
+        # Search results come newest first: walking the primary key backwards stops at
+        # the 25th match, where sorting by name would first find every match (a broad
+        # term like a common surname matches thousands).
+        customers = customers.search(data["q"]).order_by("-id")
     if data["status"]:
         customers = customers.filter(status=data["status"])
     if data["branch"]:
@@ -87,7 +91,7 @@ def customer_list(request):
     customers = customers.for_list().prefetch_related(
         Prefetch("service_accounts", queryset=live.select_related("plan"), to_attr="live_accounts")
     )
-    page = Paginator(customers, 25).get_page(request.GET.get("page"))
+    page = CappedPaginator(customers, 25).get_page(request.GET.get("page"))
     context = {
         "form": form,
         "page": page,

@@ -41,3 +41,13 @@ def waited(since):
 @register.filter
 def get_item(mapping, key):
     return mapping.get(key, "") if mapping else ""
+
+
+@register.simple_tag
+def speeds(down, up) -> str:
+    """{% speeds plan.download_kbps plan.upload_kbps %} -> "10M/5M" (empty if neither)."""
+    from subscribers.services import format_speed
+
+    if not down and not up:
+        return ""
+    return f"{format_speed(down) or '-'}/{format_speed(up) or '-'}"
