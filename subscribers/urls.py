@@ -1,4 +1,4 @@
-from subscribers.views import customers, imports, jobs, pipeline, plans, sites
+from subscribers.views import customers, imports, jobs, pipeline, plans, settings, sites
 
 app_name = "subscribers"
 urlpatterns = [
@@ -8,4 +8,5 @@ urlpatterns = [
     *pipeline.urls,
     *jobs.urls,
     *imports.urls,
+    *settings.urls,
 ]

@@ -22,6 +22,7 @@ NAVIGATION = [
     ("Inventory", "inventory:items", ALL_STAFF - {Role.FINANCE}),
     ("Imports", "subscribers:import", {Role.OWNER, Role.ADMIN}),
     ("Branches", "branches", MANAGERS),
+    ("Settings", "subscribers:settings", MANAGERS),
     ("Staff", "staff_list", {Role.OWNER}),
 ]
 

@@ -246,6 +246,7 @@ def _timeline(customer, account_ids, steps, limit=60):
                 "detail": e.changes,
             }
             for e in audit_rows
+            if not _only_status_fields(e)
         ),
         (
             {
@@ -267,6 +268,14 @@ def _timeline(customer, account_ids, steps, limit=60):
         ),
     )
     return sorted(events, key=lambda e: e["at"], reverse=True)[:limit]
+
+
+_STATUS_FIELDS = {"status", "activated_at", "suspended_at", "terminated_at"}
+
+
+def _only_status_fields(entry) -> bool:
+    """An audit update that only moved a status: the StatusChange row tells it better."""
+    return entry.action == "update" and set(entry.changes) <= _STATUS_FIELDS
 
 
 @roles(*EDITORS)

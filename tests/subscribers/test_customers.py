@@ -221,3 +221,22 @@ def test_discounts_need_an_end_and_sane_values(alpha, make_customer, kind, value
     )
     assert (response.status_code == 302) is ok
     assert ServiceAccount.objects.get(pk=account.pk).discounts.exists() is ok
+
+
+def test_owner_sets_the_account_pattern_and_bad_ones_are_refused(alpha):
+    client = alpha.client(alpha.owner)
+    bad = client.post(
+        "/settings/subscribers/",
+        {"account_pattern": "X{seq}!", "next_account_seq": 1, "default_billing": "prepaid"},
+    )
+    assert bad.status_code == 200 and "bad account pattern" in bad.content.decode()
+    good = client.post(
+        "/settings/subscribers/",
+        {"account_pattern": "AL{seq:4}", "next_account_seq": 500, "default_billing": "postpaid"},
+    )
+    assert good.status_code == 302
+    created = client.post("/subscribers/new/", {"name": "Patterned", "phone": "0712000999"})
+    assert created.status_code == 302
+    with tenant_context(alpha.isp):
+        assert Customer.objects.get(name="Patterned").account == "AL0500"
+    assert alpha.client(alpha.support).get("/settings/subscribers/").status_code == 403
