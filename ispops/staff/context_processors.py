@@ -11,7 +11,7 @@ from ispops.staff.models import Role
 NAVIGATION = [
     ("Home", "home", ALL_STAFF),
     ("Subscribers", "subscribers:list", ALL_STAFF),
-    ("Pipeline", "subscribers:pipeline", ALL_STAFF - {Role.FINANCE}),
+    ("Pipeline", "subscribers:pipeline", {Role.OWNER, Role.ADMIN, Role.SUPPORT}),
     ("My jobs", "subscribers:my_jobs", {Role.TECHNICIAN}),
     ("Plans", "subscribers:plans", ALL_STAFF - {Role.TECHNICIAN}),
     ("Network map", "subscribers:sites", ALL_STAFF),
