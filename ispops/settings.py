@@ -219,7 +219,32 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": crontab(minute=17),
         "args": ["ispops.staff.tasks.purge_login_failures"],
     },
+    "sweep-router-jobs": {
+        "task": "ispops.tasks.fan_out",
+        "schedule": 60.0,
+        "args": ["network.tasks.sweep_router_jobs"],
+    },
+    "poll-routers": {
+        "task": "ispops.tasks.fan_out",
+        "schedule": float(env_int("ISPOPS_POLL_SECONDS", 60)),
+        "args": ["network.tasks.poll_routers"],
+    },
+    "downsample-monitoring": {
+        "task": "ispops.tasks.fan_out",
+        "schedule": crontab(minute=7),
+        "args": ["network.tasks.downsample_samples"],
+    },
+    "check-drift": {
+        "task": "ispops.tasks.fan_out",
+        "schedule": crontab(minute=23, hour="*/6"),
+        "args": ["network.tasks.check_drift_all"],
+    },
 }
+
+# MikroTik API: seconds to wait for a router before calling it unreachable.
+ROUTER_API_TIMEOUT = env_int("ISPOPS_ROUTER_TIMEOUT", 10)
+# The address list a suspended subscriber's address goes into (walled garden).
+SUSPENDED_ADDRESS_LIST = env_str("ISPOPS_SUSPENDED_LIST", "ispops-suspended")
 
 LOGGING = {
     "version": 1,

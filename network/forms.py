@@ -37,6 +37,13 @@ class RouterNewForm(forms.Form):
     use_tls = forms.BooleanField(required=False, label="Use TLS (api-ssl)")
     branch = forms.ModelChoiceField(queryset=Branch.objects.none(), required=False)
     site = forms.ModelChoiceField(queryset=NetworkSite.objects.none(), required=False)
+    notes = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+    check_connection = forms.BooleanField(
+        required=False,
+        initial=True,
+        label="Connect to the router before saving",
+        help_text="A router that cannot be reached, or refuses this login, is not saved.",
+    )
 
     def __init__(self, *args, user, sites, **kwargs):
         super().__init__(*args, **kwargs)

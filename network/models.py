@@ -32,9 +32,226 @@ class Router(models.Model):
     status = models.CharField(max_length=8, choices=Status.choices, default=Status.UNKNOWN)
     notes = models.TextField(blank=True)
     created_at = models.DateTimeField(default=timezone.now)
+    # Filled by monitoring and "test connection".
+    identity = models.CharField(max_length=80, blank=True)
+    version = models.CharField(max_length=40, blank=True)
+    last_seen_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.CharField(max_length=255, blank=True)
+    # The interface towards the upstream and what it can carry: utilisation alerts.
+    uplink_interface = models.CharField(max_length=64, default="ether1")
+    uplink_capacity_mbps = models.PositiveIntegerField(null=True, blank=True)
+    drift_checked_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["name"]
 
     def __str__(self):
         return self.name
+
+
+class RouterJobQuerySet(models.QuerySet):
+    def due(self, now=None):
+        now = now or timezone.now()
+        return self.filter(
+            state__in=[RouterJob.State.PENDING, RouterJob.State.RETRY], next_attempt_at__lte=now
+        )
+
+
+class RouterJob(models.Model):
+    """One change the router must make, kept until the router has made it.
+
+    Written in the same transaction as the change that needs it (activation, suspension,
+    a plan change); a worker applies the desired state and reads it back. A router that
+    cannot be reached is retried with exponential backoff; the job is never dropped.
+    """
+
+    class Action(models.TextChoices):
+        PROVISION = "provision", "Provision (create or update)"
+        SUSPEND = "suspend", "Suspend"
+        RESTORE = "restore", "Restore"
+        REMOVE = "remove", "Remove"
+        SYNC_PLAN = "sync_plan", "Update plan profile"
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Pending"
+        RUNNING = "running", "Running"
+        RETRY = "retry", "Waiting to retry"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    router = models.ForeignKey(Router, on_delete=models.CASCADE, related_name="jobs")
+    service_account = models.ForeignKey(
+        "subscribers.ServiceAccount",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="router_jobs",
+    )
+    plan = models.ForeignKey(
+        "subscribers.Plan", null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    action = models.CharField(max_length=12, choices=Action.choices)
+    state = models.CharField(max_length=8, choices=State.choices, default=State.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    last_error = models.TextField(blank=True)
+    result = models.CharField(max_length=255, blank=True)
+    created_by = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    objects = RouterJobQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            # Workers and the sweep pick due jobs per router, oldest first.
+            models.Index(fields=["router", "state", "next_attempt_at"], name="routerjob_due"),
+            models.Index(fields=["service_account", "-created_at"], name="routerjob_account"),
+        ]
+
+    def __str__(self):
+        return f"{self.get_action_display()} on {self.router}"
+
+
+class RouterSample(models.Model):
+    """A poll of a router's health. Raw points are kept for a day, then averaged into
+    5-minute points (kept 30 days), then hourly ones (kept a year)."""
+
+    class Resolution(models.TextChoices):
+        RAW = "raw", "Raw"
+        FIVE_MIN = "5m", "5 minutes"
+        HOUR = "1h", "1 hour"
+
+    router = models.ForeignKey(Router, on_delete=models.CASCADE, related_name="samples")
+    at = models.DateTimeField()
+    resolution = models.CharField(max_length=3, choices=Resolution.choices, default="raw")
+    cpu_load = models.PositiveSmallIntegerField()
+    free_memory = models.BigIntegerField()
+    total_memory = models.BigIntegerField()
+    uptime_seconds = models.BigIntegerField()
+    active_sessions = models.PositiveIntegerField()
+
+    class Meta:
+        ordering = ["at"]
+        indexes = [models.Index(fields=["router", "resolution", "at"], name="routersample_series")]
+
+    def __str__(self):
+        return f"{self.router} at {self.at:%Y-%m-%d %H:%M}"
+
+
+class InterfaceSample(models.Model):
+    """Traffic through one router interface, as rates between two polls."""
+
+    router = models.ForeignKey(Router, on_delete=models.CASCADE, related_name="interface_samples")
+    interface = models.CharField(max_length=64)
+    at = models.DateTimeField()
+    resolution = models.CharField(
+        max_length=3, choices=RouterSample.Resolution.choices, default="raw"
+    )
+    rx_bytes = models.BigIntegerField(help_text="Counter value at the poll.")
+    tx_bytes = models.BigIntegerField()
+    rx_bps = models.BigIntegerField(default=0)
+    tx_bps = models.BigIntegerField(default=0)
+
+    class Meta:
+        ordering = ["at"]
+        indexes = [
+            models.Index(
+                fields=["router", "interface", "resolution", "at"], name="ifsample_series"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.router}/{self.interface} at {self.at:%Y-%m-%d %H:%M}"
+
+
+class ActiveSession(models.Model):
+    """Who is online on a router right now (replaced at every poll)."""
+
+    router = models.ForeignKey(Router, on_delete=models.CASCADE, related_name="sessions")
+    username = models.CharField(max_length=64)
+    service = models.CharField(max_length=10)
+    address = models.CharField(max_length=45, blank=True)
+    caller_id = models.CharField(max_length=40, blank=True)
+    uptime_seconds = models.BigIntegerField(default=0)
+    rx_bytes = models.BigIntegerField(default=0)
+    tx_bytes = models.BigIntegerField(default=0)
+    seen_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["username"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["router", "service", "username"], name="activesession_unique"
+            ),
+        ]
+        indexes = [models.Index(fields=["username"], name="activesession_username")]
+
+    def __str__(self):
+        return f"{self.username} on {self.router}"
+
+
+class Alert(models.Model):
+    """Something staff must look at: a router not answering, CPU staying high, an uplink
+    near its capacity. One open alert per router and kind; it resolves by itself."""
+
+    class Kind(models.TextChoices):
+        ROUTER_DOWN = "router_down", "Router not answering"
+        CPU_HIGH = "cpu_high", "CPU high"
+        UPLINK_FULL = "uplink_full", "Uplink near capacity"
+
+    router = models.ForeignKey(Router, on_delete=models.CASCADE, related_name="alerts")
+    kind = models.CharField(max_length=12, choices=Kind.choices)
+    message = models.CharField(max_length=255)
+    opened_at = models.DateTimeField(default=timezone.now)
+    last_seen_at = models.DateTimeField(default=timezone.now)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    notified_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-opened_at"]
+        constraints = [
+            # Raising an alert that is already open updates it instead of adding one.
+            models.UniqueConstraint(
+                fields=["router", "kind"],
+                condition=models.Q(resolved_at__isnull=True),
+                name="alert_one_open_per_kind",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.get_kind_display()}: {self.router}"
+
+
+class DriftItem(models.Model):
+    """One difference between a router and the database, found by a drift check."""
+
+    class Kind(models.TextChoices):
+        UNBILLED = "unbilled", "On the router, not billed"
+        MISSING = "missing", "Paid, missing on the router"
+        WRONG_PROFILE = "wrong_profile", "Wrong profile"
+        WRONG_STATE = "wrong_state", "Wrong enabled/disabled state"
+
+    router = models.ForeignKey(Router, on_delete=models.CASCADE, related_name="drift")
+    kind = models.CharField(max_length=14, choices=Kind.choices)
+    service = models.CharField(max_length=10)
+    username = models.CharField(max_length=64)
+    service_account = models.ForeignKey(
+        "subscribers.ServiceAccount",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="+",
+    )
+    detail = models.CharField(max_length=255)
+    # What is at stake per billing cycle: an unbilled login is revenue given away.
+    monthly_value = models.DecimalField(max_digits=12, decimal_places=2, default=0)
+    found_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["kind", "username"]
+
+    def __str__(self):
+        return f"{self.get_kind_display()}: {self.username}"

@@ -1,4 +1,4 @@
-from network import views
+from network import views, views_import, views_jobs, views_monitoring
 
 app_name = "network"
-urlpatterns = [*views.urls]
+urlpatterns = [*views.urls, *views_jobs.urls, *views_monitoring.urls, *views_import.urls]

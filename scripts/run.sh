@@ -30,14 +30,27 @@ stop() {
 }
 trap stop INT TERM EXIT
 
+# The demo ISP's routers are RouterOS emulators (state kept in var/ between runs).
+mkdir -p var
+demo_routers=$($PY manage.py demo_routers)
+while read -r rport ruser rpass rname; do
+  [ -n "$rport" ] || continue
+  start "router:$rname" $PY manage.py routeros_emulator --port "$rport" --username "$ruser" \
+    --password "$rpass" --identity "$rname" --state "var/emulator-$rname.json" --online 70
+done <<< "$demo_routers"
+
 start web $PY manage.py runserver "0.0.0.0:$PORT"
 start worker .venv/bin/celery -A ispops worker -l info --concurrency 2 -n "worker@%h"
 start beat .venv/bin/celery -A ispops beat -l info --schedule var/celerybeat-schedule
 
+# Once the emulators listen, give them the billed state (what a real ISP's routers have).
+start sync bash -c 'sleep 4; while read -r _ _ _ name; do
+  .venv/bin/python manage.py sync_router --schema demo "$name" | tail -n 1; done' <<< "$demo_routers"
+
 sleep 2
 cat <<MSG
 
-  ispops is running. Ctrl-C stops web, worker and beat.
+  ispops is running. Ctrl-C stops web, worker, beat and the router emulators.
 
   Demo ISP       http://demo.localhost:$PORT/
   Platform       http://localhost:$PORT/platform/

@@ -69,6 +69,13 @@ LAST = [
     "Kiplagat",
     "Awuor",
 ]
+# The demo routers are RouterOS emulators that `make run` starts on these ports
+# (scripts/run.sh reads them with `manage.py demo_routers`).
+DEMO_ROUTER_USER, DEMO_ROUTER_PASSWORD = "admin", "demo-router-pass"
+DEMO_ROUTERS = [  # name, API port, branch code, site
+    ("core-nrb-west", 18728, "nrb-west", "Nairobi West POP"),
+    ("core-kitengela", 18738, "ktl", "Kitengela POP"),
+]
 SITES = [  # name, kind, parent, branch code, capacity
     ("Nairobi West POP", "pop", None, "nrb-west", None),
     ("Langata Tower", "tower", "Nairobi West POP", "nrb-west", 120),
@@ -103,19 +110,17 @@ def seed(subscribers: int = 300, out=None) -> None:
                 "capacity": capacity,
             },
         )
-    for name, port, branch in (
-        ("core-nrb-west", 8728, "nrb-west"),
-        ("core-kitengela", 8728, "ktl"),
-    ):
+    for name, port, branch, site in DEMO_ROUTERS:
         if not Router.objects.filter(name=name).exists():
             add_router(
                 actor="seed_demo",
                 name=name,
                 host="127.0.0.1",
                 port=port,
-                username="admin",
-                password="demo-router-pass",
+                username=DEMO_ROUTER_USER,
+                password=DEMO_ROUTER_PASSWORD,
                 branch=branches.get(branch),
+                site=sites.get(site),
             )
     if Customer.objects.exists():
         return
@@ -151,11 +156,15 @@ def _seed_subscribers(rng, count, branches, sites):
     report = import_subscribers("\n".join(lines), actor="seed_demo")
     if not report.ok:
         raise RuntimeError(f"demo subscribers refused: {report.errors[:3]}")
+    by_branch = {r.branch_id: r for r in Router.objects.all()}
+    fallback = Router.objects.filter(name=DEMO_ROUTERS[0][0]).first()
     for customer in Customer.objects.prefetch_related("service_accounts"):
         site = rng.choice(leaves)
         customer.site, customer.branch = site, site.branch
         customer.save(update_fields=["site", "branch"])
-        customer.service_accounts.update(site=site)
+        # Each branch's subscribers hang on its router (Ruiru's on Nairobi West's).
+        router = by_branch.get(site.branch_id, fallback)
+        customer.service_accounts.update(site=site, router=router)
     # A few who left, so every status is on show.
     for account in list(
         services.ServiceAccount.objects.filter(status="suspended").order_by("id")[:8]

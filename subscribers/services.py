@@ -9,6 +9,7 @@
 """
 
 import re
+import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -28,6 +29,7 @@ from subscribers.models import (
     Plan,
     ServiceAccount,
     ServiceIntent,
+    ServiceType,
     StatusChange,
     SubscriberSettings,
 )
@@ -231,23 +233,28 @@ TRANSITIONS: dict[str, set[str]] = {
     Status.TERMINATED: set(),
 }
 
-# What the router and billing must do when an account moves (from, to) -> intents.
+# What billing must do when an account moves (from, to): recorded as intents until the
+# billing app takes them up. The router side is a network job (network.services).
 _INTENTS = {
-    (Status.INSTALLING, Status.ACTIVE): [
-        ServiceIntent.Kind.START_BILLING,
-        ServiceIntent.Kind.PROVISION,
-    ],
-    (Status.ACTIVE, Status.SUSPENDED): [ServiceIntent.Kind.SUSPEND],
-    (Status.SUSPENDED, Status.ACTIVE): [ServiceIntent.Kind.RESTORE],
-    (Status.ACTIVE, Status.TERMINATED): [
-        ServiceIntent.Kind.STOP_BILLING,
-        ServiceIntent.Kind.REMOVE,
-    ],
-    (Status.SUSPENDED, Status.TERMINATED): [
-        ServiceIntent.Kind.STOP_BILLING,
-        ServiceIntent.Kind.REMOVE,
-    ],
+    (Status.INSTALLING, Status.ACTIVE): [ServiceIntent.Kind.START_BILLING],
+    (Status.ACTIVE, Status.TERMINATED): [ServiceIntent.Kind.STOP_BILLING],
+    (Status.SUSPENDED, Status.TERMINATED): [ServiceIntent.Kind.STOP_BILLING],
 }
+# Moves after which the router must change: activation, suspension, restoration, removal.
+_ROUTER_ACTIONS = {
+    (Status.INSTALLING, Status.ACTIVE): "provision",
+    (Status.ACTIVE, Status.SUSPENDED): "suspend",
+    (Status.SUSPENDED, Status.ACTIVE): "restore",
+    (Status.ACTIVE, Status.TERMINATED): "remove",
+    (Status.SUSPENDED, Status.TERMINATED): "remove",
+}
+
+
+def _tell_router(account, *, actor, action="provision", router_id=None) -> None:
+    """Queue a router job in the caller's transaction (none if no router serves it)."""
+    from network import services as network_services
+
+    network_services.queue_account(account, actor=actor, action=action, router_id=router_id)
 
 
 def allowed_moves(status: str) -> list[str]:
@@ -296,15 +303,73 @@ def change_status(account: ServiceAccount, to: str, *, actor, reason: str) -> Se
         )
         for kind in _INTENTS.get((current, to), []):
             ServiceIntent.objects.create(service_account=locked, kind=kind, actor_label=label)
+        if (current, to) in _ROUTER_ACTIONS:
+            _tell_router(locked, actor=actor, action=_ROUTER_ACTIONS[(current, to)])
         refresh_customer(locked.customer)
     account.refresh_from_db()
     return account
 
 
 def activate(account: ServiceAccount, *, actor, reason: str = "Activated") -> ServiceAccount:
-    """Turn service on: status active, and billing and router provisioning requested
-    (as ServiceIntents written with the status change, so neither can be lost)."""
-    return change_status(account, Status.ACTIVE, actor=actor, reason=reason)
+    """Turn service on: status active; billing is asked to start (an intent) and the
+    router to provision it (a router job), both in the transaction of the status change,
+    so neither can be lost. An account with no login or router gets them first."""
+    with transaction.atomic(), audit.acting_as(actor):
+        prepare_for_activation(account)
+        return change_status(account, Status.ACTIVE, actor=actor, reason=reason)
+
+
+def prepare_for_activation(account: ServiceAccount) -> None:
+    """Give a PPPoE/hotspot account a login (its account number, and a random password)
+    and a router (the one serving its site, else its branch's, else the ISP's only one)
+    when it has none, so activation can provision it."""
+    fields = []
+    if account.service != ServiceType.STATIC and not account.username:
+        account.username = _free_username(account.customer.account.lower())
+        fields.append("username")
+    if account.service != ServiceType.STATIC and not account.password:
+        account.password = secrets.token_urlsafe(6)
+        fields.append("password")
+    if account.router_id is None:
+        account.router = default_router_for(account)
+        if account.router is not None:
+            fields.append("router")
+    if fields:
+        account.save(update_fields=fields)
+
+
+def _free_username(base: str) -> str:
+    taken = set(
+        ServiceAccount.objects.filter(username__startswith=base)
+        .exclude(status=Status.TERMINATED)
+        .values_list("username", flat=True)
+    )
+    if base not in taken:
+        return base
+    n = 2
+    while f"{base}-{n}" in taken:
+        n += 1
+    return f"{base}-{n}"
+
+
+def default_router_for(account: ServiceAccount):
+    """The router that should serve an account with none set, or None if unclear."""
+    from network.models import Router
+
+    site_ids = []
+    site = account.site or account.customer.site
+    while site is not None and len(site_ids) < 20:
+        site_ids.append(site.pk)
+        site = site.parent
+    for site_id in site_ids:
+        router = Router.objects.filter(site_id=site_id).order_by("id").first()
+        if router is not None:
+            return router
+    branch_routers = list(Router.objects.filter(branch_id=account.customer.branch_id)[:2])
+    if account.customer.branch_id and len(branch_routers) == 1:
+        return branch_routers[0]
+    only = list(Router.objects.all()[:2])
+    return only[0] if len(only) == 1 else None
 
 
 def pending_intents(account: ServiceAccount):
@@ -367,7 +432,7 @@ def create_service_account(
 
 def change_plan(account: ServiceAccount, plan: Plan, *, actor) -> ServiceAccount:
     """Record a plan change. Billing prorates it (billing issue); the router profile
-    follows through a provisioning intent when the account is live."""
+    follows through a router job when the account is live."""
     if plan.pk == account.plan_id:
         return account
     with transaction.atomic(), audit.acting_as(actor):
@@ -375,10 +440,7 @@ def change_plan(account: ServiceAccount, plan: Plan, *, actor) -> ServiceAccount
         account.service = plan.service
         account.save(update_fields=["plan", "service"])
         if account.status in (Status.ACTIVE, Status.SUSPENDED):
-            _, label = audit.describe_actor(actor)
-            ServiceIntent.objects.create(
-                service_account=account, kind=ServiceIntent.Kind.PROVISION, actor_label=label
-            )
+            _tell_router(account, actor=actor)
     return account
 
 
@@ -533,6 +595,8 @@ def advance_installation(
         status = _STAGE_STATUS.get(to)
         account = inst.service_account
         if status and account.status != status:
+            if status == Status.ACTIVE:
+                prepare_for_activation(account)
             change_status(
                 account, status, actor=actor, reason=note or f"Installation: {Stage(to).label}"
             )
@@ -689,7 +753,8 @@ def update_service_account(
     site=None,
 ) -> ServiceAccount:
     """Change an account's login and network details. A blank password keeps the stored
-    one. A live account's router is told (a provisioning intent)."""
+    one. A live account's router is told (a router job); a router it moved away from
+    removes it."""
     username = (username or "").strip()
     if (
         username
@@ -699,6 +764,7 @@ def update_service_account(
         .exists()
     ):
         raise SubscriberError(f"username {username} is already in use")
+    old_router_id = account.router_id
     with transaction.atomic(), audit.acting_as(actor):
         account.username, account.static_ip, account.mac = username, static_ip or None, mac
         account.router, account.site = router, site
@@ -708,10 +774,10 @@ def update_service_account(
             fields.append("password")
         account.save(update_fields=fields)
         if account.status in (Status.ACTIVE, Status.SUSPENDED):
-            _, label = audit.describe_actor(actor)
-            ServiceIntent.objects.create(
-                service_account=account, kind=ServiceIntent.Kind.PROVISION, actor_label=label
-            )
+            _tell_router(account, actor=actor)
+            if old_router_id and old_router_id != account.router_id:
+                # The old router drops it: there it is no longer the account's router.
+                _tell_router(account, actor=actor, action="remove", router_id=old_router_id)
         refresh_customer(account.customer)
     return account
 
@@ -730,3 +796,28 @@ def site_subtree_ids(site_id: int) -> set[int]:
             found.add(node)
             stack.extend(children.get(node, []))
     return found
+
+
+def home_figures(user) -> list[dict]:
+    """The staff home page's subscriber figures, for the branches `user` sees."""
+    from django.db.models import Count
+
+    customers = Customer.objects.visible_to(user)
+    counts = dict(customers.values_list("status").annotate(n=Count("id")).order_by())
+    waiting = Installation.objects.filter(
+        service_account__customer__in=customers,
+        stage__in=[s for s in STAGE_ORDER if s not in (Stage.ACTIVATED, Stage.CONFIRMED)],
+    ).count()
+    return [
+        {
+            "label": "Active subscribers",
+            "value": counts.get(Status.ACTIVE, 0),
+            "url": "/subscribers/?status=active",
+        },
+        {
+            "label": "Suspended",
+            "value": counts.get(Status.SUSPENDED, 0),
+            "url": "/subscribers/?status=suspended",
+        },
+        {"label": "Leads in the pipeline", "value": waiting, "url": "/pipeline/"},
+    ]

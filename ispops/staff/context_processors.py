@@ -18,6 +18,7 @@ NAVIGATION = [
     ("Billing", "billing:invoices", {Role.OWNER, Role.ADMIN, Role.FINANCE}),
     ("Payments", "payments:list", {Role.OWNER, Role.ADMIN, Role.FINANCE}),
     ("Routers", "network:routers", {Role.OWNER, Role.ADMIN, Role.SUPPORT}),
+    ("Alerts", "network:alerts", {Role.OWNER, Role.ADMIN, Role.SUPPORT}),
     ("Tickets", "tickets:list", ALL_STAFF),
     ("Inventory", "inventory:items", ALL_STAFF - {Role.FINANCE}),
     ("Imports", "subscribers:import", {Role.OWNER, Role.ADMIN}),

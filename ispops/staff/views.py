@@ -42,7 +42,13 @@ def public_home(request):
 
 @any_staff
 def home(request):
-    figures = [
+    from network import services as network
+    from subscribers import services as subscribers
+
+    figures = subscribers.home_figures(request.user)
+    if request.user.role in (Role.OWNER, Role.ADMIN, Role.SUPPORT):
+        figures += network.home_figures(request.user)
+    figures += [
         {"label": "Active staff", "value": User.objects.filter(is_active=True).count()},
         {"label": "Branches", "value": Branch.objects.visible_to(request.user).count()},
     ]

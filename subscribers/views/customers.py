@@ -19,6 +19,7 @@ from ispops.lib.htmx import render_partial
 from ispops.lib.pagination import CappedPaginator
 from ispops.staff.access import any_staff, roles
 from ispops.staff.models import Role
+from network import monitoring
 from subscribers import services
 from subscribers.forms import (
     AddOnForm,
@@ -194,6 +195,7 @@ def customer_detail(request, pk):
         "balance": billing_services.customer_balance(customer),
         "installations": [a.installation for a in accounts if _has_installation(a)],
         "site_paths": _site_paths({customer.site_id, *(a.site_id for a in accounts)}),
+        "sessions": monitoring.sessions_for_accounts(accounts),
         "timeline": _timeline(customer, account_ids, steps),
         "can_edit": request.user.role in EDITORS,
     }
@@ -367,6 +369,8 @@ def account_detail(request, pk):
         "discount_form": DiscountForm() if role in MONEY_PEOPLE else None,
         "history": account.status_changes.select_related("actor")[:50],
         "intents": services.pending_intents(account),
+        "router_jobs": account.router_jobs.select_related("router")[:10],
+        "session": monitoring.sessions_for_accounts([account]).get(account.pk),
         "addons": account.addons.all(),
         "discounts": account.discounts.all(),
         "today": timezone.localdate(),

@@ -181,6 +181,9 @@ def _lead_page(
         "reschedule_form": reschedule_form if inst.stage in _RESCHEDULABLE else None,
         "cancel_form": cancel_form if inst.stage in _CANCELLABLE else None,
         "intents": list(services.pending_intents(account)) if activated else None,
+        "router_jobs": list(account.router_jobs.select_related("router")[:5])
+        if activated
+        else None,
         "refusal": refusal,
     }
     return render(request, "subscribers/pipeline/lead.html", context, status=status)

@@ -14,7 +14,8 @@ from playwright.sync_api import expect
 
 from ispops.tenancy.management.commands.seed_demo import DEMO_PASSWORD
 from ispops.tenancy.models import Isp
-from subscribers.models import Plan, ServiceIntent
+from network.models import RouterJob
+from subscribers.models import Plan, ServiceAccount, ServiceIntent
 
 pytestmark = pytest.mark.browser
 
@@ -141,9 +142,9 @@ def test_a_lead_goes_from_first_call_to_confirmed_service(
     office.get_by_role("button", name="Customer confirmed").click()
     expect(stage).to_have_text("Customer confirmed")
     intents = office.get_by_role("region", name="Billing and network")
-    expect(intents).to_contain_text("waiting for the billing / network apps")
+    expect(intents).to_contain_text("waiting for the billing app")
     expect(intents).to_contain_text("Start billing")
-    expect(intents).to_contain_text("Provision on the router")
+    expect(intents).to_contain_text("Router")
 
     # Activation asked billing and the router once each (the live server committed it).
     with tenant_context(Isp.objects.get(schema_name="demo")):
@@ -152,4 +153,12 @@ def test_a_lead_goes_from_first_call_to_confirmed_service(
                 "kind", flat=True
             )
         )
-    assert kinds == ["billing.start", "network.provision"]
+        jobs = list(
+            RouterJob.objects.filter(service_account__customer__name=name).values_list(
+                "action", flat=True
+            )
+        )
+        served = ServiceAccount.objects.get(customer__name=name).router_id is not None
+    assert kinds == ["billing.start"]
+    # With a router serving the lead's site or branch, activation asked it once.
+    assert jobs == (["provision"] if served else [])

@@ -337,9 +337,19 @@ def test_account_status_of_an_unknown_account_fails_with_one_line(in_alpha):
 
 
 def test_add_router_refuses_a_duplicate_name(in_alpha):
-    args = ["--name", "Core-2", "--host", "10.9.0.1", "--username", "api", "--password", "pw"]
+    args = [
+        "--name",
+        "Core-2",
+        "--host",
+        "127.0.0.1",
+        "--username",
+        "api",
+        "--password",
+        "pw",
+        "--no-check",
+    ]
     out, _ = run("add_router", *args)
-    assert "router Core-2 added (10.9.0.1:8728)" in out
+    assert "router Core-2 added (127.0.0.1:8728)" in out
 
     reason, _ = refused("add_router", "--name", "core-2", *args[2:])
 

@@ -225,16 +225,18 @@ def test_activation_writes_billing_and_provisioning_intents_exactly_once(alpha, 
         assert account.status == "active"
         assert account.activated_at is not None
         kinds = sorted(ServiceIntent.objects.filter(service_account=account).values_list("kind"))
-        assert kinds == [("billing.start",), ("network.provision",)]
+        assert kinds == [("billing.start",)]
+        # alpha has no router, so none is asked; the page says so.
+        assert not account.router_jobs.exists()
 
         # A second press (double click, stale tab) is refused and asks for nothing more.
         assert advance(owner, inst, Stage.ACTIVATED).status_code == 400
-        assert ServiceIntent.objects.filter(service_account=account).count() == 2
+        assert ServiceIntent.objects.filter(service_account=account).count() == 1
 
         page = owner.get(f"/pipeline/{inst.pk}/").content.decode()
-        assert "waiting for the billing / network apps" in page
+        assert "waiting for the billing app" in page
+        assert "No router serves this account" in page
         assert "Start billing" in page
-        assert "Provision on the router" in page
 
 
 def test_the_activate_step_says_what_activation_starts(alpha, clients, plan):

@@ -78,21 +78,46 @@ def test_full_life_records_who_when_why(alpha, make_customer):
     assert account.activated_at and account.suspended_at and account.terminated_at
 
 
-def test_moves_write_the_intents_other_apps_need(make_customer):
+def test_moves_write_billing_intents_and_router_jobs(make_customer):
+    from network.models import RouterJob
+    from network.services import add_router
+
+    router = add_router(
+        actor="t", name="r1", host="127.0.0.1", port=8728, username="api", password="pw"
+    )
     account = _account(make_customer, Status.INSTALLING)
+    account.router = router
+    account.save(update_fields=["router"])
     services.activate(account, actor="test")
     services.change_status(account, Status.SUSPENDED, actor="test", reason="unpaid")
     services.change_status(account, Status.ACTIVE, actor="test", reason="paid")
     services.change_status(account, Status.TERMINATED, actor="test", reason="left")
     kinds = list(account.intents.order_by("id").values_list("kind", flat=True))
-    assert kinds == [
-        "billing.start",
-        "network.provision",
-        "network.suspend",
-        "network.restore",
-        "billing.stop",
-        "network.remove",
-    ]
+    assert kinds == ["billing.start", "billing.stop"]
+    actions = list(
+        RouterJob.objects.filter(service_account=account)
+        .order_by("id")
+        .values_list("action", flat=True)
+    )
+    assert actions == ["provision", "suspend", "restore", "remove"]
+
+
+def test_activation_without_login_or_router_gets_them(make_customer, plan):
+    from network.services import add_router
+
+    router = add_router(
+        actor="t", name="only", host="127.0.0.1", port=8728, username="api", password="pw"
+    )
+    customer = make_customer(status="active")
+    account = services.create_service_account(
+        actor="t", customer=customer, plan=plan, status=Status.INSTALLING
+    )
+    services.activate(account, actor="test")
+    account.refresh_from_db()
+    assert account.username == customer.account.lower() or account.username.startswith(
+        customer.account.lower()
+    )
+    assert len(account.password) >= 8 and account.router == router
 
 
 def test_customer_status_summarises_its_accounts(make_customer, plan):

@@ -14,6 +14,9 @@ class Command(TenantCommand):
         parser.add_argument("--username", required=True)
         parser.add_argument("--password", required=True)
         parser.add_argument("--tls", action="store_true", help="API over TLS (port 8729)")
+        parser.add_argument(
+            "--no-check", action="store_true", help="save without first connecting to the router"
+        )
 
     def handle_tenant(self, isp, *args, **opts):
         port = opts["port"] or (8729 if opts["tls"] else 8728)
@@ -26,6 +29,7 @@ class Command(TenantCommand):
                 username=opts["username"],
                 password=opts["password"],
                 use_tls=opts["tls"],
+                check_connection=not opts["no_check"],
             )
         except RouterError as exc:
             raise CommandError(str(exc)) from None
