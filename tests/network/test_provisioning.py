@@ -305,3 +305,79 @@ def test_desired_fields_follow_status(plan, in_alpha):
     assert provisioning.should_exist(account)
     account.status = "lead"
     assert not provisioning.should_exist(account)
+
+
+def test_hotspot_and_static_accounts_get_their_own_items(router, emulator):
+    hotspot = Plan.objects.create(
+        name="Daily 3M",
+        price=50,
+        cycle="daily",
+        service="hotspot",
+        download_kbps=3000,
+        upload_kbps=1000,
+    )
+    static = Plan.objects.create(
+        name="Biz 50M", price=12000, service="static", download_kbps=50_000, upload_kbps=25_000
+    )
+    user = make_account(router, hotspot, username="hs-user", status="active")
+    shop = make_account(router, static, username="", status="active", static_ip="10.90.0.9")
+    services.queue_account(user, actor="t")
+    services.queue_account(shop, actor="t")
+    assert run(router) == "2 done, 0 refused"
+    hs = next(r for r in emulator.rows("/ip/hotspot/user") if r["name"] == "hs-user")
+    assert hs["profile"] == "Daily 3M"
+    hs_profile = next(
+        r for r in emulator.rows("/ip/hotspot/user/profile") if r["name"] == "Daily 3M"
+    )
+    assert hs_profile["rate-limit"] == "1M/3M"
+    queue = next(r for r in emulator.rows("/queue/simple") if r["name"] == f"ispops-{shop.pk}")
+    assert queue["target"].startswith("10.90.0.9")
+    assert queue["max-limit"] == "25000000/50000000"
+    subscribers.change_status(user, "suspended", actor="t", reason="Unpaid")
+    run(router)
+    hs = next(r for r in emulator.rows("/ip/hotspot/user") if r["name"] == "hs-user")
+    assert hs["disabled"] == "true"
+
+
+def test_a_tls_router_is_reached_over_api_ssl(in_alpha, plan):
+    from network.emulator import RouterOSEmulator
+
+    with RouterOSEmulator(port=0, tls_port=0, users={"admin": "tls-pass"}) as emu:
+        tls_router = services.add_router(
+            actor="t",
+            name="tls",
+            host="127.0.0.1",
+            port=emu.tls_port,
+            username="admin",
+            password="tls-pass",
+            use_tls=True,
+            check_connection=True,
+        )
+        account = make_account(tls_router, plan, username="over-tls")
+        subscribers.activate(account, actor="t")
+        assert run(tls_router) == "1 done, 0 refused"
+        assert any(r["name"] == "over-tls" for r in emu.rows("/ppp/secret"))
+
+
+def test_moving_an_account_to_another_router_removes_it_from_the_first(router, plan, emulator):
+    from network.emulator import RouterOSEmulator
+
+    account = make_account(router, plan, username="mover2", status="active")
+    services.queue_account(account, actor="t")
+    run(router)
+    with RouterOSEmulator(port=0, users={"admin": "pw2"}) as second_emu:
+        second = services.add_router(
+            actor="t",
+            name="second",
+            host="127.0.0.1",
+            port=second_emu.port,
+            username="admin",
+            password="pw2",
+        )
+        subscribers.update_service_account(
+            account, actor="t", username="mover2", password="", router=second
+        )
+        run(router)
+        run(second)
+        assert secret(emulator, "mover2") is None
+        assert any(r["name"] == "mover2" for r in second_emu.rows("/ppp/secret"))
