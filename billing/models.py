@@ -1,1 +1,351 @@
-"""Models of the billing app (filled by its issue)."""
+"""Billing: the customer ledger (the only source of a balance), invoices and their lines,
+charged periods (each chargeable once), billing runs, the ISP's billing and dunning
+settings, dunning holds and the dunning log."""
+
+from decimal import Decimal
+
+from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+
+def default_reminders_before():
+    return [3, 1]
+
+
+def default_reminders_after():
+    return [1, 3]
+
+
+class BillingSettings(models.Model):
+    """One row per ISP (pk=1): how it bills, taxes, numbers invoices and chases debt."""
+
+    class Anchor(models.TextChoices):
+        ANNIVERSARY = "anniversary", "Each account's activation day"
+        FIXED_DAY = "fixed_day", "A fixed day of the month"
+
+    class Suspended(models.TextChoices):
+        CHARGE = "charge", "Keep charging"
+        PAUSE = "pause", "Pause charges"
+
+    class Partial(models.TextChoices):
+        CREDIT = "credit", "Hold as credit until the full price is paid"
+        PRORATE = "prorate", "Extend the expiry in proportion"
+
+    # Identity on invoices and receipts.
+    legal_name = models.CharField(max_length=150, blank=True)
+    address = models.TextField(blank=True)
+    kra_pin = models.CharField("KRA PIN", max_length=20, blank=True)
+    paybill = models.CharField("M-Pesa paybill or till", max_length=20, blank=True)
+    phone = models.CharField(max_length=20, blank=True)
+    email = models.EmailField(blank=True)
+    logo = models.FileField(upload_to="logos/", blank=True)
+    # Billing.
+    anchor = models.CharField(max_length=12, choices=Anchor.choices, default=Anchor.ANNIVERSARY)
+    fixed_day = models.PositiveSmallIntegerField(
+        default=1, validators=[MinValueValidator(1), MaxValueValidator(28)]
+    )
+    vat_rate = models.DecimalField(max_digits=5, decimal_places=2, default=Decimal("16.00"))
+    vat_inclusive = models.BooleanField(default=True, help_text="Prices include VAT.")
+    due_days = models.PositiveSmallIntegerField(default=7, help_text="Days from issue to due.")
+    when_suspended = models.CharField(
+        max_length=8, choices=Suspended.choices, default=Suspended.PAUSE
+    )
+    prepaid_partial = models.CharField(
+        max_length=8, choices=Partial.choices, default=Partial.CREDIT
+    )
+    invoice_prefix = models.CharField(max_length=10, default="INV")
+    # Gapless: taken under a row lock in the transaction that creates the invoice.
+    next_invoice_number = models.PositiveIntegerField(default=1)
+    credit_note_prefix = models.CharField(max_length=10, default="CN")
+    next_credit_note_number = models.PositiveIntegerField(default=1)
+    # Dunning.
+    reminder_days_before = ArrayField(
+        models.PositiveSmallIntegerField(), default=default_reminders_before, blank=True
+    )
+    reminder_days_after = ArrayField(
+        models.PositiveSmallIntegerField(), default=default_reminders_after, blank=True
+    )
+    grace_days = models.PositiveSmallIntegerField(default=3)
+    hard_suspend_after_days = models.PositiveSmallIntegerField(
+        default=14,
+        help_text="Days after the soft suspension (walled garden) before the "
+        "login is disabled altogether.",
+    )
+
+    class Meta:
+        verbose_name_plural = "billing settings"
+
+    def __str__(self):
+        return "Billing settings"
+
+    @classmethod
+    def load(cls) -> "BillingSettings":
+        obj, _ = cls.objects.get_or_create(pk=1)
+        return obj
+
+
+class Invoice(models.Model):
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        PAID = "paid", "Paid"
+        VOID = "void", "Void"
+
+    number = models.CharField(max_length=30, unique=True)
+    customer = models.ForeignKey(
+        "subscribers.Customer", on_delete=models.PROTECT, related_name="invoices"
+    )
+    service_account = models.ForeignKey(
+        "subscribers.ServiceAccount",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="invoices",
+    )
+    period_start = models.DateField(null=True, blank=True)
+    period_end = models.DateField(null=True, blank=True, help_text="Last day covered.")
+    issued_on = models.DateField()
+    due_on = models.DateField()
+    status = models.CharField(max_length=6, choices=Status.choices, default=Status.OPEN)
+    subtotal = models.DecimalField(max_digits=12, decimal_places=2)
+    vat = models.DecimalField(max_digits=12, decimal_places=2)
+    total = models.DecimalField(max_digits=12, decimal_places=2)
+    amount_paid = models.DecimalField(max_digits=12, decimal_places=2, default=0)
+    vat_rate = models.DecimalField(max_digits=5, decimal_places=2)
+    vat_inclusive = models.BooleanField()
+    billing_run = models.ForeignKey(
+        "BillingRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="invoices"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    voided_at = models.DateTimeField(null=True, blank=True)
+    void_reason = models.CharField(max_length=255, blank=True)
+
+    class Meta:
+        ordering = ["-issued_on", "-id"]
+        indexes = [
+            # Allocation takes a customer's oldest open invoices; aged debt scans open ones.
+            models.Index(fields=["customer", "status", "due_on"], name="invoice_customer_open"),
+            models.Index(fields=["status", "due_on"], name="invoice_status_due"),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount_paid__gte=0), name="invoice_paid_not_neg"),
+        ]
+
+    def __str__(self):
+        return self.number
+
+    @property
+    def outstanding(self) -> Decimal:
+        if self.status == self.Status.VOID:
+            return Decimal("0.00")
+        return self.total - self.amount_paid
+
+
+class InvoiceLine(models.Model):
+    class Kind(models.TextChoices):
+        PLAN = "plan", "Plan"
+        ADDON = "addon", "Add-on"
+        DISCOUNT = "discount", "Discount"
+        PRORATION = "proration", "Proration"
+        CREDIT = "credit", "Credit for unused days"
+        OTHER = "other", "Other"
+
+    invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="lines")
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    description = models.CharField(max_length=255)
+    amount = models.DecimalField(max_digits=12, decimal_places=2)
+    service_account = models.ForeignKey(
+        "subscribers.ServiceAccount",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+    )
+    period_start = models.DateField(null=True, blank=True)
+    period_end = models.DateField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self):
+        return self.description
+
+
+class ChargedPeriod(models.Model):
+    """A service account's billing period that has been charged. The unique constraint is
+    what makes re-runs and concurrent runs bill each period once."""
+
+    service_account = models.ForeignKey(
+        "subscribers.ServiceAccount", on_delete=models.PROTECT, related_name="charged_periods"
+    )
+    period_start = models.DateField()
+    period_end = models.DateField()
+    invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="periods")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["service_account", "period_start"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["service_account", "period_start"], name="charged_period_once"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.service_account_id} {self.period_start}..{self.period_end}"
+
+
+class LedgerEntry(models.Model):
+    """One movement of a customer's money. Positive amounts raise what the customer owes
+    (charges, refunds paid out, debit adjustments); negative ones lower it (payments,
+    credit notes, credit adjustments). Rows are never changed or deleted — a database
+    trigger refuses it — and a correction is a new entry."""
+
+    class Kind(models.TextChoices):
+        CHARGE = "charge", "Charge"
+        PAYMENT = "payment", "Payment"
+        CREDIT_NOTE = "credit_note", "Credit note"
+        ADJUSTMENT = "adjustment", "Adjustment"
+        REFUND = "refund", "Refund"
+
+    customer = models.ForeignKey(
+        "subscribers.Customer", on_delete=models.PROTECT, related_name="ledger"
+    )
+    kind = models.CharField(max_length=12, choices=Kind.choices)
+    amount = models.DecimalField(max_digits=12, decimal_places=2)
+    description = models.CharField(max_length=255)
+    invoice = models.ForeignKey(
+        Invoice, null=True, blank=True, on_delete=models.PROTECT, related_name="entries"
+    )
+    service_account = models.ForeignKey(
+        "subscribers.ServiceAccount",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+    )
+    # A payment's receipt number, a credit note's number: shown on statements.
+    reference = models.CharField(max_length=40, blank=True)
+    at = models.DateTimeField(default=timezone.now)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    actor_label = models.CharField(max_length=200)
+
+    class Meta:
+        ordering = ["at", "id"]
+        indexes = [models.Index(fields=["customer", "at"], name="ledger_customer_at")]
+        constraints = [
+            models.CheckConstraint(
+                name="ledger_sign_by_kind",
+                condition=(
+                    (Q(kind__in=["charge", "refund"]) & Q(amount__gt=0))
+                    | (Q(kind__in=["payment", "credit_note"]) & Q(amount__lt=0))
+                    | (Q(kind="adjustment") & ~Q(amount=0))
+                ),
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.get_kind_display()} {self.amount} ({self.customer_id})"
+
+
+class BillingRun(models.Model):
+    class State(models.TextChoices):
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    run_date = models.DateField()
+    state = models.CharField(max_length=8, choices=State.choices, default=State.RUNNING)
+    started_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    total_accounts = models.PositiveIntegerField(default=0)
+    processed = models.PositiveIntegerField(default=0)
+    invoice_count = models.PositiveIntegerField(default=0)
+    amount = models.DecimalField(max_digits=14, decimal_places=2, default=0)
+    skipped = models.PositiveIntegerField(default=0, help_text="Already charged.")
+    errors = models.JSONField(default=list)
+    started_by = models.CharField(max_length=200)
+
+    class Meta:
+        ordering = ["-started_at"]
+
+    def __str__(self):
+        return f"Billing run {self.run_date}"
+
+    @property
+    def percent(self) -> int:
+        return min(100, self.processed * 100 // self.total_accounts) if self.total_accounts else 100
+
+
+class DunningHold(models.Model):
+    """No suspension for this customer: a VIP exemption (no end) or a promise to pay
+    until a date that staff recorded."""
+
+    class Kind(models.TextChoices):
+        EXEMPT = "exempt", "Exempt (VIP)"
+        PROMISE = "promise", "Promise to pay"
+
+    customer = models.ForeignKey(
+        "subscribers.Customer", on_delete=models.CASCADE, related_name="dunning_holds"
+    )
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    until = models.DateField(null=True, blank=True)
+    note = models.CharField(max_length=255, blank=True)
+    created_by = models.CharField(max_length=200)
+    created_at = models.DateTimeField(default=timezone.now)
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(kind="exempt") | Q(until__isnull=False), name="promise_has_a_date"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.get_kind_display()} for {self.customer_id}"
+
+
+class DunningAction(models.Model):
+    """What dunning did, once per (subject, step): a reminder sent, a suspension made.
+    The unique constraint makes a re-run of the same day do nothing twice."""
+
+    class Step(models.TextChoices):
+        REMINDER = "reminder", "Reminder"
+        SOFT_SUSPEND = "soft", "Soft suspension (walled garden)"
+        HARD_SUSPEND = "hard", "Hard suspension"
+
+    customer = models.ForeignKey(
+        "subscribers.Customer", on_delete=models.CASCADE, related_name="dunning_actions"
+    )
+    service_account = models.ForeignKey(
+        "subscribers.ServiceAccount",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="+",
+    )
+    invoice = models.ForeignKey(
+        Invoice, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    step = models.CharField(max_length=8, choices=Step.choices)
+    # e.g. "before:3", "after:1", "expiry:2026-11-30": what this action was for.
+    key = models.CharField(max_length=60)
+    on_date = models.DateField()
+    detail = models.CharField(max_length=255, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["customer", "step", "key"], name="dunning_once"),
+        ]
+
+    def __str__(self):
+        return f"{self.get_step_display()} {self.key}"

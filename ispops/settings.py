@@ -66,6 +66,7 @@ TENANT_APPS = [
     "network",
     "tickets",
     "inventory",
+    "ispops.messaging",
 ]
 INSTALLED_APPS = SHARED_APPS + [app for app in TENANT_APPS if app not in SHARED_APPS]
 
@@ -193,6 +194,8 @@ EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
 EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", f"ispops <noreply@{PLATFORM_DOMAIN}>")
+# SMS when an ISP has not chosen a gateway: "console" (logged only) or "africastalking".
+SMS_BACKEND = env_str("ISPOPS_SMS_BACKEND", "console")
 
 # Secrets at rest (router passwords, Daraja keys): comma-separated Fernet keys, the
 # first encrypts, all decrypt (so keys can be rotated). ispops.lib.crypto reads it.
@@ -238,6 +241,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "ispops.tasks.fan_out",
         "schedule": crontab(minute=23, hour="*/6"),
         "args": ["network.tasks.check_drift_all"],
+    },
+    "sweep-messages": {
+        "task": "ispops.tasks.fan_out",
+        "schedule": 60.0,
+        "args": ["ispops.messaging.tasks.sweep_messages"],
     },
 }
 

@@ -104,7 +104,9 @@ def should_exist(account, router_id=None) -> bool:
 
 def desired_fields(account) -> dict:
     """The item as it should be printed by the router (strings, as on the wire)."""
-    disabled = "true" if account.status == Status.SUSPENDED else "false"
+    # A soft suspension keeps the login (the walled garden shows the pay page).
+    hard = account.status == Status.SUSPENDED and account.suspension != "soft"
+    disabled = "true" if hard else "false"
     if account.service == ServiceType.PPPOE:
         item = {
             "name": account.username,

@@ -253,6 +253,13 @@ class ServiceAccount(models.Model):
         related_name="service_accounts",
     )
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.LEAD)
+    # A soft suspension keeps the login working but walls it in (the pay page); a hard one
+    # disables it. Only meaningful while suspended.
+    suspension = models.CharField(
+        max_length=4,
+        choices=[("soft", "Soft (walled garden)"), ("hard", "Hard (disabled)")],
+        blank=True,
+    )
     activated_at = models.DateTimeField(null=True, blank=True)
     suspended_at = models.DateTimeField(null=True, blank=True)
     terminated_at = models.DateTimeField(null=True, blank=True)

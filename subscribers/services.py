@@ -1,8 +1,8 @@
 """Operations on subscribers. Views, commands, imports and other apps call these.
 
 - the status machine of a service account (`change_status`), the one way statuses move;
-- activation (`activate`), which starts billing and router provisioning by recording
-  ServiceIntents in the same transaction (the billing and network apps consume them);
+- activation (`activate`), which starts billing (billing.services, in the same
+  transaction) and router provisioning (a router job written in the same transaction);
 - the lead-to-activation pipeline (`create_lead`, `advance_installation`, technician
   `start_job` / `complete_job`);
 - customers' account numbers, search text and status summary.
@@ -28,7 +28,6 @@ from subscribers.models import (
     InstallationStep,
     Plan,
     ServiceAccount,
-    ServiceIntent,
     ServiceType,
     StatusChange,
     SubscriberSettings,
@@ -233,13 +232,6 @@ TRANSITIONS: dict[str, set[str]] = {
     Status.TERMINATED: set(),
 }
 
-# What billing must do when an account moves (from, to): recorded as intents until the
-# billing app takes them up. The router side is a network job (network.services).
-_INTENTS = {
-    (Status.INSTALLING, Status.ACTIVE): [ServiceIntent.Kind.START_BILLING],
-    (Status.ACTIVE, Status.TERMINATED): [ServiceIntent.Kind.STOP_BILLING],
-    (Status.SUSPENDED, Status.TERMINATED): [ServiceIntent.Kind.STOP_BILLING],
-}
 # Moves after which the router must change: activation, suspension, restoration, removal.
 _ROUTER_ACTIONS = {
     (Status.INSTALLING, Status.ACTIVE): "provision",
@@ -261,11 +253,14 @@ def allowed_moves(status: str) -> list[str]:
     return [s for s in Status.values if s in TRANSITIONS[status]]
 
 
-def change_status(account: ServiceAccount, to: str, *, actor, reason: str) -> ServiceAccount:
+def change_status(
+    account: ServiceAccount, to: str, *, actor, reason: str, suspension: str = "hard"
+) -> ServiceAccount:
     """Move a service account to `to`, or raise IllegalTransition and change nothing.
 
     The row is locked first, so two staff (or a payment and a dunning run) changing the
-    same account are serialised and the second sees the first's result.
+    same account are serialised and the second sees the first's result. A suspension is
+    hard (login disabled) unless `suspension="soft"` (walled garden, login kept).
     """
     if to not in Status.values:
         raise IllegalTransition(f"unknown status {to!r}")
@@ -282,7 +277,8 @@ def change_status(account: ServiceAccount, to: str, *, actor, reason: str) -> Se
             )
         now = timezone.now()
         locked.status = to
-        fields = ["status"]
+        locked.suspension = suspension if to == Status.SUSPENDED else ""
+        fields = ["status", "suspension"]
         stamp = {
             Status.ACTIVE: "activated_at",
             Status.SUSPENDED: "suspended_at",
@@ -301,8 +297,9 @@ def change_status(account: ServiceAccount, to: str, *, actor, reason: str) -> Se
             actor_label=label,
             reason=reason[:255],
         )
-        for kind in _INTENTS.get((current, to), []):
-            ServiceIntent.objects.create(service_account=locked, kind=kind, actor_label=label)
+        # Billing acts in this transaction (prorations, prepaid expiry); the router
+        # through a job that commits with it.
+        billing_services.on_status_change(locked, current, to, actor=actor)
         if (current, to) in _ROUTER_ACTIONS:
             _tell_router(locked, actor=actor, action=_ROUTER_ACTIONS[(current, to)])
         refresh_customer(locked.customer)
@@ -310,10 +307,33 @@ def change_status(account: ServiceAccount, to: str, *, actor, reason: str) -> Se
     return account
 
 
+def harden_suspension(account: ServiceAccount, *, actor, reason: str) -> ServiceAccount:
+    """A soft-suspended account (walled garden) gets its login disabled as well."""
+    user, label = audit.describe_actor(actor)
+    with transaction.atomic(), audit.acting_as(actor):
+        locked = ServiceAccount.objects.select_for_update().get(pk=account.pk)
+        if locked.status != Status.SUSPENDED or locked.suspension == "hard":
+            return locked
+        locked.suspension = "hard"
+        locked.save(update_fields=["suspension"])
+        StatusChange.objects.create(
+            service_account=locked,
+            from_status=Status.SUSPENDED,
+            to_status=Status.SUSPENDED,
+            actor=user,
+            actor_label=label,
+            reason=f"Hard suspension: {reason}"[:255],
+        )
+        _tell_router(locked, actor=actor, action="suspend")
+    account.refresh_from_db()
+    return account
+
+
 def activate(account: ServiceAccount, *, actor, reason: str = "Activated") -> ServiceAccount:
-    """Turn service on: status active; billing is asked to start (an intent) and the
-    router to provision it (a router job), both in the transaction of the status change,
-    so neither can be lost. An account with no login or router gets them first."""
+    """Turn service on: status active; billing starts (prepaid expiry, postpaid periods
+    from today) and the router is asked to provision it (a router job), both in the
+    transaction of the status change, so neither can be lost. An account with no login
+    or router gets them first."""
     with transaction.atomic(), audit.acting_as(actor):
         prepare_for_activation(account)
         return change_status(account, Status.ACTIVE, actor=actor, reason=reason)
@@ -436,9 +456,11 @@ def change_plan(account: ServiceAccount, plan: Plan, *, actor) -> ServiceAccount
     if plan.pk == account.plan_id:
         return account
     with transaction.atomic(), audit.acting_as(actor):
+        old_plan = account.plan
         account.plan = plan
         account.service = plan.service
         account.save(update_fields=["plan", "service"])
+        billing_services.on_plan_change(account, old_plan, plan, timezone.localdate(), actor=actor)
         if account.status in (Status.ACTIVE, Status.SUSPENDED):
             _tell_router(account, actor=actor)
     return account

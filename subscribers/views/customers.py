@@ -368,7 +368,6 @@ def account_detail(request, pk):
         "addon_form": AddOnForm() if role in MONEY_PEOPLE else None,
         "discount_form": DiscountForm() if role in MONEY_PEOPLE else None,
         "history": account.status_changes.select_related("actor")[:50],
-        "intents": services.pending_intents(account),
         "router_jobs": account.router_jobs.select_related("router")[:10],
         "session": monitoring.sessions_for_accounts([account]).get(account.pk),
         "addons": account.addons.all(),

@@ -180,7 +180,7 @@ def _lead_page(
         "advance_form": advance_form,
         "reschedule_form": reschedule_form if inst.stage in _RESCHEDULABLE else None,
         "cancel_form": cancel_form if inst.stage in _CANCELLABLE else None,
-        "intents": list(services.pending_intents(account)) if activated else None,
+        "intents": [] if activated else None,
         "router_jobs": list(account.router_jobs.select_related("router")[:5])
         if activated
         else None,

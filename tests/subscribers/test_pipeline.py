@@ -214,7 +214,7 @@ def test_scheduling_offers_only_active_technicians(alpha, clients, plan):
         assert inst.stage == Stage.QUOTED
 
 
-def test_activation_writes_billing_and_provisioning_intents_exactly_once(alpha, clients, plan):
+def test_activation_starts_billing_and_a_second_press_changes_nothing(alpha, clients, plan):
     owner = clients[Role.OWNER]
     with tenant_context(alpha.isp):
         inst = make_lead(alpha, plan, stage=Stage.INSTALLED)
@@ -224,19 +224,18 @@ def test_activation_writes_billing_and_provisioning_intents_exactly_once(alpha, 
         account.refresh_from_db()
         assert account.status == "active"
         assert account.activated_at is not None
-        kinds = sorted(ServiceIntent.objects.filter(service_account=account).values_list("kind"))
-        assert kinds == [("billing.start",)]
+        # Billing started in the same transaction: a prepaid account's expiry clock runs.
+        assert account.plan.billing == "prepaid" and account.expires_at is not None
         # alpha has no router, so none is asked; the page says so.
         assert not account.router_jobs.exists()
 
-        # A second press (double click, stale tab) is refused and asks for nothing more.
+        # A second press (double click, stale tab) is refused and changes nothing.
         assert advance(owner, inst, Stage.ACTIVATED).status_code == 400
-        assert ServiceIntent.objects.filter(service_account=account).count() == 1
+        assert account.status_changes.filter(to_status="active").count() == 1
 
         page = owner.get(f"/pipeline/{inst.pk}/").content.decode()
-        assert "waiting for the billing app" in page
+        assert "Prepaid" in page
         assert "No router serves this account" in page
-        assert "Start billing" in page
 
 
 def test_the_activate_step_says_what_activation_starts(alpha, clients, plan):

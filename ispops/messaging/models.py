@@ -1,0 +1,143 @@
+"""Messaging: the ISP's SMS gateway settings, its edited message templates, and the log
+of every SMS and email sent to a customer (which is also the queue the workers send)."""
+
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from ispops.lib.crypto import EncryptedTextField
+
+AFRICASTALKING_URL = "https://api.africastalking.com"
+AFRICASTALKING_SANDBOX_URL = "https://api.sandbox.africastalking.com"
+
+
+class Channel(models.TextChoices):
+    SMS = "sms", "SMS"
+    EMAIL = "email", "Email"
+
+
+class SmsSettings(models.Model):
+    """One row per ISP (pk=1): which SMS gateway it sends through, with its credentials."""
+
+    class Backend(models.TextChoices):
+        DEFAULT = "", "Platform default"
+        CONSOLE = "console", "Console (written to the log, not sent)"
+        AFRICASTALKING = "africastalking", "Africa's Talking"
+
+    # Blank: whatever the platform runs with (settings.SMS_BACKEND).
+    backend = models.CharField(max_length=16, choices=Backend.choices, blank=True)
+    username = models.CharField(
+        max_length=100, blank=True, help_text="The Africa's Talking app username."
+    )
+    api_key = EncryptedTextField("API key", blank=True)
+    sender_id = models.CharField(
+        "Sender ID",
+        max_length=11,
+        blank=True,
+        help_text="Alphanumeric sender name approved by Africa's Talking; "
+        "blank sends from their shared short code.",
+    )
+    base_url = models.URLField(
+        "API address",
+        default=AFRICASTALKING_URL,
+        help_text=f"Live: {AFRICASTALKING_URL}; sandbox: {AFRICASTALKING_SANDBOX_URL}.",
+    )
+
+    class Meta:
+        verbose_name_plural = "SMS settings"
+
+    def __str__(self):
+        return "SMS settings"
+
+    @classmethod
+    def load(cls) -> "SmsSettings":
+        obj, _ = cls.objects.get_or_create(pk=1)
+        return obj
+
+
+class MessageTemplate(models.Model):
+    """An ISP's own wording for one message (key + channel). Keys without a row use the
+    default text in ispops.messaging.services.DEFAULT_TEMPLATES."""
+
+    key = models.SlugField(max_length=50)
+    channel = models.CharField(max_length=5, choices=Channel.choices)
+    subject = models.CharField(max_length=200, blank=True, help_text="Email only.")
+    body = models.TextField()
+    is_active = models.BooleanField(
+        default=True, help_text="Untick to send the default text again without losing yours."
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["key", "channel"]
+        constraints = [
+            # render() looks up one template per key and channel.
+            models.UniqueConstraint(fields=["key", "channel"], name="messagetemplate_key_channel"),
+        ]
+
+    def __str__(self):
+        return f"{self.key} ({self.get_channel_display()})"
+
+
+class MessageQuerySet(models.QuerySet):
+    def for_log(self):
+        return self.select_related("customer")
+
+
+class Message(models.Model):
+    """One SMS or email to one address: written in the transaction that caused it,
+    sent afterwards by a worker (services.deliver), retried until it goes or fails."""
+
+    class State(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        SENDING = "sending", "Sending"
+        SENT = "sent", "Sent"
+        FAILED = "failed", "Failed"
+
+    customer = models.ForeignKey(
+        "subscribers.Customer",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="messages",
+    )
+    channel = models.CharField(max_length=5, choices=Channel.choices)
+    # 2547XXXXXXXX for SMS, an address for email.
+    to = models.CharField(max_length=254)
+    subject = models.CharField(max_length=200, blank=True)
+    body = models.TextField()
+    template_key = models.CharField(max_length=50, blank=True)
+    state = models.CharField(max_length=8, choices=State.choices, default=State.QUEUED)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    # When a worker claimed it; a message "sending" for long was lost with its worker.
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    provider_id = models.CharField(max_length=100, blank=True)
+    error = models.TextField(blank=True)
+    # What it is about, e.g. "invoice:42", so a caller can find what it already sent.
+    related = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    objects = MessageQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            # The sweep (services.sweep_messages) looks only at unfinished messages,
+            # a small part of the table once it has grown.
+            models.Index(
+                fields=["state", "next_attempt_at"],
+                name="message_unfinished",
+                condition=Q(state__in=["queued", "sending"]),
+            ),
+            # The customer page's recent messages (services.recent_for).
+            models.Index(fields=["customer", "-created_at"], name="message_customer"),
+            # The log page, newest first, and its phone/address search.
+            models.Index(fields=["-created_at", "-id"], name="message_log"),
+            models.Index(fields=["to"], name="message_to"),
+            models.Index(fields=["related"], name="message_related"),
+        ]
+
+    def __str__(self):
+        return f"{self.get_channel_display()} to {self.to}"

@@ -1,0 +1,431 @@
+"""Messaging operations other apps call: notify() a customer by SMS and/or email from a
+template, and the worker side that delivers the queued messages.
+
+notify() only writes rows and registers an on-commit hook, so billing, dunning and
+payments call it inside their transactions: a rolled-back payment sends nothing, and
+no gateway call ever happens inside a transaction or on a request.
+
+Templates are Django template text rendered without HTML escaping (SMS is plain
+text). The context has `customer` (name, first_name, account, phone, email), `isp_name`
+and whatever the caller passes; Decimal values at the top level are shown as money
+("KES 2,500.00"). A variable the template names but the context lacks renders empty.
+"""
+
+import datetime
+import logging
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.db import connection, transaction
+from django.db.models import F, Q
+from django.template import Context, Engine, TemplateSyntaxError
+from django.utils import timezone
+
+from ispops import audit
+from ispops.lib.money import format_kes
+from ispops.lib.phones import InvalidPhone, normalise_phone
+from ispops.messaging import backends
+from ispops.messaging.models import Channel, Message, MessageTemplate
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 5
+# Wait after the 1st, 2nd, 3rd and 4th failed attempt; the 5th failure is final.
+BACKOFF = (
+    datetime.timedelta(minutes=1),
+    datetime.timedelta(minutes=5),
+    datetime.timedelta(minutes=15),
+    datetime.timedelta(minutes=60),
+)
+# A message "sending" this long lost its worker (a send gives up after 10 s).
+STUCK_AFTER = datetime.timedelta(minutes=10)
+# A new message's task was sent when it was committed; the sweep only steps in for
+# those that still wait after this long (the broker was down, or lost the task).
+FRESH_GRACE = datetime.timedelta(minutes=2)
+
+
+class MessagingError(Exception):
+    """A template or settings change that cannot be made; str() says why."""
+
+
+@dataclass(frozen=True)
+class DefaultTemplate:
+    label: str
+    sms: str
+    email_subject: str
+    email_body: str
+    # What the caller puts in the context besides customer and isp_name (shown to
+    # whoever edits the template).
+    variables: tuple[str, ...] = ()
+
+    def text(self, channel: str) -> tuple[str, str]:
+        if channel == Channel.SMS:
+            return "", self.sms
+        return self.email_subject, self.email_body
+
+
+_PAY = "Pay via M-Pesa paybill {{ paybill }}, account {{ customer.account }}"
+_SIGN = "\n\nThank you,\n{{ isp_name }}"
+
+DEFAULT_TEMPLATES: dict[str, DefaultTemplate] = {
+    "invoice_issued": DefaultTemplate(
+        label="Invoice issued",
+        sms="{{ customer.name }}, invoice {{ invoice.number }} of {{ amount }} is due "
+        "{{ due_on }}. " + _PAY + ".",
+        email_subject="Invoice {{ invoice.number }} from {{ isp_name }}",
+        email_body="Dear {{ customer.name }},\n\nInvoice {{ invoice.number }} of {{ amount }} "
+        "is due on {{ due_on }}.\n\n" + _PAY + "." + _SIGN,
+        variables=("invoice.number", "amount", "due_on", "paybill"),
+    ),
+    "payment_reminder_before": DefaultTemplate(
+        label="Payment reminder (before due date)",
+        sms="{{ customer.name }}, your {{ isp_name }} bill of {{ amount }} is due "
+        "{{ due_on }}. " + _PAY + " to stay connected.",
+        email_subject="Your {{ isp_name }} bill is due on {{ due_on }}",
+        email_body="Dear {{ customer.name }},\n\nThis is a reminder that your bill of "
+        "{{ amount }} is due on {{ due_on }}.\n\n" + _PAY + " to stay connected." + _SIGN,
+        variables=("amount", "due_on", "paybill"),
+    ),
+    "payment_reminder_after": DefaultTemplate(
+        label="Payment reminder (overdue)",
+        sms="{{ customer.name }}, your {{ isp_name }} bill of {{ amount }} was due "
+        "{{ due_on }} and is still unpaid. " + _PAY + " to avoid disconnection.",
+        email_subject="Your {{ isp_name }} bill is overdue",
+        email_body="Dear {{ customer.name }},\n\nYour bill of {{ amount }} was due on "
+        "{{ due_on }} and is still unpaid.\n\n" + _PAY + " to avoid disconnection." + _SIGN,
+        variables=("amount", "due_on", "paybill"),
+    ),
+    "suspended_soft": DefaultTemplate(
+        label="Service limited (unpaid)",
+        sms="{{ customer.name }}, your internet is limited because {{ amount }} is unpaid. "
+        + _PAY
+        + " and you are reconnected automatically.",
+        email_subject="Your {{ isp_name }} internet is limited",
+        email_body="Dear {{ customer.name }},\n\nYour internet is limited because {{ amount }} "
+        "is unpaid.\n\n" + _PAY + " and you are reconnected automatically." + _SIGN,
+        variables=("amount", "paybill"),
+    ),
+    "suspended_hard": DefaultTemplate(
+        label="Service disconnected (unpaid)",
+        sms="{{ customer.name }}, your internet has been disconnected for non-payment of "
+        "{{ amount }}. " + _PAY + " to reconnect.",
+        email_subject="Your {{ isp_name }} internet has been disconnected",
+        email_body="Dear {{ customer.name }},\n\nYour internet has been disconnected for "
+        "non-payment of {{ amount }}.\n\n" + _PAY + " to reconnect." + _SIGN,
+        variables=("amount", "paybill"),
+    ),
+    "expiry_reminder": DefaultTemplate(
+        label="Package expiring (prepaid)",
+        sms="{{ customer.name }}, your {{ plan }} package expires "
+        '{{ expires_at|date:"j M, H:i" }}. Renew with {{ amount }}: ' + _PAY + ".",
+        email_subject="Your {{ plan }} package expires soon",
+        email_body="Dear {{ customer.name }},\n\nYour {{ plan }} package expires on "
+        '{{ expires_at|date:"j M Y, H:i" }}.\n\nRenew with {{ amount }}: ' + _PAY + "." + _SIGN,
+        variables=("plan", "expires_at", "amount", "paybill"),
+    ),
+    "payment_received": DefaultTemplate(
+        label="Payment received",
+        sms="{{ customer.name }}, we have received {{ amount }} (ref {{ receipt }}). "
+        "Balance: {{ balance }}. Thank you, {{ isp_name }}.",
+        email_subject="Payment received: {{ amount }}",
+        email_body="Dear {{ customer.name }},\n\nWe have received your payment of {{ amount }} "
+        "(ref {{ receipt }}) for account {{ customer.account }}.\n\n"
+        "Your balance is now {{ balance }}." + _SIGN,
+        variables=("amount", "receipt", "balance"),
+    ),
+    "service_restored": DefaultTemplate(
+        label="Service restored",
+        sms="{{ customer.name }}, your internet is back on. Thank you for your payment. "
+        "{{ isp_name }}",
+        email_subject="Your {{ isp_name }} internet is back on",
+        email_body="Dear {{ customer.name }},\n\nYour internet is back on. Thank you for your "
+        "payment." + _SIGN,
+    ),
+}
+
+# No loaders: a template can use the built-in tags and filters (and humanize) but not
+# {% include %} or {% extends %} anything from disk.
+_engine = Engine(
+    autoescape=False,
+    libraries={"humanize": "django.contrib.humanize.templatetags.humanize"},
+)
+
+
+# --- rendering ----------------------------------------------------------------------
+
+
+def template_text(key: str, channel: str) -> tuple[str, str]:
+    """The default (subject, body) of a template; LookupError if no such template."""
+    if key not in DEFAULT_TEMPLATES or channel not in Channel.values:
+        raise LookupError(f"no message template {key!r} for {channel!r}")
+    return DEFAULT_TEMPLATES[key].text(channel)
+
+
+def check_template(text: str) -> None:
+    """Raise MessagingError if `text` is not a valid template."""
+    try:
+        _engine.from_string(text)
+    except TemplateSyntaxError as exc:
+        raise MessagingError(f"template error: {exc}") from None
+
+
+def render_text(subject: str, body: str, context: dict) -> tuple[str, str]:
+    """Render a (subject, body) pair; raises TemplateSyntaxError on a broken one."""
+    ctx = Context(_prepare(context), autoescape=False)
+    rendered_subject = " ".join(_engine.from_string(subject).render(ctx).split())
+    return rendered_subject, _engine.from_string(body).render(ctx).strip()
+
+
+def render(key: str, channel: str, context: dict) -> tuple[str, str]:
+    """(subject, body) of message `key`: the ISP's active edited template, or the
+    default. An edited template that fails to render falls back to the default."""
+    default_subject, default_body = template_text(key, channel)
+    edited = MessageTemplate.objects.filter(key=key, channel=channel, is_active=True).first()
+    if edited is not None:
+        try:
+            return render_text(edited.subject, edited.body, context)
+        except Exception:
+            log.exception(
+                "message template %s/%s of %s is broken; sending the default text",
+                key,
+                channel,
+                connection.schema_name,
+            )
+    return render_text(default_subject, default_body, context)
+
+
+def _prepare(context: dict) -> dict:
+    return {
+        name: format_kes(value) if isinstance(value, Decimal) else value
+        for name, value in context.items()
+    }
+
+
+def customer_context(customer) -> dict:
+    """What a template may know of the customer (a plain dict: an editable template must
+    not reach into related records such as service logins)."""
+    return {
+        "name": customer.name,
+        "first_name": customer.name.split()[0] if customer.name.split() else "",
+        "account": customer.account,
+        "phone": customer.phone,
+        "email": customer.email,
+    }
+
+
+def sample_context() -> dict:
+    """Made-up values for the template editor's preview."""
+    now = timezone.localtime()
+    return {
+        "customer": {
+            "name": "Wanjiru Kamau",
+            "first_name": "Wanjiru",
+            "account": "00042",
+            "phone": "254712345678",
+            "email": "wanjiru@example.com",
+        },
+        "isp_name": getattr(getattr(connection, "tenant", None), "name", "Your ISP"),
+        "invoice": {"number": "INV-00042"},
+        "amount": Decimal("2500.00"),
+        "balance": Decimal("0.00"),
+        "due_on": (now + datetime.timedelta(days=5)).date(),
+        "expires_at": now + datetime.timedelta(days=2),
+        "paybill": "247247",
+        "receipt": "SBK4XYZ12Q",
+        "plan": "Home 10M",
+    }
+
+
+# --- the ISP's templates ------------------------------------------------------------
+
+
+def template_overview() -> list[dict]:
+    """Every template (key x channel) with whether the ISP has its own text."""
+    edited = {(t.key, t.channel): t for t in MessageTemplate.objects.all()}
+    rows = []
+    for key, default in DEFAULT_TEMPLATES.items():
+        for channel, channel_label in Channel.choices:
+            rows.append(
+                {
+                    "key": key,
+                    "label": default.label,
+                    "channel": channel,
+                    "channel_label": channel_label,
+                    "edited": edited.get((key, channel)),
+                }
+            )
+    return rows
+
+
+def save_template(
+    key: str, channel: str, *, subject: str, body: str, is_active: bool, actor
+) -> MessageTemplate:
+    template_text(key, channel)  # a known template, or LookupError
+    check_template(subject)
+    check_template(body)
+    if not body.strip():
+        raise MessagingError("the message cannot be empty")
+    with transaction.atomic(), audit.acting_as(actor):
+        template, _ = MessageTemplate.objects.get_or_create(
+            key=key, channel=channel, defaults={"body": body}
+        )
+        template.subject = subject if channel == Channel.EMAIL else ""
+        template.body = body
+        template.is_active = is_active
+        template.save()
+    return template
+
+
+def reset_template(key: str, channel: str, *, actor) -> bool:
+    """Go back to the default text. True if there was an edited one to remove."""
+    with transaction.atomic(), audit.acting_as(actor):
+        template = MessageTemplate.objects.filter(key=key, channel=channel).first()
+        if template is None:
+            return False
+        template.delete()
+    return True
+
+
+# --- sending --------------------------------------------------------------------------
+
+
+def notify(
+    customer, key: str, context: dict | None = None, *, channels=("sms",), related: str = ""
+) -> list[Message]:
+    """Queue message `key` to `customer` on each of `channels` ("sms", "email") and send
+    it after the current transaction commits. A channel the customer has no phone or
+    email for is skipped; a phone number that cannot be used is logged as failed."""
+    full = {**(context or {}), "customer": customer_context(customer)}
+    full.setdefault("isp_name", getattr(getattr(connection, "tenant", None), "name", ""))
+    created = []
+    for channel in channels:
+        error = ""
+        if channel == Channel.SMS:
+            if not customer.phone:
+                continue
+            try:
+                to = normalise_phone(customer.phone)
+            except InvalidPhone as exc:
+                to, error = customer.phone, str(exc)
+        elif channel == Channel.EMAIL:
+            if not customer.email:
+                continue
+            to = customer.email
+        else:
+            raise ValueError(f"unknown channel {channel!r}")
+        subject, body = render(key, channel, full)
+        message = Message.objects.create(
+            customer=customer,
+            channel=channel,
+            to=to,
+            subject=subject[:200],
+            body=body,
+            template_key=key,
+            related=related[:64],
+            # A number no gateway can use is logged, not sent.
+            state=Message.State.FAILED if error else Message.State.QUEUED,
+            error=error,
+        )
+        if not error:
+            transaction.on_commit(lambda pk=message.pk: send_soon(pk))
+        created.append(message)
+    return created
+
+
+def send_soon(message_id: int) -> bool:
+    """Hand a message to a worker. If the broker is down the message stays queued and
+    the sweep sends it later; the caller never fails for it."""
+    from ispops.messaging.tasks import send_message
+
+    try:
+        send_message.delay(message_id)
+    except Exception as exc:
+        log.warning("message %s not handed to a worker (%s); the sweep will", message_id, exc)
+        return False
+    return True
+
+
+def deliver(message_id: int) -> str:
+    """Send one queued message through its gateway and record the outcome. A message
+    that is not queued and due (already sent, taken by another worker, waiting to
+    retry) is left alone, so a duplicate task does nothing."""
+    now = timezone.now()
+    claimed = Message.objects.filter(
+        pk=message_id, state=Message.State.QUEUED, next_attempt_at__lte=now
+    ).update(state=Message.State.SENDING, claimed_at=now)
+    if not claimed:
+        return "not due"
+    message = Message.objects.get(pk=message_id)
+    try:
+        if message.channel == Channel.SMS:
+            provider_id = backends.sms_backend().send(message.to, message.body)
+        else:
+            provider_id = backends.send_email(message.to, message.subject, message.body)
+    except Exception as exc:
+        # Whatever went wrong is written on the row, so the message is never stuck.
+        return _record_failure(message, exc)
+    Message.objects.filter(pk=message.pk, state=Message.State.SENDING).update(
+        state=Message.State.SENT,
+        provider_id=str(provider_id or "")[:100],
+        sent_at=timezone.now(),
+        attempts=F("attempts") + 1,
+        error="",
+    )
+    return "sent"
+
+
+def _record_failure(message: Message, exc: Exception) -> str:
+    attempts = message.attempts + 1
+    error = (str(exc) or exc.__class__.__name__)[:1000]
+    final = attempts >= MAX_ATTEMPTS or getattr(exc, "permanent", False)
+    if final:
+        changes = {"state": Message.State.FAILED}
+        outcome = f"failed: {error}"
+    else:
+        wait = BACKOFF[min(attempts, len(BACKOFF)) - 1]
+        changes = {"state": Message.State.QUEUED, "next_attempt_at": timezone.now() + wait}
+        outcome = f"retry in {int(wait.total_seconds() // 60)} min: {error}"
+    Message.objects.filter(pk=message.pk, state=Message.State.SENDING).update(
+        attempts=attempts, error=error, **changes
+    )
+    log.warning("message %s (%s to %s): %s", message.pk, message.channel, message.to, outcome)
+    return outcome
+
+
+def sweep_messages(limit: int = 5000) -> list[int]:
+    """Send again what was lost: messages stuck "sending" (their worker died) and queued
+    messages whose time has come (retries, and tasks the broker lost). Returns the ids
+    handed to workers."""
+    now = timezone.now()
+    stuck = Message.objects.filter(state=Message.State.SENDING, claimed_at__lt=now - STUCK_AFTER)
+    stuck.filter(attempts__gte=MAX_ATTEMPTS - 1).update(
+        state=Message.State.FAILED,
+        attempts=F("attempts") + 1,
+        error="the worker sending this stopped, too many times",
+    )
+    stuck.update(
+        state=Message.State.QUEUED,
+        next_attempt_at=now,
+        attempts=F("attempts") + 1,
+        error="the worker sending this stopped; sending again",
+    )
+    due = (
+        Message.objects.filter(state=Message.State.QUEUED)
+        .filter(
+            Q(attempts=0, next_attempt_at__lte=now - FRESH_GRACE)
+            | Q(attempts__gt=0, next_attempt_at__lte=now)
+        )
+        .order_by("next_attempt_at", "id")
+        .values_list("id", flat=True)[:limit]
+    )
+    sent = []
+    for message_id in due:
+        if not send_soon(message_id):
+            break  # the broker is down: the next sweep tries again
+        sent.append(message_id)
+    return sent
+
+
+def recent_for(customer, limit: int = 20) -> list[Message]:
+    """The customer's latest messages, newest first (the customer page's list)."""
+    return list(customer.messages.order_by("-created_at", "-id")[:limit])

@@ -1,0 +1,17 @@
+"""Celery wrappers for messaging; each runs in the schema of the ISP that sent it."""
+
+from celery import shared_task
+
+from ispops.messaging import services
+
+
+@shared_task
+def send_message(message_id: int) -> str:
+    """Send one queued SMS or email (does nothing if it is not due or already sent)."""
+    return services.deliver(message_id)
+
+
+@shared_task
+def sweep_messages() -> int:
+    """Re-send messages whose task was lost and retries whose time has come."""
+    return len(services.sweep_messages())

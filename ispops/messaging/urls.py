@@ -1,0 +1,4 @@
+from ispops.messaging import views
+
+app_name = "messaging"
+urlpatterns = views.urls
