@@ -1,4 +1,4 @@
-"""`python -m bench [foundation|subscribers|routeros ...]`: run the benchmarks and print figures.
+"""`python -m bench [NAME ...]`: run the benchmarks (all, or the named ones) and print figures.
 
 They run against the development database (make bench seeds it first), never in
 `make test`. With no argument every benchmark runs.
@@ -12,12 +12,13 @@ import django
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ispops.settings")
 django.setup()
 
-from bench import foundation, routeros, subscribers  # noqa: E402
+from bench import billing, foundation, routeros, subscribers  # noqa: E402
 
 SUITES = {
     "foundation": foundation.run,
     "subscribers": subscribers.run,
     "routeros": routeros.run,
+    "billing": billing.run,
 }
 
 
