@@ -9,6 +9,7 @@ from django.core.management.base import BaseCommand
 from django.db import connection
 from django_tenants.utils import tenant_context
 
+from billing import demo as billing_demo
 from ispops import audit
 from ispops.staff.models import Branch, Role, User
 from ispops.tenancy.models import Domain, Isp
@@ -50,6 +51,7 @@ class Command(BaseCommand):
         with tenant_context(isp), audit.acting_as("seed_demo"):
             seed_staff_and_branches()
             subscribers_demo.seed(subscribers=opts["subscribers"], out=self.stdout.write)
+            billing_demo.seed(out=self.stdout.write)
         self.stdout.write(f"Demo ISP: {isp.name} at {isp.primary_host}")
         self.stdout.write(f"Platform admin: {PLATFORM_EMAIL} / {DEMO_PASSWORD}")
         for email, _, role in DEMO_STAFF:
