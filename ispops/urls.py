@@ -6,4 +6,5 @@ urlpatterns = [
     path("", include("ispops.staff.urls")),
     path("", include("subscribers.urls")),
     path("", include("network.urls")),
+    path("", include("ispops.messaging.urls")),
 ]

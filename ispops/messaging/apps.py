@@ -11,5 +11,5 @@ class MessagingConfig(AppConfig):
         from ispops.messaging.models import MessageTemplate, SmsSettings
 
         # Messages are not audited: the message log is itself the record.
-        audit.register(MessageTemplate)
+        audit.register(MessageTemplate, exclude=["updated_at"])
         audit.register(SmsSettings, secret=["api_key"])

@@ -7,11 +7,12 @@ never retries itself (services.deliver decides when to try again).
 
 import logging
 import uuid
+from email.utils import formataddr, parseaddr
 
 import requests
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.core.mail import send_mail
+from django.core.mail import get_connection, send_mail
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +111,13 @@ def sms_backend(config=None):
     )
 
 
-def send_email(to: str, subject: str, body: str) -> str:
-    """Send through Django's EMAIL_BACKEND (console in development, SMTP in production)."""
-    send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, [to], fail_silently=False)
+def send_email(to: str, subject: str, body: str, *, from_name: str = "") -> str:
+    """Send through Django's EMAIL_BACKEND (console in development, SMTP in production),
+    from DEFAULT_FROM_EMAIL's address under the ISP's name."""
+    sender = settings.DEFAULT_FROM_EMAIL
+    if from_name:
+        sender = formataddr((from_name, parseaddr(sender)[1]))
+    # SMTP waits forever by default; a hung server must not hold the worker.
+    mailer = get_connection(timeout=getattr(settings, "EMAIL_TIMEOUT", None) or 30)
+    send_mail(subject, body, sender, [to], fail_silently=False, connection=mailer)
     return ""

@@ -53,6 +53,12 @@ class SmsSettingsForm(forms.ModelForm):
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
     )
 
+    base_url = forms.URLField(
+        label=SmsSettings._meta.get_field("base_url").verbose_name,
+        help_text=SmsSettings._meta.get_field("base_url").help_text,
+        assume_scheme="https",
+    )
+
     class Meta:
         model = SmsSettings
         fields = ["backend", "username", "api_key", "sender_id", "base_url"]

@@ -201,6 +201,11 @@ def _prepare(context: dict) -> dict:
     }
 
 
+def _isp_name() -> str:
+    """The current ISP's name (tasks and requests both run with the tenant set)."""
+    return getattr(getattr(connection, "tenant", None), "name", "")
+
+
 def customer_context(customer) -> dict:
     """What a template may know of the customer (a plain dict: an editable template must
     not reach into related records such as service logins)."""
@@ -224,7 +229,7 @@ def sample_context() -> dict:
             "phone": "254712345678",
             "email": "wanjiru@example.com",
         },
-        "isp_name": getattr(getattr(connection, "tenant", None), "name", "Your ISP"),
+        "isp_name": _isp_name() or "Your ISP",
         "invoice": {"number": "INV-00042"},
         "amount": Decimal("2500.00"),
         "balance": Decimal("0.00"),
@@ -240,21 +245,19 @@ def sample_context() -> dict:
 
 
 def template_overview() -> list[dict]:
-    """Every template (key x channel) with whether the ISP has its own text."""
+    """Every template with, per channel, the ISP's edited text if it has one."""
     edited = {(t.key, t.channel): t for t in MessageTemplate.objects.all()}
-    rows = []
-    for key, default in DEFAULT_TEMPLATES.items():
-        for channel, channel_label in Channel.choices:
-            rows.append(
-                {
-                    "key": key,
-                    "label": default.label,
-                    "channel": channel,
-                    "channel_label": channel_label,
-                    "edited": edited.get((key, channel)),
-                }
-            )
-    return rows
+    return [
+        {
+            "key": key,
+            "label": default.label,
+            "channels": [
+                {"channel": channel, "label": label, "edited": edited.get((key, channel))}
+                for channel, label in Channel.choices
+            ],
+        }
+        for key, default in DEFAULT_TEMPLATES.items()
+    ]
 
 
 def save_template(
@@ -266,9 +269,9 @@ def save_template(
     if not body.strip():
         raise MessagingError("the message cannot be empty")
     with transaction.atomic(), audit.acting_as(actor):
-        template, _ = MessageTemplate.objects.get_or_create(
-            key=key, channel=channel, defaults={"body": body}
-        )
+        template = MessageTemplate.objects.filter(key=key, channel=channel).first()
+        if template is None:
+            template = MessageTemplate(key=key, channel=channel)
         template.subject = subject if channel == Channel.EMAIL else ""
         template.body = body
         template.is_active = is_active
@@ -296,7 +299,7 @@ def notify(
     it after the current transaction commits. A channel the customer has no phone or
     email for is skipped; a phone number that cannot be used is logged as failed."""
     full = {**(context or {}), "customer": customer_context(customer)}
-    full.setdefault("isp_name", getattr(getattr(connection, "tenant", None), "name", ""))
+    full.setdefault("isp_name", _isp_name())
     created = []
     for channel in channels:
         error = ""
@@ -360,7 +363,9 @@ def deliver(message_id: int) -> str:
         if message.channel == Channel.SMS:
             provider_id = backends.sms_backend().send(message.to, message.body)
         else:
-            provider_id = backends.send_email(message.to, message.subject, message.body)
+            provider_id = backends.send_email(
+                message.to, message.subject, message.body, from_name=_isp_name()
+            )
     except Exception as exc:
         # Whatever went wrong is written on the row, so the message is never stuck.
         return _record_failure(message, exc)

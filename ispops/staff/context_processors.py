@@ -22,6 +22,7 @@ NAVIGATION = [
     ("Tickets", "tickets:list", ALL_STAFF),
     ("Inventory", "inventory:items", ALL_STAFF - {Role.FINANCE}),
     ("Imports", "subscribers:import", {Role.OWNER, Role.ADMIN}),
+    ("Messages", "messaging:log", {Role.OWNER, Role.ADMIN, Role.FINANCE, Role.SUPPORT}),
     ("Branches", "branches", MANAGERS),
     ("Settings", "subscribers:settings", MANAGERS),
     ("Staff", "staff_list", {Role.OWNER}),

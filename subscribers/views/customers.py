@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from billing import services as billing_services
 from ispops.audit.models import AuditEntry
+from ispops.messaging import services as messaging
 from ispops.lib.htmx import render_partial
 from ispops.lib.pagination import CappedPaginator
 from ispops.staff.access import any_staff, roles
@@ -196,6 +197,7 @@ def customer_detail(request, pk):
         "installations": [a.installation for a in accounts if _has_installation(a)],
         "site_paths": _site_paths({customer.site_id, *(a.site_id for a in accounts)}),
         "sessions": monitoring.sessions_for_accounts(accounts),
+        "messages_log": messaging.recent_for(customer),
         "timeline": _timeline(customer, account_ids, steps),
         "can_edit": request.user.role in EDITORS,
     }
