@@ -28,8 +28,11 @@ def main(names):
         raise SystemExit(
             f"bench: unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(SUITES)}"
         )
+    from django.db import connection
+
     for name in names or SUITES:
-        print(f"== {name}")
+        print(f"== {name}", flush=True)
+        connection.set_schema_to_public()
         SUITES[name]()
 
 

@@ -20,6 +20,13 @@ def default_reminders_after():
     return [1, 3]
 
 
+def logo_path(instance, filename: str) -> str:
+    """Each ISP's logo in a folder of its own schema's name."""
+    from django.db import connection
+
+    return f"logos/{connection.schema_name}/{filename}"
+
+
 class BillingSettings(models.Model):
     """One row per ISP (pk=1): how it bills, taxes, numbers invoices and chases debt."""
 
@@ -42,7 +49,7 @@ class BillingSettings(models.Model):
     paybill = models.CharField("M-Pesa paybill or till", max_length=20, blank=True)
     phone = models.CharField(max_length=20, blank=True)
     email = models.EmailField(blank=True)
-    logo = models.FileField(upload_to="logos/", blank=True)
+    logo = models.FileField(upload_to=logo_path, blank=True)
     # Billing.
     anchor = models.CharField(max_length=12, choices=Anchor.choices, default=Anchor.ANNIVERSARY)
     fixed_day = models.PositiveSmallIntegerField(
@@ -239,6 +246,13 @@ class LedgerEntry(models.Model):
         ordering = ["at", "id"]
         indexes = [models.Index(fields=["customer", "at"], name="ledger_customer_at")]
         constraints = [
+            # A receipt or credit note number is used once per customer: the same M-Pesa
+            # receipt or bank slip entered twice is refused by the database.
+            models.UniqueConstraint(
+                fields=["customer", "kind", "reference"],
+                condition=~Q(reference=""),
+                name="ledger_reference_once",
+            ),
             models.CheckConstraint(
                 name="ledger_sign_by_kind",
                 condition=(

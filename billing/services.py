@@ -776,12 +776,14 @@ def overdue_invoices(day: date):
     return Invoice.objects.filter(status=Invoice.Status.OPEN, due_on__lt=day)
 
 
-def aged_debt(day: date) -> dict:
-    """Outstanding on open invoices by age past due: current, 1-30, 31-60, 61-90, 90+."""
+def aged_debt(day: date, customers=None) -> dict:
+    """Outstanding on open invoices by age past due: current, 1-30, 31-60, 61-90, 90+
+    (of `customers`, a queryset, when given: a branch-limited view)."""
     buckets = {"current": ZERO, "1-30": ZERO, "31-60": ZERO, "61-90": ZERO, "90+": ZERO}
-    rows = Invoice.objects.filter(status=Invoice.Status.OPEN).values_list(
-        "due_on", "total", "amount_paid"
-    )
+    invoices = Invoice.objects.filter(status=Invoice.Status.OPEN)
+    if customers is not None:
+        invoices = invoices.filter(customer__in=customers)
+    rows = invoices.values_list("due_on", "total", "amount_paid")
     for due_on, total, paid in rows:
         late = (day - due_on).days
         key = (
@@ -801,3 +803,22 @@ def aged_debt(day: date) -> dict:
 
 def day_start(day: date) -> datetime:
     return timezone.make_aware(datetime.combine(day, time.min))
+
+
+def issue_credit_note(customer, amount, *, actor, reason: str, invoice=None) -> LedgerEntry:
+    """A numbered credit note: on the ledger, allocated to open invoices, and the
+    customer restored if that settles them."""
+    with transaction.atomic():
+        number = _take_numbers("next_credit_note_number", "credit_note_prefix", 1)[0]
+        entry = record_entry(
+            customer,
+            Kind.CREDIT_NOTE,
+            amount,
+            actor=actor,
+            description=reason,
+            invoice=invoice,
+            reference=number,
+        )
+        allocate(customer)
+        restore_if_settled(customer, actor=actor)
+    return entry

@@ -237,6 +237,17 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": crontab(minute=7),
         "args": ["network.tasks.downsample_samples"],
     },
+    # Billing early in the morning, dunning after it (Africa/Nairobi).
+    "daily-billing": {
+        "task": "ispops.tasks.fan_out",
+        "schedule": crontab(hour=1, minute=5),
+        "args": ["billing.tasks.daily_billing"],
+    },
+    "daily-dunning": {
+        "task": "ispops.tasks.fan_out",
+        "schedule": crontab(hour=8, minute=0),
+        "args": ["billing.tasks.daily_dunning"],
+    },
     "check-drift": {
         "task": "ispops.tasks.fan_out",
         "schedule": crontab(minute=23, hour="*/6"),

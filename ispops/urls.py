@@ -7,4 +7,5 @@ urlpatterns = [
     path("", include("subscribers.urls")),
     path("", include("network.urls")),
     path("", include("ispops.messaging.urls")),
+    path("", include("billing.urls")),
 ]

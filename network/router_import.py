@@ -22,7 +22,6 @@ from django.utils import timezone
 from librouteros.exceptions import MultiTrapError, TrapError
 
 from ispops import audit
-from ispops.audit.models import AuditEntry
 from ispops.lib.phones import InvalidPhone, normalise_phone
 from network.models import Router
 from network.routeros import connect, parse_duration
@@ -32,7 +31,6 @@ from subscribers.models import (
     Plan,
     ServiceAccount,
     ServiceType,
-    StatusChange,
     SubscriberSettings,
 )
 
@@ -653,7 +651,6 @@ def import_router(
 def _write(preview: ImportPreview, actor) -> None:
     router = preview.router
     rows = preview.to_import
-    user, label = audit.describe_actor(actor)
     now = timezone.now()
     reason = f"Imported from router {router.name}"
     plans = {p.plan.name.lower(): p.plan for p in preview.reused_plans}
@@ -709,54 +706,6 @@ def _write(preview: ImportPreview, actor) -> None:
             for customer, row in zip(customers, rows, strict=True)
         ]
         ServiceAccount.objects.bulk_create(accounts, batch_size=BATCH)
-        StatusChange.objects.bulk_create(
-            [
-                StatusChange(
-                    service_account=account,
-                    from_status="",
-                    to_status=account.status,
-                    at=now,
-                    actor=user,
-                    actor_label=label,
-                    reason=reason,
-                )
-                for account in accounts
-            ],
-            batch_size=BATCH,
-        )
-        # bulk_create skips the audit signals: the create entries are written in bulk too.
-        AuditEntry.objects.bulk_create(
-            [
-                AuditEntry(
-                    at=now,
-                    actor=user,
-                    actor_label=label,
-                    action=AuditEntry.Action.CREATE,
-                    model="subscribers.customer",
-                    object_id=str(c.pk),
-                    object_repr=str(c)[:200],
-                    changes={"account": c.account, "name": c.name, "imported": router.name},
-                )
-                for c in customers
-            ]
-            + [
-                AuditEntry(
-                    at=now,
-                    actor=user,
-                    actor_label=label,
-                    action=AuditEntry.Action.CREATE,
-                    model="subscribers.serviceaccount",
-                    object_id=str(a.pk),
-                    object_repr=a.username[:200],
-                    changes={
-                        "plan": a.plan.name,
-                        "status": a.status,
-                        "username": a.username,
-                        "router": router.name,
-                        "imported": router.name,
-                    },
-                )
-                for a in accounts
-            ],
-            batch_size=BATCH,
+        services.record_bulk_creation(
+            customers, accounts, actor=actor, reason=reason, source=router.name
         )

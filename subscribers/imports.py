@@ -21,7 +21,6 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
 from ispops import audit
-from ispops.audit.models import AuditEntry
 from ispops.lib.phones import InvalidPhone, normalise_phone
 from network.models import Router
 from subscribers import services
@@ -31,7 +30,6 @@ from subscribers.models import (
     Plan,
     ServiceAccount,
     ServiceType,
-    StatusChange,
     SubscriberSettings,
 )
 
@@ -366,7 +364,6 @@ def _check_against_database(rows: list[_Row], report: ImportReport) -> None:
 
 
 def _write_subscribers(rows: list[_Row], actor, progress: Progress | None) -> None:
-    user, label = audit.describe_actor(actor)
     now = timezone.now()
     with transaction.atomic():
         blank = [row for row in rows if not row.account]
@@ -403,55 +400,8 @@ def _write_subscribers(rows: list[_Row], actor, progress: Progress | None) -> No
             for c, r in zip(customers, rows, strict=True)
         ]
         ServiceAccount.objects.bulk_create(accounts, batch_size=BATCH)
-        StatusChange.objects.bulk_create(
-            [
-                StatusChange(
-                    service_account=a,
-                    from_status="",
-                    to_status=a.status,
-                    at=now,
-                    actor=user,
-                    actor_label=label,
-                    reason="Imported",
-                )
-                for a in accounts
-            ],
-            batch_size=BATCH,
-        )
-        # bulk_create skips the audit signals: write the create entries in bulk too.
-        AuditEntry.objects.bulk_create(
-            [
-                AuditEntry(
-                    at=now,
-                    actor=user,
-                    actor_label=label,
-                    action="create",
-                    model="subscribers.customer",
-                    object_id=str(c.pk),
-                    object_repr=str(c)[:200],
-                    changes={"account": c.account, "name": c.name, "imported": True},
-                )
-                for c in customers
-            ]
-            + [
-                AuditEntry(
-                    at=now,
-                    actor=user,
-                    actor_label=label,
-                    action="create",
-                    model="subscribers.serviceaccount",
-                    object_id=str(a.pk),
-                    object_repr=(a.username or a.customer.account)[:200],
-                    changes={
-                        "plan": a.plan.name,
-                        "status": a.status,
-                        "username": a.username,
-                        "imported": True,
-                    },
-                )
-                for a in accounts
-            ],
-            batch_size=BATCH,
+        services.record_bulk_creation(
+            customers, accounts, actor=actor, reason="Imported", source=True
         )
         if progress:
             progress(len(rows), len(rows))

@@ -843,3 +843,66 @@ def home_figures(user) -> list[dict]:
         },
         {"label": "Leads in the pipeline", "value": waiting, "url": "/pipeline/"},
     ]
+
+
+def record_bulk_creation(customers, accounts, *, actor, reason: str, source) -> None:
+    """History for customers and service accounts made with bulk_create (imports), which
+    skips the audit signals: their first StatusChange and their audit "create" entries,
+    written in bulk too. `source` says where they came from (a file, a router)."""
+    from ispops.audit.models import AuditEntry
+
+    user, label = audit.describe_actor(actor)
+    now = timezone.now()
+    StatusChange.objects.bulk_create(
+        [
+            StatusChange(
+                service_account=a,
+                from_status="",
+                to_status=a.status,
+                at=now,
+                actor=user,
+                actor_label=label,
+                reason=reason,
+            )
+            for a in accounts
+        ],
+        batch_size=2000,
+    )
+
+    def entry(model, obj, changes):
+        return AuditEntry(
+            at=now,
+            actor=user,
+            actor_label=label,
+            action=AuditEntry.Action.CREATE,
+            model=model,
+            object_id=str(obj.pk),
+            object_repr=str(obj)[:200],
+            changes=changes,
+        )
+
+    AuditEntry.objects.bulk_create(
+        [
+            entry(
+                "subscribers.customer",
+                c,
+                {"account": c.account, "name": c.name, "imported": source},
+            )
+            for c in customers
+        ]
+        + [
+            entry(
+                "subscribers.serviceaccount",
+                a,
+                {
+                    "plan": a.plan.name,
+                    "status": a.status,
+                    "username": a.username,
+                    "router": a.router.name if a.router_id else "",
+                    "imported": source,
+                },
+            )
+            for a in accounts
+        ],
+        batch_size=2000,
+    )

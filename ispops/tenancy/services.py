@@ -137,6 +137,9 @@ def create_isp(*, schema, name, domain, owner_email, owner_password, actor=None)
     Idempotent on the schema: the same arguments again change nothing and return the
     existing ISP; a schema already taken with other details is refused.
     """
+    # Tenants live in the public schema; a caller left in an ISP's schema is no reason
+    # to fail.
+    connection.set_schema_to_public()
     existing = Isp.objects.filter(schema_name=validate_schema_name(schema)).first()
     if existing is not None:
         if (

@@ -15,9 +15,9 @@ from django.utils import timezone
 
 from billing import services as billing_services
 from ispops.audit.models import AuditEntry
-from ispops.messaging import services as messaging
 from ispops.lib.htmx import render_partial
 from ispops.lib.pagination import CappedPaginator
+from ispops.messaging import services as messaging
 from ispops.staff.access import any_staff, roles
 from ispops.staff.models import Role
 from network import monitoring
@@ -36,7 +36,6 @@ from subscribers.models import (
     AddOn,
     Customer,
     InstallationStep,
-    NetworkSite,
     ServiceAccount,
     StatusChange,
 )
@@ -48,7 +47,9 @@ MONEY_PEOPLE = (Role.OWNER, Role.ADMIN, Role.FINANCE)
 
 def get_customer_for(request, pk) -> Customer:
     """The customer, if this staff member's branches include theirs; else 404."""
-    queryset = Customer.objects.visible_to(request.user).select_related("branch", "site")
+    queryset = Customer.objects.visible_to(request.user).select_related(
+        "branch", "site__parent__parent"
+    )
     return get_object_or_404(queryset, pk=pk)
 
 
@@ -167,7 +168,9 @@ def customer_detail(request, pk):
     customer = get_customer_for(request, pk)
     today = timezone.localdate()
     accounts = list(
-        customer.service_accounts.select_related("plan", "router", "site", "installation").annotate(
+        customer.service_accounts.select_related(
+            "plan", "router", "site__parent__parent", "installation"
+        ).annotate(
             # Folded into the accounts query: the page stays within its query budget.
             addon_names=ArrayAgg(
                 "addons__name",
@@ -195,9 +198,10 @@ def customer_detail(request, pk):
         "accounts": accounts,
         "balance": billing_services.customer_balance(customer),
         "installations": [a.installation for a in accounts if _has_installation(a)],
-        "site_paths": _site_paths({customer.site_id, *(a.site_id for a in accounts)}),
+        "site_paths": _site_paths([customer.site, *(a.site for a in accounts)]),
         "sessions": monitoring.sessions_for_accounts(accounts),
         "messages_log": messaging.recent_for(customer),
+        "invoices": list(customer.invoices.order_by("-issued_on", "-id")[:5]),
         "timeline": _timeline(customer, account_ids, steps),
         "can_edit": request.user.role in EDITORS,
     }
@@ -211,23 +215,18 @@ def _has_installation(account) -> bool:
         return False
 
 
-def _site_paths(site_ids) -> dict:
-    """{site id: "POP > Tower > Sector"} for the given sites (one query for the tree)."""
-    site_ids = {i for i in site_ids if i}
-    if not site_ids:
-        return {}
-    tree = {
-        pk: (name, parent)
-        for pk, name, parent in NetworkSite.objects.values_list("id", "name", "parent_id")
-    }
+def _site_paths(sites) -> dict:
+    """{site id: "POP > Tower > Sector"}, walking parents already joined in (the usual
+    three levels cost no query; a deeper tree loads the rest as it goes)."""
     paths = {}
-    for site_id in site_ids:
-        names, node, guard = [], site_id, 0
-        while node and node in tree and guard < 20:
-            name, node = tree[node]
-            names.append(name)
-            guard += 1
-        paths[site_id] = " > ".join(reversed(names))
+    for site in sites:
+        if site is None or site.pk in paths:
+            continue
+        names, node, guard = [], site, 0
+        while node is not None and guard < 20:
+            names.append(node.name)
+            node, guard = node.parent, guard + 1
+        paths[site.pk] = " > ".join(reversed(names))
     return paths
 
 

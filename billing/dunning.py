@@ -1,0 +1,684 @@
+"""Dunning: reminders before and after an invoice's due date (or a prepaid expiry), then a
+soft suspension (walled garden) once the grace period is over, then a hard one (login
+disabled) after a further period, unless a hold (a VIP exemption or a promise to pay)
+says otherwise.
+
+Every step is a DunningAction row written in the transaction that takes the step; the
+row's unique (customer, step, key) constraint is what makes a re-run of the same day, or
+two runs at once, take each step once. Candidates are found with set-based queries (the
+invoices due on a reminder day, the invoices past their grace, the expiries in the
+windows), so a run costs what there is to do, not what the ISP has.
+"""
+
+import logging
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from decimal import Decimal
+
+from django.db import IntegrityError, transaction
+from django.db.models import Exists, F, OuterRef, Q, Sum
+from django.utils import timezone
+
+from billing.models import BillingSettings, DunningAction, DunningHold, Invoice
+from billing.services import day_start
+from ispops import audit
+
+log = logging.getLogger(__name__)
+
+Step = DunningAction.Step
+# Reminders are written (and their messages queued) this many at a time, one
+# transaction each.
+BATCH = 500
+QUEUE_DAYS = 7
+
+
+class DunningError(ValueError):
+    """A hold the rules refuse; str() is the reason shown to staff."""
+
+
+@dataclass
+class DunningReport:
+    day: date
+    reminders: int = 0
+    soft: int = 0
+    hard: int = 0
+    # Suspensions (soft or hard) a hold stopped.
+    held: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        return (
+            f"Dunning {self.day.isoformat()}: {self.reminders} reminders, {self.soft} soft, "
+            f"{self.hard} hard, {self.held} held, {len(self.errors)} errors"
+        )
+
+
+# --- holds ------------------------------------------------------------------------------
+
+
+def active_holds(day: date):
+    """Holds in force on `day`: not ended, and an exemption without an end or any hold
+    whose date has not passed."""
+    return DunningHold.objects.filter(ended_at__isnull=True).filter(
+        Q(kind=DunningHold.Kind.EXEMPT, until__isnull=True) | Q(until__gte=day)
+    )
+
+
+def _exempt(day: date):
+    return active_holds(day).filter(kind=DunningHold.Kind.EXEMPT)
+
+
+def _held_customers(day: date, customer_ids) -> set[int]:
+    return set(
+        active_holds(day).filter(customer_id__in=customer_ids).values_list("customer_id", flat=True)
+    )
+
+
+def add_hold(customer, kind: str, until: date | None, note: str = "", *, actor) -> DunningHold:
+    """Stop suspensions for a customer: an exemption (VIP; `until` optional) or a promise
+    to pay by `until`. Reminders still go to a customer who promised to pay."""
+    if kind not in DunningHold.Kind.values:
+        raise DunningError(f"unknown kind of hold {kind!r}")
+    today = timezone.localdate()
+    if kind == DunningHold.Kind.PROMISE and until is None:
+        raise DunningError("a promise to pay needs the date the customer will pay by")
+    if until is not None and until < today:
+        raise DunningError("the date has passed: give today or a later day")
+    note = (note or "").strip()[:255]
+    _, label = audit.describe_actor(actor)
+    with transaction.atomic(), audit.acting_as(actor):
+        hold = DunningHold.objects.create(
+            customer=customer, kind=kind, until=until, note=note, created_by=label
+        )
+        audit.record(
+            hold,
+            "create",
+            {
+                "customer": customer.account,
+                "kind": kind,
+                "until": until.isoformat() if until else None,
+                "note": note,
+            },
+            actor=actor,
+        )
+    return hold
+
+
+def end_hold(hold: DunningHold, *, actor) -> bool:
+    """End a hold now; dunning goes on from the next run. False if it had ended already."""
+    with transaction.atomic(), audit.acting_as(actor):
+        now = timezone.now()
+        ended = DunningHold.objects.filter(pk=hold.pk, ended_at__isnull=True).update(ended_at=now)
+        if ended:
+            hold.ended_at = now
+            audit.record(hold, "update", {"ended_at": [None, now.isoformat()]}, actor=actor)
+    return bool(ended)
+
+
+# --- the run ----------------------------------------------------------------------------
+
+
+@dataclass
+class _Reminder:
+    customer: object
+    key: str
+    template: str
+    context: dict
+    related: str
+    invoice: object = None
+    account: object = None
+
+
+def _open_with_balance():
+    return Invoice.objects.filter(status=Invoice.Status.OPEN, total__gt=F("amount_paid"))
+
+
+def _not_exempt(queryset, day: date, customer_field: str = "customer_id"):
+    return queryset.filter(~Exists(_exempt(day).filter(customer_id=OuterRef(customer_field))))
+
+
+def run_dunning(day: date, *, actor) -> DunningReport:
+    """Take the dunning steps due on `day`: reminders, soft and hard suspensions. Safe to
+    run again the same day (nothing is done twice) and to run twice at once."""
+    cfg = BillingSettings.load()
+    report = DunningReport(day=day)
+    _send_reminders(_postpaid_reminders(day, cfg) + _prepaid_reminders(day, cfg), day, report)
+    _soft_postpaid(day, cfg, report, actor)
+    _soft_prepaid(day, cfg, report, actor)
+    _harden(day, cfg, report, actor)
+    return report
+
+
+def _postpaid_reminders(day: date, cfg: BillingSettings) -> list[_Reminder]:
+    """Open invoices due `d` days after `day` (before) or `d` days before it (after)."""
+    wanted: dict[date, list[tuple[str, int]]] = defaultdict(list)
+    for d in sorted(set(cfg.reminder_days_before)):
+        wanted[day + timedelta(days=d)].append(("before", d))
+    for d in sorted(set(cfg.reminder_days_after)):
+        wanted[day - timedelta(days=d)].append(("after", d))
+    if not wanted:
+        return []
+    invoices = _not_exempt(_open_with_balance().filter(due_on__in=list(wanted)), day)
+    found = []
+    for invoice in invoices.select_related("customer").order_by("id"):
+        for side, d in wanted[invoice.due_on]:
+            found.append(
+                _Reminder(
+                    customer=invoice.customer,
+                    key=f"inv{invoice.pk}:{side}:{d}",
+                    template=f"payment_reminder_{side}",
+                    context={
+                        "invoice": {"number": invoice.number},
+                        "amount": invoice.outstanding,
+                        "due_on": invoice.due_on,
+                        "paybill": cfg.paybill,
+                    },
+                    related=f"invoice:{invoice.pk}",
+                    invoice=invoice,
+                    account=invoice.service_account_id,
+                )
+            )
+    return found
+
+
+def _prepaid_reminders(day: date, cfg: BillingSettings) -> list[_Reminder]:
+    """Active prepaid accounts expiring `d` days after `day`."""
+    from subscribers.models import Billing, ServiceAccount
+
+    days = sorted(set(cfg.reminder_days_before))
+    if not days:
+        return []
+    windows = Q()
+    for d in days:
+        start = day + timedelta(days=d)
+        windows |= Q(
+            expires_at__gte=day_start(start), expires_at__lt=day_start(start + timedelta(1))
+        )
+    accounts = _not_exempt(
+        ServiceAccount.objects.filter(
+            windows, status=ServiceAccount.Status.ACTIVE, plan__billing=Billing.PREPAID
+        ),
+        day,
+    ).select_related("customer", "plan")
+    found = []
+    for account in accounts.order_by("id"):
+        expiry = timezone.localtime(account.expires_at)
+        d = (expiry.date() - day).days
+        found.append(
+            _Reminder(
+                customer=account.customer,
+                key=f"acct{account.pk}:expiry:{expiry.date().isoformat()}:{d}",
+                template="expiry_reminder",
+                context={
+                    "plan": account.plan.name,
+                    "expires_at": expiry,
+                    "amount": account.plan.price,
+                    "paybill": cfg.paybill,
+                },
+                related=f"account:{account.pk}",
+                account=account.pk,
+            )
+        )
+    return found
+
+
+def _send_reminders(reminders: list[_Reminder], day: date, report: DunningReport) -> None:
+    """Record and queue reminders a batch per transaction. Those already recorded are
+    left out; a batch that fails is retried one reminder at a time, so one bad row
+    costs only itself."""
+    for offset in range(0, len(reminders), BATCH):
+        batch = reminders[offset : offset + BATCH]
+        done = set(
+            DunningAction.objects.filter(
+                customer_id__in={r.customer.pk for r in batch},
+                step=Step.REMINDER,
+                key__in=[r.key for r in batch],
+            ).values_list("customer_id", "key")
+        )
+        todo = [r for r in batch if (r.customer.pk, r.key) not in done]
+        if not todo:
+            continue
+        try:
+            with transaction.atomic():
+                report.reminders += _remind(todo, day)
+        except Exception:
+            log.exception("dunning %s: a batch of reminders failed; one at a time", day)
+            for reminder in todo:
+                try:
+                    with transaction.atomic():
+                        report.reminders += _remind([reminder], day)
+                except Exception as exc:
+                    log.exception("dunning %s: reminder %s failed", day, reminder.key)
+                    report.errors.append(f"reminder {reminder.key}: {exc}"[:300])
+
+
+def _remind(reminders: list[_Reminder], day: date) -> int:
+    from ispops.messaging import services as messaging
+
+    rows = [
+        DunningAction(
+            customer=r.customer,
+            service_account_id=r.account,
+            invoice=r.invoice,
+            step=Step.REMINDER,
+            key=r.key,
+            on_date=day,
+            detail=r.template,
+        )
+        for r in reminders
+    ]
+    try:
+        with transaction.atomic():
+            DunningAction.objects.bulk_create(rows)
+        claimed = reminders
+    except IntegrityError:
+        # Another run recorded some of them meanwhile: claim one at a time.
+        claimed = []
+        for reminder, row in zip(reminders, rows, strict=True):
+            row.pk = None
+            try:
+                with transaction.atomic():
+                    row.save(force_insert=True)
+            except IntegrityError:
+                continue
+            claimed.append(reminder)
+    for r in claimed:
+        messaging.notify(r.customer, r.template, r.context, related=r.related)
+    return len(claimed)
+
+
+def _claim(customer_id, step: str, key: str, day: date, *, account=None, invoice=None, detail=""):
+    """Record that this step is taken; False if it was taken before (the unique
+    constraint), in which case the caller does nothing."""
+    try:
+        with transaction.atomic():
+            DunningAction.objects.create(
+                customer_id=customer_id,
+                service_account=account,
+                invoice=invoice,
+                step=step,
+                key=key,
+                on_date=day,
+                detail=detail[:255],
+            )
+    except IntegrityError:
+        return False
+    return True
+
+
+def _lock_customer(customer_id):
+    """The lock a payment takes (billing.services.record_entry): a payment and a
+    suspension of one customer are serialised, so a suspension never follows a payment
+    it did not see."""
+    from subscribers.models import Customer
+
+    return Customer.objects.select_for_update().get(pk=customer_id)
+
+
+def _owed(customer_id) -> Decimal:
+    row = (
+        _open_with_balance()
+        .filter(customer_id=customer_id)
+        .aggregate(s=Sum(F("total") - F("amount_paid")))
+    )
+    return row["s"] or Decimal("0.00")
+
+
+def _grace_cutoff(day: date, cfg: BillingSettings) -> date:
+    """The latest due date whose invoice is past its grace on `day`. An invoice is
+    payable all of its due day, so it is never acted on before the day after."""
+    return day - timedelta(days=max(cfg.grace_days, 1))
+
+
+def _soft_postpaid(day: date, cfg: BillingSettings, report: DunningReport, actor) -> None:
+    from subscribers.models import Billing, ServiceAccount
+
+    # Driven from the overdue invoices (few) on their own, then their accounts by key:
+    # no join the planner could misjudge into a scan of every account per invoice.
+    overdue = (
+        _open_with_balance()
+        .filter(due_on__lte=_grace_cutoff(day, cfg))
+        .order_by("due_on", "id")
+        .values_list("id", "service_account_id", "customer_id")
+    )
+    by_account: dict[int, list[int]] = defaultdict(list)
+    # An invoice of no service account suspends every active postpaid account the
+    # customer has.
+    by_customer: dict[int, list[int]] = defaultdict(list)
+    for invoice_id, account_id, customer_id in overdue:
+        if account_id:
+            by_account[account_id].append(invoice_id)
+        else:
+            by_customer[customer_id].append(invoice_id)
+    live = ServiceAccount.objects.filter(
+        status=ServiceAccount.Status.ACTIVE, plan__billing=Billing.POSTPAID
+    ).values_list("id", "customer_id")
+    targets: dict[int, list[int]] = {}  # account -> invoices, oldest first
+    owners: dict[int, int] = {}
+    for account_id, customer_id in live.filter(pk__in=list(by_account)) if by_account else ():
+        targets[account_id] = by_account[account_id]
+        owners[account_id] = customer_id
+    if by_customer:
+        for account_id, customer_id in live.filter(customer_id__in=list(by_customer)):
+            targets[account_id] = sorted(
+                set(targets.get(account_id, ())) | set(by_customer[customer_id])
+            )
+            owners[account_id] = customer_id
+    held = _held_customers(day, set(owners.values()))
+    for account_id in sorted(targets):
+        if owners[account_id] in held:
+            report.held += 1
+            continue
+        try:
+            if _suspend_for_invoices(
+                account_id, owners[account_id], targets[account_id], day, cfg, actor
+            ):
+                report.soft += 1
+        except Exception as exc:
+            log.exception("dunning %s: soft suspension of account %s failed", day, account_id)
+            report.errors.append(f"account {account_id}: {exc}"[:300])
+
+
+def _suspend_for_invoices(account_id, customer_id, invoice_ids, day, cfg, actor) -> bool:
+    from ispops.messaging import services as messaging
+    from subscribers import services as subscribers
+    from subscribers.models import ServiceAccount
+
+    with transaction.atomic():
+        customer = _lock_customer(customer_id)
+        account = ServiceAccount.objects.select_for_update().get(pk=account_id)
+        if account.status != ServiceAccount.Status.ACTIVE:
+            return False
+        # Still unpaid now that no payment can slip in: the oldest first.
+        still_open = _open_with_balance().filter(pk__in=invoice_ids).order_by("due_on", "id")
+        for invoice in still_open:
+            key = f"acct{account.pk}:soft:inv{invoice.pk}"
+            reason = f"Unpaid invoice {invoice.number}"
+            if _claim(
+                customer.pk,
+                Step.SOFT_SUSPEND,
+                key,
+                day,
+                account=account,
+                invoice=invoice,
+                detail=reason,
+            ):
+                break
+        else:
+            return False
+        subscribers.change_status(
+            account, "suspended", actor=actor, reason=reason, suspension="soft"
+        )
+        messaging.notify(
+            customer,
+            "suspended_soft",
+            {"amount": _owed(customer.pk), "paybill": cfg.paybill},
+            related=f"account:{account.pk}",
+        )
+    return True
+
+
+def _soft_prepaid(day: date, cfg: BillingSettings, report: DunningReport, actor) -> None:
+    from subscribers.models import Billing, ServiceAccount
+
+    # Expired for more than grace_days days: the expiry's day + grace is before `day`.
+    cutoff = day_start(day - timedelta(days=cfg.grace_days))
+    rows = list(
+        ServiceAccount.objects.filter(
+            status=ServiceAccount.Status.ACTIVE,
+            plan__billing=Billing.PREPAID,
+            expires_at__lt=cutoff,
+        )
+        .order_by("id")
+        .values_list("id", "customer_id")
+    )
+    held = _held_customers(day, {customer_id for _, customer_id in rows})
+    for account_id, customer_id in rows:
+        if customer_id in held:
+            report.held += 1
+            continue
+        try:
+            if _suspend_expired(account_id, customer_id, cutoff, day, cfg, actor):
+                report.soft += 1
+        except Exception as exc:
+            log.exception("dunning %s: soft suspension of account %s failed", day, account_id)
+            report.errors.append(f"account {account_id}: {exc}"[:300])
+
+
+def _suspend_expired(account_id, customer_id, cutoff, day, cfg, actor) -> bool:
+    from ispops.messaging import services as messaging
+    from subscribers import services as subscribers
+    from subscribers.models import ServiceAccount
+
+    with transaction.atomic():
+        customer = _lock_customer(customer_id)
+        account = (
+            ServiceAccount.objects.select_for_update().select_related("plan").get(pk=account_id)
+        )
+        if (
+            account.status != ServiceAccount.Status.ACTIVE
+            or account.expires_at is None
+            or account.expires_at >= cutoff
+        ):
+            return False
+        ended = timezone.localtime(account.expires_at).date()
+        reason = f"Prepaid period ended on {ended:%d %b %Y}"
+        key = f"acct{account.pk}:soft:exp{ended.isoformat()}"
+        if not _claim(customer.pk, Step.SOFT_SUSPEND, key, day, account=account, detail=reason):
+            return False
+        subscribers.change_status(
+            account, "suspended", actor=actor, reason=reason, suspension="soft"
+        )
+        messaging.notify(
+            customer,
+            "suspended_soft",
+            {"amount": account.plan.price, "paybill": cfg.paybill},
+            related=f"account:{account.pk}",
+        )
+    return True
+
+
+def _soft_suspended_due(day: date, cfg: BillingSettings, until: date):
+    """Soft-suspended accounts whose customer still owes (postpaid: an open invoice
+    past due; prepaid: the paid period is over) and whose hard suspension falls on or
+    before `until`."""
+    from subscribers.models import Billing, ServiceAccount
+
+    overdue = _open_with_balance().filter(customer_id=OuterRef("customer_id"), due_on__lt=day)
+    latest = day_start(until - timedelta(days=cfg.hard_suspend_after_days - 1))
+    return (
+        ServiceAccount.objects.filter(
+            status=ServiceAccount.Status.SUSPENDED, suspension="soft", suspended_at__lt=latest
+        )
+        .annotate(has_overdue=Exists(overdue))
+        .filter(
+            Q(plan__billing=Billing.POSTPAID, has_overdue=True)
+            | Q(
+                Q(expires_at__isnull=True) | Q(expires_at__lt=day_start(day)),
+                plan__billing=Billing.PREPAID,
+            )
+        )
+    )
+
+
+def _harden(day: date, cfg: BillingSettings, report: DunningReport, actor) -> None:
+    rows = list(_soft_suspended_due(day, cfg, day).order_by("id").values_list("id", "customer_id"))
+    held = _held_customers(day, {customer_id for _, customer_id in rows})
+    for account_id, customer_id in rows:
+        if customer_id in held:
+            report.held += 1
+            continue
+        try:
+            if _harden_one(account_id, customer_id, day, cfg, actor):
+                report.hard += 1
+        except Exception as exc:
+            log.exception("dunning %s: hard suspension of account %s failed", day, account_id)
+            report.errors.append(f"account {account_id}: {exc}"[:300])
+
+
+def _harden_one(account_id, customer_id, day, cfg, actor) -> bool:
+    from ispops.messaging import services as messaging
+    from subscribers import services as subscribers
+
+    with transaction.atomic():
+        customer = _lock_customer(customer_id)
+        account = (
+            _soft_suspended_due(day, cfg, day)
+            .select_for_update(of=("self",))
+            .select_related("plan")
+            .filter(pk=account_id)
+            .first()
+        )
+        if account is None:
+            return False  # restored or settled meanwhile
+        since = timezone.localtime(account.suspended_at).date()
+        reason = f"unpaid since the soft suspension of {since:%d %b %Y}"
+        key = f"acct{account.pk}:hard:{since.isoformat()}"
+        if not _claim(customer.pk, Step.HARD_SUSPEND, key, day, account=account, detail=reason):
+            return False
+        subscribers.harden_suspension(account, actor=actor, reason=reason)
+        amount = account.plan.price if account.plan.billing == "prepaid" else _owed(customer.pk)
+        messaging.notify(
+            customer,
+            "suspended_hard",
+            {"amount": amount, "paybill": cfg.paybill},
+            related=f"account:{account.pk}",
+        )
+    return True
+
+
+# --- what comes next ---------------------------------------------------------------------
+
+
+def dunning_queue(day: date, *, customers=None, days: int = QUEUE_DAYS) -> list[dict]:
+    """Who is about to be suspended in the `days` days from `day`, and why: rows of
+    customer, account, step ("soft" / "hard"), reason, amount, the date it will happen
+    (None while an exemption holds) and the hold in force, soonest first. `customers`
+    (a queryset) limits it to those customers."""
+    from subscribers.models import Billing, ServiceAccount
+
+    cfg = BillingSettings.load()
+    horizon = day + timedelta(days=days)
+    grace = timedelta(days=max(cfg.grace_days, 1))
+    accounts = ServiceAccount.objects.select_related("customer", "plan")
+    invoices = _open_with_balance()
+    if customers is not None:
+        accounts = accounts.filter(customer__in=customers)
+        invoices = invoices.filter(customer__in=customers)
+    rows = []
+
+    # Postpaid: the oldest unpaid invoice of each active account (or, for an invoice
+    # of no account, of each active postpaid account of its customer).
+    due = invoices.filter(due_on__lte=horizon - grace).order_by("due_on", "id")
+    due = list(
+        due.values_list(
+            "id", "number", "due_on", "total", "amount_paid", "customer_id", "service_account_id"
+        )
+    )
+    active_postpaid = accounts.filter(
+        status=ServiceAccount.Status.ACTIVE, plan__billing=Billing.POSTPAID
+    )
+    wanted_accounts = {r[6] for r in due if r[6]}
+    loose_customers = {r[5] for r in due if not r[6]}
+    live = {
+        a.pk: a
+        for a in active_postpaid.filter(
+            Q(pk__in=wanted_accounts) | Q(customer_id__in=loose_customers)
+        )
+    }
+    by_customer = defaultdict(list)
+    for account in live.values():
+        by_customer[account.customer_id].append(account)
+    seen = set()
+    for _, number, due_on, total, paid, customer_id, account_id in due:
+        targets = [live[account_id]] if account_id in live else []
+        if not account_id:
+            targets = by_customer.get(customer_id, [])
+        for account in targets:
+            if account.pk in seen:
+                continue
+            seen.add(account.pk)
+            rows.append(
+                {
+                    "customer": account.customer,
+                    "account": account,
+                    "step": Step.SOFT_SUSPEND,
+                    "reason": f"Invoice {number} overdue since {due_on + timedelta(1):%d %b %Y}",
+                    "amount": total - paid,
+                    "on": max(due_on + grace, day),
+                }
+            )
+
+    # Prepaid: active accounts whose paid period has ended or ends soon.
+    latest_expiry = day_start(horizon - timedelta(days=cfg.grace_days))
+    for account in accounts.filter(
+        status=ServiceAccount.Status.ACTIVE,
+        plan__billing=Billing.PREPAID,
+        expires_at__lt=latest_expiry,
+    ).order_by("expires_at", "id"):
+        ended = timezone.localtime(account.expires_at).date()
+        verb = "ended" if account.expires_at <= timezone.now() else "ends"
+        rows.append(
+            {
+                "customer": account.customer,
+                "account": account,
+                "step": Step.SOFT_SUSPEND,
+                "reason": f"Prepaid period {verb} on {ended:%d %b %Y}",
+                "amount": account.plan.price,
+                "on": max(ended + timedelta(days=cfg.grace_days + 1), day),
+            }
+        )
+
+    # Hard: soft-suspended accounts still unsettled.
+    hard = _soft_suspended_due(day, cfg, horizon).select_related("customer", "plan")
+    if customers is not None:
+        hard = hard.filter(customer__in=customers)
+    for account in hard.order_by("suspended_at", "id"):
+        since = timezone.localtime(account.suspended_at).date()
+        rows.append(
+            {
+                "customer": account.customer,
+                "account": account,
+                "step": Step.HARD_SUSPEND,
+                "reason": f"Soft-suspended since {since:%d %b %Y}, still unpaid",
+                "amount": account.plan.price if account.plan.billing == "prepaid" else None,
+                "on": max(since + timedelta(days=cfg.hard_suspend_after_days), day),
+            }
+        )
+
+    holds: dict[int, DunningHold] = {}
+    for hold in (
+        active_holds(day)
+        .filter(customer_id__in={r["customer"].pk for r in rows})
+        .order_by("created_at")
+    ):
+        # An exemption outranks a promise; else the latest promise.
+        current = holds.get(hold.customer_id)
+        if current is None or current.kind != DunningHold.Kind.EXEMPT:
+            holds[hold.customer_id] = hold
+    owed = _amounts_owed({r["customer"].pk for r in rows if r["amount"] is None})
+    for row in rows:
+        hold = holds.get(row["customer"].pk)
+        row["hold"] = hold
+        if row["amount"] is None:
+            row["amount"] = owed.get(row["customer"].pk, Decimal("0.00"))
+        if hold is not None:
+            if hold.until is None:
+                row["on"] = None
+            elif hold.until >= row["on"]:
+                row["on"] = hold.until + timedelta(days=1)
+    rows.sort(key=lambda r: (r["on"] or date.max, r["customer"].name, r["account"].pk))
+    return rows
+
+
+def _amounts_owed(customer_ids) -> dict[int, Decimal]:
+    if not customer_ids:
+        return {}
+    return dict(
+        _open_with_balance()
+        .filter(customer_id__in=customer_ids)
+        .values_list("customer_id")
+        .annotate(s=Sum(F("total") - F("amount_paid")))
+        .order_by()
+    )

@@ -1,0 +1,122 @@
+"""Invoice and receipt PDFs: an HTML template (inline CSS, A4) rendered by WeasyPrint.
+
+WeasyPrint never touches the network: the only resources it may load are data: URIs
+and files under MEDIA_ROOT (the ISP's logo). Fonts are the system's (fontconfig).
+"""
+
+from decimal import Decimal
+from functools import cache
+from pathlib import Path
+from urllib.parse import urlsplit
+from urllib.request import url2pathname
+
+from django.conf import settings
+from django.core.files.storage import default_storage
+from django.db import connection
+from django.db.models import Q, Sum
+from django.template.loader import render_to_string
+
+from billing.models import BillingSettings, Invoice, LedgerEntry
+
+ZERO = Decimal("0.00")
+
+
+class PdfError(ValueError):
+    """A document that cannot be made (e.g. a receipt for something not a payment)."""
+
+
+def identity(cfg: BillingSettings | None = None) -> dict:
+    """Who issues the document: the ISP's legal name (or its name), contacts, KRA PIN,
+    paybill and the logo's path relative to MEDIA_ROOT (only if the file is there)."""
+    cfg = cfg or BillingSettings.load()
+    tenant = getattr(connection, "tenant", None)
+    logo = cfg.logo.name if cfg.logo and default_storage.exists(cfg.logo.name) else ""
+    return {
+        "name": cfg.legal_name or getattr(tenant, "name", ""),
+        "address": cfg.address,
+        "kra_pin": cfg.kra_pin,
+        "paybill": cfg.paybill,
+        "phone": cfg.phone,
+        "email": cfg.email,
+        "logo": logo,
+    }
+
+
+def invoice_html(invoice: Invoice) -> str:
+    invoice = (
+        Invoice.objects.select_related("customer", "service_account")
+        .prefetch_related("lines")
+        .get(pk=invoice.pk)
+    )
+    context = {
+        "isp": identity(),
+        "invoice": invoice,
+        "customer": invoice.customer,
+        "lines": list(invoice.lines.all()),
+        "is_void": invoice.status == Invoice.Status.VOID,
+    }
+    return render_to_string("billing/pdf/invoice.html", context)
+
+
+def invoice_pdf(invoice: Invoice) -> bytes:
+    return render_pdf(invoice_html(invoice))
+
+
+def receipt_html(entry: LedgerEntry) -> str:
+    if entry.kind != LedgerEntry.Kind.PAYMENT:
+        raise PdfError("a receipt is only made for a payment")
+    entry = LedgerEntry.objects.select_related("customer").get(pk=entry.pk)
+    # The balance right after this payment: every entry up to it in ledger order.
+    upto = Q(at__lt=entry.at) | Q(at=entry.at, id__lte=entry.id)
+    after = (
+        LedgerEntry.objects.filter(upto, customer_id=entry.customer_id).aggregate(s=Sum("amount"))[
+            "s"
+        ]
+        or ZERO
+    )
+    context = {
+        "isp": identity(),
+        "entry": entry,
+        "customer": entry.customer,
+        "received": -entry.amount,
+        "balance_after": after,
+        "balance_after_abs": abs(after),
+    }
+    return render_to_string("billing/pdf/receipt.html", context)
+
+
+def receipt_pdf(entry: LedgerEntry) -> bytes:
+    return render_pdf(receipt_html(entry))
+
+
+def render_pdf(html: str) -> bytes:
+    """HTML to PDF bytes. Relative URLs (the logo) resolve under MEDIA_ROOT."""
+    from weasyprint import HTML  # slow to import: only where a PDF is made
+
+    base = Path(settings.MEDIA_ROOT).resolve().as_uri() + "/"
+    return HTML(string=html, base_url=base, url_fetcher=_local_fetcher()).write_pdf()
+
+
+@cache
+def _local_fetcher_class():
+    from weasyprint.urls import URLFetcher
+
+    class LocalOnlyFetcher(URLFetcher):
+        """Loads data: URIs and files under MEDIA_ROOT; refuses everything else (http,
+        https, ftp, other files), so a document can neither call out nor read the disk."""
+
+        def fetch(self, url, headers=None):
+            scheme = url.split(":", 1)[0].lower()
+            if scheme == "data":
+                return super().fetch(url, headers)
+            if scheme == "file":
+                path = Path(url2pathname(urlsplit(url).path)).resolve()
+                if path.is_relative_to(Path(settings.MEDIA_ROOT).resolve()):
+                    return super().fetch(url, headers)
+            raise ValueError(f"documents may not load {url[:100]}")
+
+    return LocalOnlyFetcher
+
+
+def _local_fetcher():
+    return _local_fetcher_class()(allowed_protocols={"data", "file"}, allow_redirects=False)

@@ -1,0 +1,88 @@
+"""Celery wrappers for billing; each runs in the schema of the ISP that queued it."""
+
+import logging
+import smtplib
+from datetime import date
+
+from celery import shared_task
+
+log = logging.getLogger(__name__)
+
+
+@shared_task
+def run_billing_task(day_iso: str, actor_label: str) -> int:
+    """The billing run for a day (safe to repeat: each period is charged once)."""
+    from billing import services
+
+    return services.run_billing(date.fromisoformat(day_iso), actor=actor_label).pk
+
+
+@shared_task(
+    autoretry_for=(smtplib.SMTPException, OSError),
+    retry_backoff=60,
+    retry_kwargs={"max_retries": 4},
+)
+def email_invoice(invoice_id: int) -> str:
+    """Email the invoice's PDF to its customer, with the ISP's "invoice issued" text."""
+    from django.conf import settings
+    from django.core.mail import EmailMessage
+
+    from billing.models import BillingSettings, Invoice
+    from billing.pdf import identity, invoice_pdf
+    from ispops.messaging import services as messaging
+
+    invoice = Invoice.objects.select_related("customer").filter(pk=invoice_id).first()
+    if invoice is None:
+        return "no such invoice"
+    customer = invoice.customer
+    if not customer.email:
+        return "the customer has no email address"
+    cfg = BillingSettings.load()
+    isp = identity(cfg)
+    context = {
+        **invoice_context(invoice, cfg),
+        "customer": messaging.customer_context(customer),
+        "isp_name": isp["name"],
+    }
+    subject, body = messaging.render("invoice_issued", "email", context)
+    message = EmailMessage(
+        subject=subject,
+        body=body,
+        from_email=settings.DEFAULT_FROM_EMAIL,
+        to=[customer.email],
+        reply_to=[cfg.email] if cfg.email else None,
+    )
+    message.attach(f"{invoice.number}.pdf", invoice_pdf(invoice), "application/pdf")
+    message.send()
+    log.info("invoice %s emailed to %s", invoice.number, customer.email)
+    return "sent"
+
+
+def invoice_context(invoice, cfg) -> dict:
+    """What the "invoice issued" message template knows about an invoice."""
+    return {
+        "invoice": {"number": invoice.number},
+        "amount": invoice.outstanding if invoice.outstanding > 0 else invoice.total,
+        "due_on": f"{invoice.due_on:%d %b %Y}",
+        "paybill": cfg.paybill,
+    }
+
+
+@shared_task
+def daily_billing() -> int:
+    """Beat's daily run (per ISP, through ispops.tasks.fan_out): bill today."""
+    from django.utils import timezone
+
+    from billing import services
+
+    return services.run_billing(timezone.localdate(), actor="daily billing run").pk
+
+
+@shared_task
+def daily_dunning() -> str:
+    """Beat's daily dunning (per ISP): today's reminders and suspensions, once each."""
+    from django.utils import timezone
+
+    from billing import dunning
+
+    return str(dunning.run_dunning(timezone.localdate(), actor="daily dunning run"))
