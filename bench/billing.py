@@ -12,10 +12,11 @@ import time
 from datetime import date, timedelta
 
 from django.db import connection
+from django.db.models import F
 from django.utils import timezone
 from django_tenants.utils import tenant_context
 
-from billing.models import BillingRun, ChargedPeriod
+from billing.models import BillingRun, ChargedPeriod, Invoice
 from ispops.tenancy.models import Isp
 from ispops.tenancy.services import create_isp
 from subscribers.imports import import_plans, import_subscribers
@@ -78,6 +79,8 @@ def run():
                 timezone.datetime.combine(day, timezone.datetime.min.time())
             )
         )
+        # Earlier bench months count as settled, so dunning sees this month's invoices.
+        Invoice.objects.filter(status="open").update(status="paid", amount_paid=F("total"))
         accounts = ServiceAccount.objects.filter(status="active").count()
         started = time.perf_counter()
         run_ = _billing(day)
@@ -96,7 +99,8 @@ def run():
         except ImportError:
             print("dunning: not built yet")
         else:
-            for offset in (0, 8):
+            # Day 0: nothing to do; due date - 1: a reminder for every invoice.
+            for offset in (0, 6):
                 started = time.perf_counter()
                 report = dunning.run_dunning(day + timedelta(days=offset), actor="bench")
                 elapsed = time.perf_counter() - started

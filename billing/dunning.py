@@ -283,8 +283,7 @@ def _remind(reminders: list[_Reminder], day: date) -> int:
             except IntegrityError:
                 continue
             claimed.append(reminder)
-    for r in claimed:
-        messaging.notify(r.customer, r.template, r.context, related=r.related)
+    messaging.notify_many((r.customer, r.template, r.context, r.related) for r in claimed)
     return len(claimed)
 
 

@@ -691,3 +691,24 @@ def test_another_isp_does_not_see_alphas_messages(alpha, beta):
     _log_data(alpha)
     page = beta.client(beta.owner).get("/messages/").content.decode()
     assert "Wanjiru" not in page and "0 messages" in page
+
+
+def test_notify_many_renders_once_inserts_in_bulk_and_sends_in_batches(
+    in_alpha, django_capture_on_commit_callbacks, django_assert_max_num_queries
+):
+    people = [
+        subscribers.create_customer(actor="t", name=f"Bulk {n}", phone=f"07220000{n:02d}")
+        for n in range(30)
+    ]
+    items = [
+        (c, "payment_reminder_before", {"amount": Decimal("1500")}, f"inv:{c.pk}") for c in people
+    ]
+    with django_capture_on_commit_callbacks() as callbacks, django_assert_max_num_queries(6):
+        made = services.notify_many(items)
+    assert len(made) == 30 and len(callbacks) == 1  # one hand-over for the whole batch
+    from ispops.messaging.tasks import send_messages
+
+    assert send_messages([m.pk for m in made]) == 30  # what the worker runs
+    sent = Message.objects.filter(related__startswith="inv:")
+    assert all(m.state == Message.State.SENT for m in sent)
+    assert "Bulk 3" in Message.objects.get(related=f"inv:{people[3].pk}").body

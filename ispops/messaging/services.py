@@ -335,6 +335,96 @@ def notify(
     return created
 
 
+def notify_many(items, *, channels=("sms",)) -> list[Message]:
+    """notify() for many customers at once (a dunning day, a billing run): `items` are
+    (customer, key, context, related) tuples. Each template is looked up and compiled
+    once, the messages are inserted in bulk, and workers get them in batches after the
+    transaction commits."""
+    isp_name = _isp_name()
+    compiled: dict = {}
+    rows = []
+    for customer, key, context, related in items:
+        full = {**(context or {}), "customer": customer_context(customer)}
+        full.setdefault("isp_name", isp_name)
+        for channel in channels:
+            to, error = _recipient(customer, channel)
+            if to is None:
+                continue
+            subject, body = _render_compiled(compiled, key, channel, full)
+            rows.append(
+                Message(
+                    customer=customer,
+                    channel=channel,
+                    to=to,
+                    subject=subject[:200],
+                    body=body,
+                    template_key=key,
+                    related=(related or "")[:64],
+                    state=Message.State.FAILED if error else Message.State.QUEUED,
+                    error=error,
+                )
+            )
+    Message.objects.bulk_create(rows, batch_size=1000)
+    queued = [m.pk for m in rows if m.state == Message.State.QUEUED]
+    if queued:
+        transaction.on_commit(lambda: send_batches_soon(queued))
+    return rows
+
+
+def _recipient(customer, channel: str) -> tuple[str | None, str]:
+    """(address, error) for a channel; (None, "") when the customer has none."""
+    if channel == Channel.SMS:
+        if not customer.phone:
+            return None, ""
+        try:
+            return normalise_phone(customer.phone), ""
+        except InvalidPhone as exc:
+            return customer.phone, str(exc)
+    if channel == Channel.EMAIL:
+        return (customer.email or None), ""
+    raise ValueError(f"unknown channel {channel!r}")
+
+
+def _render_compiled(cache: dict, key: str, channel: str, context: dict) -> tuple[str, str]:
+    """render() with each (key, channel)'s templates compiled once per batch."""
+    if (key, channel) not in cache:
+        default = template_text(key, channel)
+        edited = MessageTemplate.objects.filter(key=key, channel=channel, is_active=True).first()
+        texts = [(edited.subject, edited.body)] if edited is not None else []
+        compiled = []
+        for subject, body in [*texts, default]:
+            try:
+                compiled.append((_engine.from_string(subject), _engine.from_string(body)))
+            except TemplateSyntaxError:
+                log.exception(
+                    "message template %s/%s of %s is broken", key, channel, connection.schema_name
+                )
+        cache[(key, channel)] = compiled
+    ctx = Context(_prepare(context), autoescape=False)
+    for subject_template, body_template in cache[(key, channel)]:
+        try:
+            return (
+                " ".join(subject_template.render(ctx).split()),
+                body_template.render(ctx).strip(),
+            )
+        except Exception:
+            log.exception("message template %s/%s failed to render", key, channel)
+    return render(key, channel, context)
+
+
+def send_batches_soon(message_ids, size: int = 200) -> None:
+    """Hand messages to workers in batches (one task per `size`), never failing the
+    caller: what the broker does not take, the sweep sends later."""
+    from ispops.messaging.tasks import send_messages
+
+    for start in range(0, len(message_ids), size):
+        try:
+            send_messages.delay(list(message_ids[start : start + size]))
+        except Exception as exc:
+            log.warning("messages not handed to a worker (%s); the sweep will", exc)
+            return
+
+
 def send_soon(message_id: int) -> bool:
     """Hand a message to a worker. If the broker is down the message stays queued and
     the sweep sends it later; the caller never fails for it."""

@@ -12,6 +12,12 @@ def send_message(message_id: int) -> str:
 
 
 @shared_task
+def send_messages(message_ids: list[int]) -> int:
+    """Send a batch of queued messages (bulk notifications); returns how many went."""
+    return sum(1 for pk in message_ids if services.deliver(pk) == "sent")
+
+
+@shared_task
 def sweep_messages() -> int:
     """Re-send messages whose task was lost and retries whose time has come."""
     return len(services.sweep_messages())
