@@ -302,20 +302,9 @@ def notify(
     full.setdefault("isp_name", _isp_name())
     created = []
     for channel in channels:
-        error = ""
-        if channel == Channel.SMS:
-            if not customer.phone:
-                continue
-            try:
-                to = normalise_phone(customer.phone)
-            except InvalidPhone as exc:
-                to, error = customer.phone, str(exc)
-        elif channel == Channel.EMAIL:
-            if not customer.email:
-                continue
-            to = customer.email
-        else:
-            raise ValueError(f"unknown channel {channel!r}")
+        to, error = _recipient(customer, channel)
+        if to is None:
+            continue
         subject, body = render(key, channel, full)
         message = Message.objects.create(
             customer=customer,
