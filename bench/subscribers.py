@@ -21,48 +21,13 @@ from bench.util import N, p95, percentiles, timed
 from ispops.staff.models import Branch
 from ispops.tenancy.models import Isp
 from ispops.tenancy.services import create_isp
+from subscribers.demo import FIRST, LAST
 from subscribers.imports import import_plans, import_subscribers
 from subscribers.models import Customer, NetworkSite
 
 SCHEMA, HOST, OWNER, PASSWORD = "bench", "bench.localhost", "owner@bench.test", "bench-pass-2026"
 TARGET = int(os.environ.get("BENCH_SUBSCRIBERS", "100000"))
 CHUNK = 10_000
-FIRST = [
-    "Wanjiru",
-    "Otieno",
-    "Achieng",
-    "Kamau",
-    "Njeri",
-    "Mwangi",
-    "Atieno",
-    "Kiprop",
-    "Chebet",
-    "Wafula",
-    "Nafula",
-    "Omondi",
-    "Mutua",
-    "Mumbua",
-    "Kariuki",
-    "Wambui",
-]
-LAST = [
-    "Odhiambo",
-    "Mutiso",
-    "Wekesa",
-    "Njoroge",
-    "Korir",
-    "Ouma",
-    "Kimani",
-    "Maina",
-    "Owino",
-    "Cheruiyot",
-    "Gitau",
-    "Mwende",
-    "Ndungu",
-    "Kiplagat",
-    "Awuor",
-    "Barasa",
-]
 PLANS = """name,price,cycle,download,upload,service,billing
 Home 5M,1500,monthly,5M,2M,pppoe,prepaid
 Home 10M,2500,monthly,10M,5M,pppoe,prepaid

@@ -161,16 +161,20 @@ class CustomerQuerySet(models.QuerySet):
         )
 
 
-class Customer(models.Model):
-    class Status(models.TextChoices):
-        """A summary of the customer's service accounts (the liveliest one wins)."""
+class AccountStatus(models.TextChoices):
+    """Where a service account is in its life (subscribers.services.TRANSITIONS says how
+    it moves); a customer's status is the liveliest of their accounts'."""
 
-        LEAD = "lead", "Lead"
-        SURVEY = "survey", "Survey"
-        INSTALLING = "installing", "Installing"
-        ACTIVE = "active", "Active"
-        SUSPENDED = "suspended", "Suspended"
-        TERMINATED = "terminated", "Terminated"
+    LEAD = "lead", "Lead"
+    SURVEY = "survey", "Survey"
+    INSTALLING = "installing", "Installing"
+    ACTIVE = "active", "Active"
+    SUSPENDED = "suspended", "Suspended"
+    TERMINATED = "terminated", "Terminated"
+
+
+class Customer(models.Model):
+    Status = AccountStatus
 
     account = models.CharField(max_length=20, unique=True)
     name = models.CharField(max_length=150)
@@ -221,13 +225,7 @@ class Customer(models.Model):
 
 
 class ServiceAccount(models.Model):
-    class Status(models.TextChoices):
-        LEAD = "lead", "Lead"
-        SURVEY = "survey", "Survey"
-        INSTALLING = "installing", "Installing"
-        ACTIVE = "active", "Active"
-        SUSPENDED = "suspended", "Suspended"
-        TERMINATED = "terminated", "Terminated"
+    Status = AccountStatus
 
     customer = models.ForeignKey(
         Customer, on_delete=models.PROTECT, related_name="service_accounts"
