@@ -39,6 +39,10 @@ while read -r rport ruser rpass rname; do
     --password "$rpass" --identity "$rname" --state "var/emulator-$rname.json" --online 70
 done <<< "$demo_routers"
 
+# Safaricom's side of M-Pesa, for the demo (payments issue wires the ISP to it).
+DARAJA_PORT=${DARAJA_PORT:-18080}
+start daraja $PY manage.py daraja_simulator --port "$DARAJA_PORT"
+
 start web $PY manage.py runserver "0.0.0.0:$PORT"
 start worker .venv/bin/celery -A ispops worker -l info --concurrency 2 -n "worker@%h"
 start beat .venv/bin/celery -A ispops beat -l info --schedule var/celerybeat-schedule
@@ -50,11 +54,12 @@ start sync bash -c 'sleep 4; while read -r _ _ _ name; do
 sleep 2
 cat <<MSG
 
-  ispops is running. Ctrl-C stops web, worker, beat and the router emulators.
+  ispops is running. Ctrl-C stops web, worker, beat, the router emulators and the Daraja simulator.
 
   Demo ISP       http://demo.localhost:$PORT/
   Platform       http://localhost:$PORT/platform/
   Health         http://localhost:$PORT/healthz
+  Daraja sim     http://127.0.0.1:$DARAJA_PORT/ (M-Pesa sandbox simulator)
 
   Logins (password demo-pass-2026):
     platform admin  platform@ispops.local   (on http://localhost:$PORT/)
