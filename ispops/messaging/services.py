@@ -179,19 +179,7 @@ def render_text(subject: str, body: str, context: dict) -> tuple[str, str]:
 def render(key: str, channel: str, context: dict) -> tuple[str, str]:
     """(subject, body) of message `key`: the ISP's active edited template, or the
     default. An edited template that fails to render falls back to the default."""
-    default_subject, default_body = template_text(key, channel)
-    edited = MessageTemplate.objects.filter(key=key, channel=channel, is_active=True).first()
-    if edited is not None:
-        try:
-            return render_text(edited.subject, edited.body, context)
-        except Exception:
-            log.exception(
-                "message template %s/%s of %s is broken; sending the default text",
-                key,
-                channel,
-                connection.schema_name,
-            )
-    return render_text(default_subject, default_body, context)
+    return render_cached({}, key, channel, context)
 
 
 def _prepare(context: dict) -> dict:
@@ -339,7 +327,7 @@ def notify_many(items, *, channels=("sms",)) -> list[Message]:
             to, error = _recipient(customer, channel)
             if to is None:
                 continue
-            subject, body = _render_compiled(compiled, key, channel, full)
+            subject, body = render_cached(compiled, key, channel, full)
             rows.append(
                 Message(
                     customer=customer,
@@ -374,8 +362,9 @@ def _recipient(customer, channel: str) -> tuple[str | None, str]:
     raise ValueError(f"unknown channel {channel!r}")
 
 
-def _render_compiled(cache: dict, key: str, channel: str, context: dict) -> tuple[str, str]:
-    """render() with each (key, channel)'s templates compiled once per batch."""
+def render_cached(cache: dict, key: str, channel: str, context: dict) -> tuple[str, str]:
+    """render(), with each (key, channel)'s templates looked up and compiled once per
+    `cache` (one dict per batch of messages)."""
     if (key, channel) not in cache:
         default = template_text(key, channel)
         edited = MessageTemplate.objects.filter(key=key, channel=channel, is_active=True).first()
@@ -386,7 +375,10 @@ def _render_compiled(cache: dict, key: str, channel: str, context: dict) -> tupl
                 compiled.append((_engine.from_string(subject), _engine.from_string(body)))
             except TemplateSyntaxError:
                 log.exception(
-                    "message template %s/%s of %s is broken", key, channel, connection.schema_name
+                    "message template %s/%s of %s is broken; sending the default text",
+                    key,
+                    channel,
+                    connection.schema_name,
                 )
         cache[(key, channel)] = compiled
     ctx = Context(_prepare(context), autoescape=False)
@@ -397,8 +389,14 @@ def _render_compiled(cache: dict, key: str, channel: str, context: dict) -> tupl
                 body_template.render(ctx).strip(),
             )
         except Exception:
-            log.exception("message template %s/%s failed to render", key, channel)
-    return render(key, channel, context)
+            log.exception(
+                "message template %s/%s of %s failed to render; trying the default",
+                key,
+                channel,
+                connection.schema_name,
+            )
+    # Only a broken default gets here: render it plainly and let the error show.
+    return render_text(*template_text(key, channel), context)
 
 
 def send_batches_soon(message_ids, size: int = 200) -> None:
