@@ -600,8 +600,54 @@ def allocate(customer) -> list[Invoice]:
     return touched
 
 
+def reverse_payment_entry(entry: LedgerEntry, *, actor, reason: str) -> LedgerEntry:
+    """Take a payment back off the ledger (a bounced cheque, money put on the wrong
+    customer): an adjustment for the same amount, then invoices the payment had settled
+    are reopened, newest first, as far as the credit no longer covers them."""
+    from subscribers.models import Customer
+
+    if entry is None or entry.kind != Kind.PAYMENT:
+        raise BillingError("only a payment can be reversed")
+    with transaction.atomic():
+        Customer.objects.select_for_update().filter(pk=entry.customer_id).first()
+        reversal = record_entry(
+            entry.customer,
+            Kind.ADJUSTMENT,
+            -entry.amount,
+            actor=actor,
+            description=f"Reversal of {entry.reference or 'payment'}: {reason}",
+            reference=entry.reference,
+        )
+        _unallocate_excess(entry.customer)
+    return reversal
+
+
+def _unallocate_excess(customer) -> None:
+    """Invoices hold more paid than the ledger's credits cover: reopen the newest."""
+    excess = -_credit_left(customer)
+    if excess <= 0:
+        return
+    for invoice in (
+        Invoice.objects.select_for_update()
+        .filter(customer=customer, amount_paid__gt=0)
+        .exclude(status=Invoice.Status.VOID)
+        .order_by("-due_on", "-id")
+    ):
+        if excess <= 0:
+            break
+        take = min(excess, invoice.amount_paid)
+        invoice.amount_paid -= take
+        invoice.status = Invoice.Status.OPEN
+        invoice.save(update_fields=["amount_paid", "status"])
+        excess -= take
+
+
 def unallocated_credit(customer) -> Decimal:
     """Money paid or credited that no invoice has taken yet (never negative)."""
+    return max(ZERO, _credit_left(customer))
+
+
+def _credit_left(customer) -> Decimal:
     credits = -(
         LedgerEntry.objects.filter(customer=customer, amount__lt=0).aggregate(s=Sum("amount"))["s"]
         or ZERO
@@ -621,7 +667,7 @@ def unallocated_credit(customer) -> Decimal:
         )["s"]
         or ZERO
     )
-    return max(ZERO, credits - taken - loose - voided)
+    return credits - taken - loose - voided
 
 
 def extend_prepaid(account, *, actor, now=None) -> int:

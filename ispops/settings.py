@@ -258,6 +258,12 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 60.0,
         "args": ["ispops.messaging.tasks.sweep_messages"],
     },
+    # Payments a lost task left uncredited, and STK pushes whose callback never came.
+    "sweep-payments": {
+        "task": "ispops.tasks.fan_out",
+        "schedule": 30.0,
+        "args": ["payments.tasks.sweep_payments"],
+    },
 }
 
 # MikroTik API: seconds to wait for a router before calling it unreachable.

@@ -8,4 +8,5 @@ urlpatterns = [
     path("", include("network.urls")),
     path("", include("ispops.messaging.urls")),
     path("", include("billing.urls")),
+    path("", include("payments.urls")),
 ]
