@@ -18,6 +18,10 @@ def new_callback_token() -> str:
     return secrets.token_urlsafe(24)
 
 
+def new_public_id() -> str:
+    return secrets.token_urlsafe(16)
+
+
 class MpesaSettings(models.Model):
     """One row per ISP (pk=1)."""
 
@@ -164,7 +168,7 @@ class StkRequest(models.Model):
     source = models.CharField(max_length=10, choices=Source.choices, default=Source.STAFF)
     started_by = models.CharField(max_length=200, blank=True)
     # An unguessable id for the public pay page to poll its status with.
-    public_id = models.CharField(max_length=32, unique=True, default=secrets.token_urlsafe)
+    public_id = models.CharField(max_length=32, unique=True, default=new_public_id)
     created_at = models.DateTimeField(default=timezone.now)
     finished_at = models.DateTimeField(null=True, blank=True)
     queries = models.PositiveSmallIntegerField(default=0)

@@ -155,22 +155,17 @@ def _fail(callback: Callback, reason: str) -> None:
     Callback.objects.filter(pk=callback.pk).update(state=Callback.State.FAILED, error=reason)
 
 
-def normalise_account(text) -> str:
-    """What a payer typed as the account: spaces gone, upper case."""
-    return re.sub(r"\s+", "", str(text or "")).upper()
-
-
 def find_customer(reference: str):
     """The customer an account reference names: their account number (any case and
     spacing), else the username of one of their live service accounts."""
     from subscribers.models import Customer, ServiceAccount
+    from subscribers.services import normalise_account
 
-    ref = normalise_account(reference)
+    ref = normalise_account(str(reference or ""))
     if not ref:
         return None
+    # Account numbers are stored normalised (subscribers.services.normalise_account).
     customer = Customer.objects.filter(account=ref).first()
-    if customer is None:
-        customer = Customer.objects.filter(account__iexact=ref).first()
     if customer is None:
         account = (
             ServiceAccount.objects.filter(username__iexact=ref)

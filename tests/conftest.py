@@ -76,12 +76,19 @@ def _make_tenant(schema: str, name: str, extra_branches: int = 0) -> Tenant:
 
 
 @pytest.fixture(scope="session")
-def django_db_setup(django_db_setup, django_db_blocker):
-    """The test database with the platform host, alpha, beta and demo ISPs committed."""
+def django_db_setup(request, django_test_environment, django_db_blocker):
+    """The test database with the platform host, alpha, beta and demo ISPs committed.
+
+    pytest-django's own fixture creates only the databases the selected tests mark, so
+    a run of `committed` tests alone (no django_db marker) would get none: this one
+    always creates the default database."""
     import redis
     from django.conf import settings
     from django.core.management import call_command
+    from django.test.utils import setup_databases, teardown_databases
 
+    with django_db_blocker.unblock():
+        db_cfg = setup_databases(verbosity=0, interactive=False, aliases={"default"})
     # Tasks queued by an earlier run name schemas that no longer exist: start clean.
     # (settings.REDIS_URL is the tests' own Redis database, see settings.TESTING.)
     redis.Redis.from_url(settings.REDIS_URL).flushdb()
@@ -102,6 +109,11 @@ def django_db_setup(django_db_setup, django_db_blocker):
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
             " WHERE datname = current_database() AND pid <> pg_backend_pid()"
         )
+    with django_db_blocker.unblock():
+        try:
+            teardown_databases(db_cfg, verbosity=0)
+        except Exception as exc:  # a failed drop must not hide the test results
+            request.node.warn(pytest.PytestWarning(f"test database not dropped: {exc!r}"))
 
 
 @pytest.fixture(scope="session")

@@ -139,6 +139,9 @@ class DarajaSimulator:
         # clients that send UTC); None disables the check.
         self.timestamp_skew: float | None = 3600.0
         self.external_validation = True  # call the ValidationURL when one is registered
+        # An STK payment to a paybill is also a C2B payment ("NI push"): when True, a
+        # successful STK push is followed by the C2B confirmation of the same receipt.
+        self.stk_confirms_c2b = False
         self.requests: list[tuple[str, str, object, dict]] = []
         self.registered_urls: dict[str, dict] = {}
         self.callbacks: list[dict] = []  # every callback sent: url, body, status, response
@@ -317,6 +320,7 @@ class DarajaSimulator:
                 "account_reference": reference,
                 "callback_url": callback,
                 "result": None,
+                "paybill": kind == "CustomerPayBillOnline",
             }
         self._spawn(self._finish_stk, checkout)
         return {
@@ -361,11 +365,14 @@ class DarajaSimulator:
             tx["result"] = (code, desc)
             tx["state"] = "done"
         payload = {"Body": {"stkCallback": callback}}
-        if tx["outcome"] == "lost":
-            return
-        self._post(tx["callback_url"], payload)
-        if tx["outcome"] == "duplicate":
+        if tx["outcome"] != "lost":
             self._post(tx["callback_url"], payload)
+            if tx["outcome"] == "duplicate":
+                self._post(tx["callback_url"], payload)
+        if code == 0 and self.stk_confirms_c2b and tx.get("paybill", True):
+            self._confirm_c2b(
+                tx["shortcode"], tx["phone"], tx["amount"], tx["account_reference"], receipt
+            )
 
     def stk_query(self, body: dict) -> dict:
         self._check_stk_credentials(body)
@@ -482,6 +489,59 @@ class DarajaSimulator:
         self._record_receipt(trans_id, value, msisdn, shortcode, when)
         result["confirmation"] = self._post(urls["ConfirmationURL"], payload)
         return result
+
+    def _confirm_c2b(self, shortcode, msisdn, amount, bill_ref, receipt) -> None:
+        """The C2B confirmation an STK payment to a paybill also produces (no validation:
+        the payer already approved it on the phone)."""
+        with self._lock:
+            urls = self.registered_urls.get(str(shortcode))
+        if urls is None:
+            return
+        when = now_nairobi()
+        value = Decimal(str(amount)).quantize(Decimal("0.01"))
+        msisdn = str(msisdn)
+        payload = {
+            "TransactionType": "Pay Bill",
+            "TransID": receipt,
+            "TransTime": f"{when:%Y%m%d%H%M%S}",
+            "TransAmount": f"{value:.2f}",
+            "BusinessShortCode": str(shortcode),
+            "BillRefNumber": bill_ref,
+            "InvoiceNumber": "",
+            "OrgAccountBalance": "",
+            "ThirdPartyTransID": "",
+            "MSISDN": hash_msisdn(msisdn) if urls["version"] == "v1" else mask_msisdn(msisdn),
+            "FirstName": "",
+            "MiddleName": "",
+            "LastName": "",
+        }
+        self._post(urls["ConfirmationURL"], payload)
+
+    def simulate_c2b(self, body: dict) -> dict:
+        """The sandbox's C2B simulate call: the payment runs in the background (validation,
+        then confirmation) and the answer comes at once, as on Daraja."""
+        shortcode = str(body.get("ShortCode", "")).strip()
+        if not shortcode.isdigit():
+            raise DarajaError(400, "400.002.02", "Bad Request - Invalid ShortCode")
+        command = body.get("CommandID")
+        if command not in ("CustomerPayBillOnline", "CustomerBuyGoodsOnline"):
+            raise DarajaError(400, "400.002.02", "Bad Request - Invalid CommandID")
+        amount = _whole_amount(body.get("Amount"))
+        if amount is None or amount < 1:
+            raise DarajaError(400, "400.002.02", "Bad Request - Invalid Amount")
+        msisdn = str(body.get("Msisdn", "")).strip()
+        if not PHONE_RE.match(msisdn):
+            raise DarajaError(400, "400.002.02", "Bad Request - Invalid Msisdn")
+        kind = "Pay Bill" if command == "CustomerPayBillOnline" else "Buy Goods"
+        bill_ref = str(body.get("BillRefNumber") or "")
+        self._spawn(
+            lambda: self.pay_c2b(shortcode, msisdn, amount, bill_ref, transaction_type=kind)
+        )
+        return {
+            "OriginatorCoversationID": self._merchant_request_id(),
+            "ResponseCode": "0",
+            "ResponseDescription": "Accept the service request successfully.",
+        }
 
     def _record_receipt(self, receipt, amount, msisdn, shortcode, when) -> None:
         with self._lock:
@@ -681,6 +741,8 @@ class _Handler(BaseHTTPRequestHandler):
             "/mpesa/stkpushquery/v1/query": ("POST", ("404.001.03", 404)),
             "/mpesa/c2b/v1/registerurl": ("POST", ("400.003.01", 400)),
             "/mpesa/c2b/v2/registerurl": ("POST", ("400.003.01", 400)),
+            "/mpesa/c2b/v1/simulate": ("POST", ("400.003.01", 400)),
+            "/mpesa/c2b/v2/simulate": ("POST", ("400.003.01", 400)),
             "/mpesa/transactionstatus/v1/query": ("POST", ("400.003.01", 400)),
         }
         if route not in routes:
@@ -700,6 +762,8 @@ class _Handler(BaseHTTPRequestHandler):
             return sim.stk_push(body)
         if route == "/mpesa/stkpushquery/v1/query":
             return sim.stk_query(body)
+        if route.endswith("/simulate"):
+            return sim.simulate_c2b(body)
         if route.startswith("/mpesa/c2b/"):
             return sim.register_urls(body, route.split("/")[3])
         return sim.transaction_status(body)

@@ -34,6 +34,11 @@ class Command(BaseCommand):
             default=2.0,
             help="seconds before an STK callback is sent (the customer typing the PIN)",
         )
+        parser.add_argument(
+            "--stk-also-c2b",
+            action="store_true",
+            help="follow a paid STK push to a paybill with its C2B confirmation, as M-Pesa does",
+        )
 
     def handle(self, *args, **opts):
         if not opts["shortcode"].isdigit():
@@ -49,6 +54,7 @@ class Command(BaseCommand):
             passkey=opts["passkey"],
         )
         sim.callback_delay = max(0.0, opts["callback_delay"])
+        sim.stk_confirms_c2b = opts["stk_also_c2b"]
         try:
             sim.start()
         except OSError as exc:

@@ -1,0 +1,3 @@
+"""Staff pages for payments (being built)."""
+
+urls = []
