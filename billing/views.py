@@ -291,25 +291,33 @@ def statement(request, customer_pk):
 
 
 def _record_payment(request, customer, form: PaymentForm) -> bool:
-    """Record the payment, or put the reason on the form. The customer row is locked
-    before the reference is checked, so two clerks entering the same slip at once
-    record it once."""
+    """Record the payment through the payments app (so it shows in the payments list),
+    or put the reason on the form. The customer row is locked before the reference is
+    checked, so two clerks entering the same slip at once record it once."""
+    from payments import services as payments
+
+    # The statement form's methods as payments.Payment methods.
+    methods = {
+        PaymentForm.Method.CASH: "cash",
+        PaymentForm.Method.BANK: "bank",
+        PaymentForm.Method.MPESA: "mpesa",
+    }
     data = form.cleaned_data
     try:
         with transaction.atomic():
             Customer.objects.select_for_update().filter(pk=customer.pk).first()
             if reference_used(customer, data["reference"]):
-                raise services.BillingError(
+                raise payments.PaymentError(
                     f"reference {data['reference']} is already on this customer's statement"
                 )
-            services.record_payment(
+            payments.record_manual_payment(
                 customer,
-                data["amount"],
-                actor=request.user,
+                method=methods[data["method"]],
+                amount=data["amount"],
                 reference=data["reference"],
-                description=form.description,
+                actor=request.user,
             )
-    except services.BillingError as exc:
+    except payments.PaymentError as exc:
         form.add_error("reference" if "reference" in str(exc) else None, str(exc))
         return False
     messages.success(request, f"Payment of KES {data['amount']:,.2f} recorded.")

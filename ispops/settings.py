@@ -207,12 +207,24 @@ ENCRYPTION_KEY_FILE = VAR_DIR / "encryption.key"
 # Celery: Redis is broker and result store; tasks run in their ISP's schema.
 CELERY_BROKER_URL = REDIS_URL
 CELERY_RESULT_BACKEND = REDIS_URL
+# Our tasks are fire-and-forget (their effects are in the database). Storing no result
+# also keeps a web request from waiting ~20 s on the result store when Redis is down.
+CELERY_TASK_IGNORE_RESULT = True
 CELERY_RESULT_EXPIRES = 24 * 3600
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600, "socket_connect_timeout": 3}
+# When Redis is down, sending a task gives up within a second: the work is already in the
+# database (payments, router jobs, messages) and the sweeps send it once Redis is back,
+# so a web request (an M-Pesa callback) must not hang waiting for the broker.
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": 2,
+    "interval_start": 0,
+    "interval_step": 0.2,
+    "interval_max": 0.5,
+}
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # Each entry runs the named task once in every active ISP's schema (ispops.tasks.fan_out).

@@ -24,13 +24,13 @@ def fan_out(task_name: str, *args, **kwargs) -> dict[str, str]:
     return sent
 
 
-@shared_task
+@shared_task(ignore_result=False)  # a probe: its caller reads the result
 def current_schema() -> str:
     """Report the schema the worker ran this task in (used by health checks and tests)."""
     return connection.schema_name
 
 
-@shared_task
+@shared_task(ignore_result=False)  # a probe: its caller reads the result
 def staff_emails() -> list[str]:
     """Logins of the current schema's staff (support diagnostics; proves schema routing)."""
     from ispops.staff.models import User

@@ -14,8 +14,16 @@ from ispops.lib.crypto import EncryptedTextField
 SANDBOX_URL = "https://sandbox.safaricom.co.ke"
 
 
+# Safaricom refuses callback URLs containing these words (any case); a random token
+# could spell one.
+BANNED_IN_URLS = ("mpesa", "m-pesa", "safaricom", "exe", "cmd", "sql", "query")
+
+
 def new_callback_token() -> str:
-    return secrets.token_urlsafe(24)
+    while True:
+        token = secrets.token_urlsafe(24)
+        if not any(word in token.lower() for word in BANNED_IN_URLS):
+            return token
 
 
 def new_public_id() -> str:

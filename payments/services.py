@@ -40,7 +40,9 @@ STK_FIRST_QUERY = timedelta(minutes=2)
 STK_GIVE_UP = timedelta(hours=2)
 MAX_STK_AMOUNT = 250_000
 
-audit.register(MpesaSettings, secret=["consumer_key", "consumer_secret", "passkey"])
+audit.register(
+    MpesaSettings, secret=["consumer_key", "consumer_secret", "passkey", "callback_token"]
+)
 audit.register(Payment, exclude=["attempts", "last_error"])
 
 

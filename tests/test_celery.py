@@ -27,7 +27,8 @@ def test_task_reads_its_own_tenants_rows(alpha, beta, celery_worker_process):
 
 
 def test_fan_out_reaches_every_active_isp_in_its_schema(tenants, db, celery_worker_process):
-    sent = tasks.fan_out.delay("ispops.tasks.current_schema").get(timeout=30)
+    sent = tasks.fan_out.apply_async(["ispops.tasks.current_schema"], ignore_result=False)
+    sent = sent.get(timeout=30)
     active = set(Isp.objects.active().values_list("schema_name", flat=True))
     assert set(sent) == active >= {"alpha", "beta", "demo"}
     for schema, task_id in sent.items():
