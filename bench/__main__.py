@@ -12,13 +12,14 @@ import django
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ispops.settings")
 django.setup()
 
-from bench import billing, foundation, routeros, subscribers  # noqa: E402
+from bench import billing, foundation, payments, routeros, subscribers  # noqa: E402
 
 SUITES = {
     "foundation": foundation.run,
     "subscribers": subscribers.run,
     "routeros": routeros.run,
     "billing": billing.run,
+    "payments": payments.run,
 }
 
 

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit, urlunsplit
 import dj_database_url
 from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
+from kombu import Queue
 
 from ispops.lib.env import env_bool, env_int, env_list, env_str
 
@@ -215,7 +216,20 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600, "socket_connect_timeout": 3}
+# Two queues, which every worker consumes: "urgent" (crediting a payment, applying router
+# jobs: a subscriber waits to get back online) is always taken before "celery" (SMS,
+# billing runs, polls), so a restoration never queues behind a bulk send.
+CELERY_TASK_DEFAULT_QUEUE = "celery"
+CELERY_TASK_QUEUES = [Queue("urgent"), Queue("celery")]
+CELERY_TASK_ROUTES = {
+    "payments.tasks.credit_payment_task": {"queue": "urgent"},
+    "network.tasks.run_router_jobs": {"queue": "urgent"},
+}
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": 3600,
+    "socket_connect_timeout": 3,
+    "queue_order_strategy": "priority",  # poll "urgent" first, not round robin
+}
 # When Redis is down, sending a task gives up within a second: the work is already in the
 # database (payments, router jobs, messages) and the sweeps send it once Redis is back,
 # so a web request (an M-Pesa callback) must not hang waiting for the broker.

@@ -43,7 +43,8 @@ MAX_STK_AMOUNT = 250_000
 audit.register(
     MpesaSettings, secret=["consumer_key", "consumer_secret", "passkey", "callback_token"]
 )
-audit.register(Payment, exclude=["attempts", "last_error"])
+# Payments are not audited by signal: one arrives with every callback (the callback is
+# its record). What staff do to a payment (record, assign, reverse) is audited below.
 
 
 class PaymentError(ValueError):
@@ -110,9 +111,9 @@ def register_c2b_urls(*, actor) -> dict:
     return reply
 
 
-def source_allowed(cfg: MpesaSettings, ip: str | None) -> bool:
+def source_allowed(allowed_ips: str, ip: str | None) -> bool:
     """The optional allowlist: empty allows all; otherwise addresses or networks."""
-    entries = [line.strip() for line in cfg.allowed_ips.splitlines() if line.strip()]
+    entries = [line.strip() for line in allowed_ips.splitlines() if line.strip()]
     if not entries:
         return True
     try:
@@ -131,14 +132,61 @@ def source_allowed(cfg: MpesaSettings, ip: str | None) -> bool:
 # --- taking callbacks in ------------------------------------------------------------------
 
 
-def store_callback(kind: str, body: bytes, headers: dict, source_ip: str | None) -> Callback:
-    """Save the request as it came, committed on its own, before anything can fail."""
+@dataclass
+class Outcome:
+    """What became of a callback: its state, why it failed, the payment it is about and,
+    for a validation, the answer Safaricom gets."""
+
+    state: str
+    error: str = ""
+    payment_id: int | None = None
+    reply: dict | None = None
+    bad_request: bool = False  # the body itself is unusable: HTTP 400
+
+
+def callback_access() -> tuple[str, str] | None:
+    """(token, allowlist) of this ISP, without loading (and decrypting) the secrets."""
+    return MpesaSettings.objects.filter(pk=1).values_list("callback_token", "allowed_ips").first()
+
+
+def receive(kind: str, body: bytes, headers: dict, source_ip: str | None) -> Outcome:
+    """Take a callback in. The raw request is stored in the transaction that stores its
+    payment; if taking it fails in any way, the raw request is still stored (on its
+    own): as failed when the body is unusable, else as received, for the sweep to take
+    again."""
+    try:
+        data = parse_json(body)
+        with transaction.atomic():
+            outcome = take(kind, data)
+            store_callback(kind, body, headers, source_ip, outcome)
+        return outcome
+    except BadCallback as exc:
+        outcome = Outcome(Callback.State.FAILED, str(exc), bad_request=True)
+    except Exception as exc:  # stored for the sweep; Safaricom need not send it again
+        log.exception("M-Pesa %s callback stored but not taken", kind)
+        outcome = Outcome(Callback.State.RECEIVED, f"{type(exc).__name__}: {exc}"[:2000])
+    store_callback(kind, body, headers, source_ip, outcome)
+    return outcome
+
+
+def store_callback(kind, body: bytes, headers: dict, source_ip, outcome: Outcome) -> Callback:
     return Callback.objects.create(
         kind=kind,
         body=body.decode("utf-8", errors="replace"),
         headers=headers,
         source_ip=source_ip,
+        state=outcome.state,
+        error=outcome.error,
+        payment_id=outcome.payment_id,
     )
+
+
+def take(kind: str, data: dict) -> Outcome:
+    if kind == Callback.Kind.CONFIRMATION:
+        return take_confirmation(data)
+    if kind == Callback.Kind.STK:
+        return take_stk_callback(data)
+    return validate_c2b(data)
 
 
 def parse_json(body: bytes) -> dict:
@@ -151,10 +199,6 @@ def parse_json(body: bytes) -> dict:
     if not isinstance(data, dict):
         raise BadCallback("body is not a JSON object")
     return data
-
-
-def _fail(callback: Callback, reason: str) -> None:
-    Callback.objects.filter(pk=callback.pk).update(state=Callback.State.FAILED, error=reason)
 
 
 def find_customer(reference: str):
@@ -192,30 +236,29 @@ def customer_by_phone(raw: str):
     return found[0] if len(found) == 1 else None
 
 
-def validate_c2b(callback: Callback, data: dict) -> dict:
+def validate_c2b(data: dict) -> Outcome:
     """Accept or refuse a paybill payment before it happens, by its account number."""
-    cfg = MpesaSettings.load()
-    amount = _amount(data.get("TransAmount"))
-    if amount is None:
-        reply = {"ResultCode": "C2B00013", "ResultDesc": "Rejected"}
-    elif cfg.reject_unknown_accounts and find_customer(data.get("BillRefNumber")) is None:
-        reply = {"ResultCode": "C2B00012", "ResultDesc": "Rejected"}
+    reject_unknown = (
+        MpesaSettings.objects.filter(pk=1).values_list("reject_unknown_accounts", flat=True).first()
+    )
+    if _amount(data.get("TransAmount")) is None:
+        code = "C2B00013"  # invalid amount
+    elif reject_unknown and find_customer(data.get("BillRefNumber")) is None:
+        code = "C2B00012"  # invalid account number
     else:
-        reply = {"ResultCode": "0", "ResultDesc": "Accepted"}
-    state = Callback.State.PROCESSED if reply["ResultCode"] == "0" else Callback.State.REJECTED
-    Callback.objects.filter(pk=callback.pk).update(state=state, error=reply["ResultCode"])
-    return reply
+        code = "0"
+    reply = {"ResultCode": code, "ResultDesc": "Accepted" if code == "0" else "Rejected"}
+    state = Callback.State.PROCESSED if code == "0" else Callback.State.REJECTED
+    return Outcome(state, "" if code == "0" else code, reply=reply)
 
 
-def take_confirmation(callback: Callback, data: dict) -> Payment:
+def take_confirmation(data: dict) -> Outcome:
     """A C2B confirmation: the payment row, once per TransID; credited by a worker."""
     receipt = str(data.get("TransID") or "").strip().upper()
     amount = _amount(data.get("TransAmount"))
     if not re.fullmatch(r"[A-Z0-9]{6,20}", receipt):
-        _fail(callback, "no usable TransID")
         raise BadCallback("TransID missing or malformed")
     if amount is None:
-        _fail(callback, "no usable TransAmount")
         raise BadCallback("TransAmount missing or not a positive amount")
     names = (data.get(k) or "" for k in ("FirstName", "MiddleName", "LastName"))
     fields = {
@@ -228,13 +271,13 @@ def take_confirmation(callback: Callback, data: dict) -> Payment:
         "paid_at": _mpesa_time(data.get("TransTime")),
         "via_c2b": True,
     }
-    payment, created = _store_payment(fields, callback)
+    payment_id, created = _store_payment(fields)
     if not created:
-        Payment.objects.filter(pk=payment.pk, via_c2b=False).update(via_c2b=True)
-    return payment
+        Payment.objects.filter(pk=payment_id, via_c2b=False).update(via_c2b=True)
+    return Outcome(Callback.State.PROCESSED, "" if created else "repeat", payment_id)
 
 
-def take_stk_callback(callback: Callback, data: dict) -> StkRequest:
+def take_stk_callback(data: dict) -> Outcome:
     """The end of an STK push: failure recorded on the request, success stored as the
     payment of its receipt (once, even if the C2B confirmation reported it already)."""
     try:
@@ -242,31 +285,26 @@ def take_stk_callback(callback: Callback, data: dict) -> StkRequest:
         checkout = str(body["CheckoutRequestID"])
         code = str(body["ResultCode"])
     except (KeyError, TypeError):
-        _fail(callback, "not an STK callback")
         raise BadCallback(
             "Body.stkCallback with CheckoutRequestID and ResultCode expected"
         ) from None
     stk = StkRequest.objects.filter(checkout_request_id=checkout).first()
     if stk is None:
-        _fail(callback, f"unknown CheckoutRequestID {checkout}")
         security_log.warning("STK callback for unknown CheckoutRequestID %s", checkout)
-        return None
+        return Outcome(Callback.State.FAILED, f"unknown CheckoutRequestID {checkout}")
     desc = str(body.get("ResultDesc") or "")[:255]
     if code != "0":
-        with transaction.atomic():
-            StkRequest.objects.filter(pk=stk.pk, state=StkRequest.State.PENDING).update(
-                state=StkRequest.State.FAILED,
-                result_code=code,
-                result_desc=desc,
-                finished_at=timezone.now(),
-            )
-            Callback.objects.filter(pk=callback.pk).update(state=Callback.State.PROCESSED)
-        return stk
+        StkRequest.objects.filter(pk=stk.pk, state=StkRequest.State.PENDING).update(
+            state=StkRequest.State.FAILED,
+            result_code=code,
+            result_desc=desc,
+            finished_at=timezone.now(),
+        )
+        return Outcome(Callback.State.PROCESSED)
     items = _items(body.get("CallbackMetadata"))
     receipt = str(items.get("MpesaReceiptNumber") or "").strip().upper()
     amount = _amount(items.get("Amount"))
     if not receipt or amount is None:
-        _fail(callback, "success without receipt or amount")
         raise BadCallback("CallbackMetadata lacks MpesaReceiptNumber or Amount")
     fields = {
         "method": Payment.Method.MPESA,
@@ -280,46 +318,39 @@ def take_stk_callback(callback: Callback, data: dict) -> StkRequest:
         "via_stk": True,
         "stk_request": stk,
     }
-    with transaction.atomic():
-        payment, created = _store_payment(fields, callback)
-        if not created:
-            Payment.objects.filter(pk=payment.pk).update(via_stk=True, stk_request=stk)
-            # The C2B confirmation came first and matched nobody (a till has no account
-            # number): the STK request says whose it is.
-            unmatched = Payment.objects.filter(pk=payment.pk, state=Payment.State.UNMATCHED)
-            if unmatched.update(
-                state=Payment.State.RECEIVED, customer_id=stk.customer_id, matched_by="stk"
-            ):
-                transaction.on_commit(lambda: credit_soon(payment.pk))
-        StkRequest.objects.filter(pk=stk.pk).exclude(state=StkRequest.State.PAID).update(
-            state=StkRequest.State.PAID,
-            result_code=code,
-            result_desc=desc,
-            receipt=receipt,
-            finished_at=timezone.now(),
-        )
-    return stk
+    payment_id, created = _store_payment(fields)
+    if not created:
+        Payment.objects.filter(pk=payment_id).update(via_stk=True, stk_request=stk)
+        # The C2B confirmation came first and matched nobody (a till has no account
+        # number): the STK request says whose it is.
+        unmatched = Payment.objects.filter(pk=payment_id, state=Payment.State.UNMATCHED)
+        if unmatched.update(
+            state=Payment.State.RECEIVED, customer_id=stk.customer_id, matched_by="stk"
+        ):
+            transaction.on_commit(lambda: credit_soon(payment_id))
+    StkRequest.objects.filter(pk=stk.pk).exclude(state=StkRequest.State.PAID).update(
+        state=StkRequest.State.PAID,
+        result_code=code,
+        result_desc=desc,
+        receipt=receipt,
+        finished_at=timezone.now(),
+    )
+    return Outcome(Callback.State.PROCESSED, "" if created else "repeat", payment_id)
 
 
-def _store_payment(fields: dict, callback: Callback) -> tuple[Payment, bool]:
-    """Insert the payment unless its receipt is known; link the callback; have a worker
-    credit it after commit."""
-    with transaction.atomic():
-        try:
-            with transaction.atomic():
-                payment = Payment.objects.create(**fields)
-            created = True
-        except IntegrityError:
-            payment = Payment.objects.get(
-                method=Payment.Method.MPESA, reference=fields["reference"]
-            )
-            created = False
-        Callback.objects.filter(pk=callback.pk).update(
-            state=Callback.State.PROCESSED, payment=payment
+def _store_payment(fields: dict) -> tuple[int, bool]:
+    """Insert the payment unless its receipt is known (the caller's transaction); have a
+    worker credit it after commit. Returns (payment id, created)."""
+    try:
+        with transaction.atomic():  # a savepoint: a repeat must not spoil the transaction
+            payment = Payment.objects.create(**fields)
+    except IntegrityError:
+        existing = Payment.objects.filter(
+            method=Payment.Method.MPESA, reference=fields["reference"]
         )
-        if created:
-            transaction.on_commit(lambda: credit_soon(payment.pk))
-    return payment, created
+        return existing.values_list("pk", flat=True).get(), False
+    transaction.on_commit(lambda: credit_soon(payment.pk))
+    return payment.pk, True
 
 
 def credit_soon(payment_id: int) -> None:
@@ -437,8 +468,13 @@ def assign_payment(payment: Payment, customer, *, actor) -> Payment:
         if locked.state != Payment.State.UNMATCHED:
             state = locked.get_state_display().lower()
             raise PaymentError(f"payment {locked.reference} is {state}, not unmatched")
-        with audit.acting_as(actor):
-            _credit(locked, customer, how="staff", actor=actor)
+        _credit(locked, customer, how="staff", actor=actor)
+        audit.record(
+            locked,
+            "update",
+            {"state": ["unmatched", "credited"], "customer": [None, customer.account]},
+            actor=actor,
+        )
     return locked
 
 
@@ -463,8 +499,18 @@ def record_manual_payment(customer, *, method: str, amount, reference: str, acto
                 recorded_by=label,
                 note=note[:255],
             )
-            with audit.acting_as(actor):
-                _credit(payment, customer, how="staff", actor=actor)
+            _credit(payment, customer, how="staff", actor=actor)
+            audit.record(
+                payment,
+                "create",
+                {
+                    "method": method,
+                    "reference": reference,
+                    "amount": str(amount),
+                    "customer": customer.account,
+                },
+                actor=actor,
+            )
     except IntegrityError:
         raise PaymentError(f"reference {reference} is already recorded") from None
     except billing.BillingError as exc:
@@ -491,8 +537,10 @@ def reverse_payment(payment: Payment, *, actor, reason: str) -> Payment:
         locked.reversed_at = timezone.now()
         locked.reversed_by = label
         locked.reversal_reason = reason[:255]
-        with audit.acting_as(actor):
-            locked.save(update_fields=["state", "reversed_at", "reversed_by", "reversal_reason"])
+        locked.save(update_fields=["state", "reversed_at", "reversed_by", "reversal_reason"])
+        audit.record(
+            locked, "update", {"state": ["credited", "reversed"], "reason": reason}, actor=actor
+        )
     return locked
 
 
@@ -660,18 +708,24 @@ def sweep(now=None) -> dict:
     return done
 
 
-def retake(callback: Callback) -> None:
-    """Parse a stored callback again (the sweep, or staff after a fix)."""
+def retake(callback: Callback) -> Outcome:
+    """Take a stored callback again (the sweep, after the process died or a bug was
+    fixed); its state and payment are updated to what came of it this time."""
     try:
         data = parse_json(callback.body.encode())
-        if callback.kind == Callback.Kind.CONFIRMATION:
-            take_confirmation(callback, data)
-        elif callback.kind == Callback.Kind.STK:
-            take_stk_callback(callback, data)
-        else:
-            validate_c2b(callback, data)
+        with transaction.atomic():
+            outcome = take(callback.kind, data)
+            Callback.objects.filter(pk=callback.pk).update(
+                state=outcome.state, error=outcome.error, payment_id=outcome.payment_id
+            )
+        return outcome
     except BadCallback as exc:
-        _fail(callback, str(exc))
+        outcome = Outcome(Callback.State.FAILED, str(exc))
+    except Exception as exc:  # one bad callback must not stop the sweep
+        log.exception("callback %s could not be taken", callback.pk)
+        outcome = Outcome(Callback.State.FAILED, f"{type(exc).__name__}: {exc}"[:2000])
+    Callback.objects.filter(pk=callback.pk).update(state=outcome.state, error=outcome.error)
+    return outcome
 
 
 def find_by_receipt(text: str):

@@ -1,6 +1,7 @@
 """Safaricom's callbacks. Each request is stored as it came (body, headers, source
-address, time) before it is parsed, then turned into a payment or an STK result; the
-crediting happens in a worker, so Safaricom gets its answer in milliseconds.
+address, time) in the transaction that stores its payment, or on its own if anything
+fails, then answered at once; crediting happens in a worker, so Safaricom gets its
+answer in milliseconds.
 
 Safaricom signs nothing: the path carries the ISP's secret token (compared in constant
 time), and an optional allowlist limits the source addresses. A wrong token is a 404
@@ -17,7 +18,7 @@ from django.views.decorators.csrf import csrf_exempt
 from ispops.staff.access import public
 from ispops.staff.forms import client_ip
 from payments import services
-from payments.models import Callback, MpesaSettings
+from payments.models import Callback
 
 security_log = logging.getLogger("ispops.security")
 
@@ -25,75 +26,48 @@ ACCEPTED = {"ResultCode": 0, "ResultDesc": "Accepted"}
 KEPT_HEADERS = ("Content-Type", "User-Agent", "X-Forwarded-For", "X-Real-Ip", "Host")
 
 
-def _authenticate(request, token: str) -> MpesaSettings:
-    cfg = MpesaSettings.load()
+def _authenticate(request, token: str) -> None:
+    access = services.callback_access()
     ip = client_ip(request)
-    if not hmac.compare_digest(token.encode(), cfg.callback_token.encode()):
+    if access is None or not hmac.compare_digest(token.encode(), access[0].encode()):
         security_log.warning("M-Pesa callback with a wrong token from %s", ip)
         raise Http404
-    if not services.source_allowed(cfg, ip):
+    if not services.source_allowed(access[1], ip):
         security_log.warning("M-Pesa callback from %s, not on the allowlist", ip)
         raise Http404
-    return cfg
 
 
-def _bad(reason: str) -> JsonResponse:
-    return JsonResponse({"ResultCode": 1, "ResultDesc": f"Rejected: {reason}"}, status=400)
-
-
-def _receive(request, token: str, kind: str):
-    """Authenticate, refuse what cannot be a callback, store the rest raw."""
+def _handle(request, token: str, kind: str):
     if request.method != "POST":
-        return None, JsonResponse({"ResultCode": 1, "ResultDesc": "POST only"}, status=405)
+        return JsonResponse({"ResultCode": 1, "ResultDesc": "POST only"}, status=405)
     _authenticate(request, token)
-    length = int(request.META.get("CONTENT_LENGTH") or 0)
-    if length > services.MAX_BODY:
-        return None, _bad(f"body over {services.MAX_BODY} bytes")
-    body = request.body
+    if int(request.META.get("CONTENT_LENGTH") or 0) > services.MAX_BODY:
+        reason = f"body over {services.MAX_BODY} bytes"
+        return JsonResponse({"ResultCode": 1, "ResultDesc": f"Rejected: {reason}"}, status=400)
     headers = {k: request.headers[k] for k in KEPT_HEADERS if k in request.headers}
-    callback = services.store_callback(kind, body, headers, client_ip(request))
-    try:
-        data = services.parse_json(body)
-    except services.BadCallback as exc:
-        callback.state, callback.error = Callback.State.FAILED, str(exc)
-        callback.save(update_fields=["state", "error"])
-        return None, _bad(str(exc))
-    return (callback, data), None
+    outcome = services.receive(kind, request.body, headers, client_ip(request))
+    if outcome.bad_request:
+        reply = {"ResultCode": 1, "ResultDesc": f"Rejected: {outcome.error}"}
+        return JsonResponse(reply, status=400)
+    return JsonResponse(outcome.reply or ACCEPTED)
 
 
 @public
 @csrf_exempt
 def c2b_validation(request, token):
-    received, refusal = _receive(request, token, Callback.Kind.VALIDATION)
-    if refusal:
-        return refusal
-    return JsonResponse(services.validate_c2b(*received))
+    return _handle(request, token, Callback.Kind.VALIDATION)
 
 
 @public
 @csrf_exempt
 def c2b_confirmation(request, token):
-    received, refusal = _receive(request, token, Callback.Kind.CONFIRMATION)
-    if refusal:
-        return refusal
-    try:
-        services.take_confirmation(*received)
-    except services.BadCallback as exc:
-        return _bad(str(exc))
-    return JsonResponse(ACCEPTED)
+    return _handle(request, token, Callback.Kind.CONFIRMATION)
 
 
 @public
 @csrf_exempt
 def stk_callback(request, token):
-    received, refusal = _receive(request, token, Callback.Kind.STK)
-    if refusal:
-        return refusal
-    try:
-        services.take_stk_callback(*received)
-    except services.BadCallback as exc:
-        return _bad(str(exc))
-    return JsonResponse(ACCEPTED)
+    return _handle(request, token, Callback.Kind.STK)
 
 
 urls = [
