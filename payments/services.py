@@ -401,8 +401,11 @@ def credit_payment(payment_id: int, *, actor="M-Pesa") -> str:
     """Match a stored payment to its customer and credit it, in one transaction with the
     restoration it causes. Safe to run twice and from two workers at once."""
     with transaction.atomic():
+        # Wait for the row rather than skip it: the lock may be a callback marking the
+        # payment "also via C2B", and skipping would leave it uncredited until the sweep.
+        # A second worker waits here, then finds it credited.
         payment = (
-            Payment.objects.select_for_update(skip_locked=True)
+            Payment.objects.select_for_update()
             .filter(pk=payment_id, state=Payment.State.RECEIVED)
             .first()
         )

@@ -39,13 +39,18 @@ while read -r rport ruser rpass rname; do
     --password "$rpass" --identity "$rname" --state "var/emulator-$rname.json" --online 70
 done <<< "$demo_routers"
 
-# Safaricom's side of M-Pesa, for the demo (payments issue wires the ISP to it).
+# Safaricom's side of M-Pesa: the demo ISP pays through it (STK pushes from the pay page
+# and staff, C2B payments by `curl` to its simulate URL, see the README).
 DARAJA_PORT=${DARAJA_PORT:-18080}
-start daraja $PY manage.py daraja_simulator --port "$DARAJA_PORT"
+start daraja $PY manage.py daraja_simulator --port "$DARAJA_PORT" --stk-also-c2b
 
 start web $PY manage.py runserver "0.0.0.0:$PORT"
 start worker .venv/bin/celery -A ispops worker -l info --concurrency 2 -n "worker@%h"
 start beat .venv/bin/celery -A ispops beat -l info --schedule var/celerybeat-schedule
+
+# Point the demo ISP at the simulator and this port, and register its C2B URLs there.
+start mpesa bash -c "sleep 3; $PY manage.py configure_mpesa --schema demo \
+  --base-url http://127.0.0.1:$DARAJA_PORT --public-url http://demo.localhost:$PORT --register-urls"
 
 # Once the emulators listen, give them the billed state (what a real ISP's routers have).
 start sync bash -c 'sleep 4; while read -r _ _ _ name; do
@@ -59,7 +64,8 @@ cat <<MSG
   Demo ISP       http://demo.localhost:$PORT/
   Platform       http://localhost:$PORT/platform/
   Health         http://localhost:$PORT/healthz
-  Daraja sim     http://127.0.0.1:$DARAJA_PORT/ (M-Pesa sandbox simulator)
+  Daraja sim     http://127.0.0.1:$DARAJA_PORT/ (M-Pesa sandbox simulator, shortcode 174379)
+  Pay page       http://demo.localhost:$PORT/pay/ (what a suspended subscriber sees)
 
   Logins (password demo-pass-2026):
     platform admin  platform@ispops.local   (on http://localhost:$PORT/)

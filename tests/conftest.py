@@ -227,6 +227,18 @@ def live_server_url(django_db_setup):
     thread.terminate()
 
 
+@pytest.fixture(scope="session")
+def pay_world(django_db_setup, django_db_blocker, live_server_url):
+    """The payments ISP ("paytest"), its Daraja simulator and router emulator (built on
+    first use; here so that the payments and the browser tests share one)."""
+    from tests.payments.world import make_pay_world
+
+    world = make_pay_world(django_db_blocker, live_server_url)
+    yield world
+    world.sim.stop()
+    world.emulator.stop()
+
+
 def pytest_collection_modifyitems(items):
     """Every test gets the test database: a run that selected only tests without a db
     fixture would otherwise let the session fixtures write to the development one."""

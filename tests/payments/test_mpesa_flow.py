@@ -15,7 +15,7 @@ from payments import services
 from payments.models import Callback, MpesaSettings, Payment, StkRequest
 from subscribers import services as subscribers
 from subscribers.models import ServiceAccount
-from tests.payments.conftest import PAYER, SHORTCODE, new_subscriber, secret_disabled, wait_for
+from tests.payments.world import PAYER, SHORTCODE, new_subscriber, secret_disabled, wait_for
 
 pytestmark = [pytest.mark.committed, pytest.mark.worker]
 

@@ -22,7 +22,7 @@ from payments.models import Payment
 from payments.tasks import sweep_payments
 from subscribers import services as subscribers
 from tests.conftest import ROOT, free_port, subprocess_database_url
-from tests.payments.conftest import PAYER, SHORTCODE, new_subscriber, secret_disabled, wait_for
+from tests.payments.world import PAYER, SHORTCODE, new_subscriber, secret_disabled, wait_for
 
 pytestmark = [pytest.mark.committed, pytest.mark.worker]
 

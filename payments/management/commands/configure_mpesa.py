@@ -9,6 +9,7 @@ from django.core.management.base import CommandError
 
 from ispops.tenancy.commands import TenantCommand
 from payments import services
+from payments.daraja import DarajaError
 
 
 class Command(TenantCommand):
@@ -33,6 +34,11 @@ class Command(TenantCommand):
         )
         parser.add_argument(
             "--allowed-ips", help="comma-separated addresses/networks callbacks may come from"
+        )
+        parser.add_argument(
+            "--register-urls",
+            action="store_true",
+            help="then register the C2B validation and confirmation URLs with Safaricom",
         )
 
     def handle_tenant(self, isp, *args, **opts):
@@ -69,3 +75,11 @@ class Command(TenantCommand):
             f"M-Pesa settings saved for {isp.schema_name}: {cfg.get_kind_display()} "
             f"{cfg.shortcode or '-'} at {cfg.base_url} ({state})"
         )
+        if opts["register_urls"]:
+            try:
+                services.register_c2b_urls(actor="configure_mpesa command")
+            except (services.PaymentError, DarajaError) as exc:
+                raise CommandError(
+                    f"settings saved, but the URLs were not registered: {exc}"
+                ) from None
+            self.stdout.write("C2B URLs registered with Safaricom")

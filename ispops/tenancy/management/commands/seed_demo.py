@@ -14,6 +14,7 @@ from ispops import audit
 from ispops.staff.models import Branch, Role, User
 from ispops.tenancy.models import Domain, Isp
 from ispops.tenancy.services import create_isp
+from payments import demo as payments_demo
 from subscribers import demo as subscribers_demo
 
 DEMO_SCHEMA = "demo"
@@ -52,6 +53,7 @@ class Command(BaseCommand):
             seed_staff_and_branches()
             subscribers_demo.seed(subscribers=opts["subscribers"], out=self.stdout.write)
             billing_demo.seed(out=self.stdout.write)
+            payments_demo.seed(out=self.stdout.write)
         self.stdout.write(f"Demo ISP: {isp.name} at {isp.primary_host}")
         self.stdout.write(f"Platform admin: {PLATFORM_EMAIL} / {DEMO_PASSWORD}")
         for email, _, role in DEMO_STAFF:

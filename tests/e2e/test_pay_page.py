@@ -8,7 +8,7 @@ from django_tenants.utils import tenant_context
 
 from payments.models import Payment
 from subscribers import services as subscribers
-from tests.payments.conftest import new_subscriber, secret_disabled, wait_for
+from tests.payments.world import new_subscriber, secret_disabled, wait_for
 
 pytestmark = [pytest.mark.committed, pytest.mark.worker, pytest.mark.browser]
 

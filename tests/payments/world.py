@@ -1,4 +1,4 @@
-"""Payments fixtures: a committed ISP of its own ("paytest") whose M-Pesa settings point
+"""The payments test world: a committed ISP of its own ("paytest") whose M-Pesa settings point
 at a Daraja simulator on an ephemeral port, with its callback URLs registered there and
 public URL on the session's live server; a RouterOS emulator it provisions to.
 
@@ -10,7 +10,6 @@ import time
 import uuid
 from dataclasses import dataclass
 
-import pytest
 from django.db import connection
 from django_tenants.utils import tenant_context
 
@@ -21,7 +20,6 @@ from payments.simulator.server import SANDBOX_PASSKEY
 from subscribers import services as subscribers
 from subscribers.models import Plan
 from tests.conftest import Tenant, _make_tenant
-from tests.e2e.conftest import browser, phone  # noqa: F401 (the pay page test's browser)
 
 SHORTCODE = "174379"
 PAYER = "254712345678"
@@ -55,8 +53,8 @@ def wait_for(predicate, seconds: float = 20.0) -> bool:
     return False
 
 
-@pytest.fixture(scope="session")
-def pay_world(django_db_setup, django_db_blocker, live_server_url):
+def make_pay_world(django_db_blocker, live_server_url):
+    """Build it (the `pay_world` fixture in tests/conftest.py calls this once)."""
     from network.emulator import RouterOSEmulator
 
     sim = DarajaSimulator(port=0).start()
@@ -98,9 +96,7 @@ def pay_world(django_db_setup, django_db_blocker, live_server_url):
             )
             services.register_c2b_urls(actor="test")
         connection.set_schema_to_public()
-    yield PayWorld(tenant, sim, emulator, router, prepaid, postpaid, live_server_url)
-    sim.stop()
-    emulator.stop()
+    return PayWorld(tenant, sim, emulator, router, prepaid, postpaid, live_server_url)
 
 
 def new_subscriber(world: PayWorld, *, plan=None, mobile: str = ""):
