@@ -7,6 +7,7 @@ from decimal import Decimal
 
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Upper
 from django.utils import timezone
 
 from ispops.lib.crypto import EncryptedTextField
@@ -275,6 +276,8 @@ class Payment(models.Model):
         ]
         indexes = [
             models.Index(fields=["reference"], name="payment_reference"),
+            # Finance looks a receipt up in any case (reference__iexact).
+            models.Index(Upper("reference"), name="payment_reference_upper"),
             models.Index(fields=["state", "received_at"], name="payment_state"),
             models.Index(fields=["customer", "-received_at"], name="payment_customer"),
         ]
