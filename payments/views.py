@@ -10,13 +10,14 @@ payment has no customer yet, so only staff of every branch see it.
 import csv
 import json
 from datetime import datetime, time, timedelta
+from decimal import Decimal
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db import transaction
 from django.db.models import Count, DecimalField, Q, Sum, Value
-from django.db.models.functions import Coalesce
+from django.db.models.functions import Coalesce, TruncDate
 from django.http import HttpResponseNotAllowed, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path
@@ -131,6 +132,36 @@ def _search(payments, term: str):
     )
 
 
+CHART_DAYS = 30
+
+
+def daily_collections(payments, days: int = CHART_DAYS) -> dict:
+    """Money received per Nairobi day over the last `days` days (reversed payments left
+    out), shaped for the list's bar chart: one query."""
+    today = timezone.localdate()
+    first = today - timedelta(days=days - 1)
+    rows = (
+        payments.filter(received_at__gte=_day_start(first))
+        .exclude(state=Payment.State.REVERSED)
+        .annotate(day=TruncDate("received_at", tzinfo=services.NAIROBI))
+        .values("day")
+        .annotate(total=Sum("amount"))
+        .order_by()
+    )
+    totals = {row["day"]: row["total"] for row in rows}
+    peak = max(totals.values(), default=0) or 1
+    width = 20
+    bars = []
+    for i in range(days):
+        day = first + timedelta(days=i)
+        amount = totals.get(day, Decimal("0"))
+        height = int(120 * amount / peak)
+        bars.append(
+            {"x": i * width, "y": 130 - height, "height": height, "day": day, "amount": amount}
+        )
+    return {"bars": bars, "width": days * width, "total": sum(totals.values(), Decimal("0"))}
+
+
 def payment_totals(payments) -> dict:
     """Count and sum of a set of payments, and the part still on the ledger, in one
     query (a reversed payment was received but no longer counts as paid)."""
@@ -169,6 +200,8 @@ def payment_list(request):
         "csv_query": _query_with(request, format="csv"),
         "can_change": _may_change(request),
     }
+    if not getattr(request, "htmx", False):  # the chart is not part of the htmx partial
+        context["chart"] = daily_collections(visible_payments(request.user))
     return render_partial(request, "payments/list.html", "results", context)
 
 

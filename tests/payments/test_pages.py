@@ -459,3 +459,25 @@ def test_customer_page_shows_the_payments_card(alpha, world):
 def _balance(alpha, customer):
     with tenant_context(alpha.isp):
         return billing.customer_balance(customer)
+
+
+def test_the_list_charts_money_received_per_day(in_alpha):
+    customer = make_customer(name="Chart Payer")
+    now = timezone.now()
+    credited(customer, "QCH1000001", "1000.00", received_at=now)
+    credited(customer, "QCH1000002", "500.00", received_at=now)
+    credited(customer, "QCH1000003", "300.00", received_at=now - timedelta(days=2))
+    old = credited(customer, "QCH1000004", "900.00", received_at=now - timedelta(days=40))
+    services.reverse_payment(
+        credited(customer, "QCH1000005", "50.00", received_at=now), actor="t", reason="Bounced"
+    )
+    page = in_alpha.client(in_alpha.finance).get("/payments/")
+    bars = {bar["day"]: bar["amount"] for bar in page.context["chart"]["bars"]}
+    today = timezone.localdate()
+    assert len(bars) == 30 and old.received_at.date() not in bars
+    assert bars[today] == D("1500.00")  # the reversed 50 is not counted
+    assert bars[today - timedelta(days=2)] == D("300.00")
+    assert bars[today - timedelta(days=1)] == D("0")
+    tallest = max(page.context["chart"]["bars"], key=lambda bar: bar["height"])
+    assert tallest["day"] == today and tallest["height"] == 120
+    assert b"Received, last 30 days" in page.content
