@@ -290,6 +290,19 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 30.0,
         "args": ["payments.tasks.sweep_payments"],
     },
+    # SLA warnings and escalations (each happens once per ticket).
+    "check-ticket-slas": {
+        "task": "ispops.tasks.fan_out",
+        "schedule": crontab(minute="*/5"),
+        "args": ["tickets.tasks.check_ticket_slas"],
+    },
+    # Low stock is checked after every movement; this catches alerts whose email was
+    # not queued (broker down) and thresholds no movement has touched.
+    "check-low-stock": {
+        "task": "ispops.tasks.fan_out",
+        "schedule": crontab(minute="*/30"),
+        "args": ["inventory.tasks.check_low_stock"],
+    },
 }
 
 # MikroTik API: seconds to wait for a router before calling it unreachable.

@@ -9,4 +9,6 @@ urlpatterns = [
     path("", include("ispops.messaging.urls")),
     path("", include("billing.urls")),
     path("", include("payments.urls")),
+    path("", include("inventory.urls")),
+    path("", include("tickets.urls")),
 ]

@@ -606,6 +606,8 @@ def advance_installation(
                 raise SubscriberError("list the serial numbers of the equipment allocated")
             inst.equipment_serials = clean
             fields.append("equipment_serials")
+        if to in (Stage.EQUIPPED, Stage.INSTALLED):
+            _record_equipment(inst, to, actor)
         if to == Stage.INSTALLED and inst.completed_at is None:
             inst.completed_at = timezone.now()
             fields.append("completed_at")
@@ -625,6 +627,21 @@ def advance_installation(
         _record_step(inst, to, actor, note)
     installation.refresh_from_db()
     return installation
+
+
+def _record_equipment(inst: Installation, to: str, actor) -> None:
+    """Allocated equipment must be in inventory and free; installed equipment becomes
+    installed at the service account (inventory.services; a no-op for an ISP with no
+    store yet)."""
+    from inventory import services as inventory
+
+    try:
+        if to == Stage.EQUIPPED:
+            inventory.check_installable(inst.equipment_serials, inst.service_account)
+        else:
+            inventory.install_for_installation(inst, actor=actor)
+    except inventory.InventoryError as exc:
+        raise SubscriberError(f"equipment: {exc}") from None
 
 
 def reschedule(

@@ -141,6 +141,51 @@ DEFAULT_TEMPLATES: dict[str, DefaultTemplate] = {
         email_body="Dear {{ customer.name }},\n\nYour internet is back on. Thank you for your "
         "payment." + _SIGN,
     ),
+    # Support tickets (tickets app)
+    "ticket_opened": DefaultTemplate(
+        label="Ticket opened",
+        sms="{{ customer.name }}, we have received your request {{ ticket }}: {{ subject }}. "
+        "We will get back to you soon. {{ isp_name }}",
+        email_subject="We have received your request {{ ticket }}",
+        email_body="Dear {{ customer.name }},\n\nWe have received your request {{ ticket }}: "
+        "{{ subject }}.\n\nWe will get back to you soon." + _SIGN,
+        variables=("ticket", "subject"),
+    ),
+    "ticket_comment": DefaultTemplate(
+        label="Ticket update",
+        sms="{{ customer.name }}, about {{ ticket }}: {{ comment }} {{ isp_name }}",
+        email_subject="Update on your request {{ ticket }}",
+        email_body="Dear {{ customer.name }},\n\n{{ comment }}\n\n"
+        "(Request {{ ticket }}: {{ subject }})" + _SIGN,
+        variables=("ticket", "subject", "comment"),
+    ),
+    "ticket_resolved": DefaultTemplate(
+        label="Ticket resolved",
+        sms="{{ customer.name }}, your request {{ ticket }} ({{ subject }}) is resolved. "
+        "Call us if the problem comes back. {{ isp_name }}",
+        email_subject="Your request {{ ticket }} is resolved",
+        email_body="Dear {{ customer.name }},\n\nYour request {{ ticket }} ({{ subject }}) "
+        "is resolved. Call us if the problem comes back." + _SIGN,
+        variables=("ticket", "subject"),
+    ),
+    "outage_opened": DefaultTemplate(
+        label="Outage in the customer's area",
+        sms="{{ customer.name }}, there is a service interruption in your area ({{ site }}): "
+        "{{ subject }}. We are working on it. Ref {{ ticket }}. {{ isp_name }}",
+        email_subject="Service interruption in your area",
+        email_body="Dear {{ customer.name }},\n\nThere is a service interruption in your area "
+        "({{ site }}): {{ subject }}.\n\nOur team is working on it (ref {{ ticket }})." + _SIGN,
+        variables=("ticket", "subject", "site"),
+    ),
+    "outage_resolved": DefaultTemplate(
+        label="Outage over",
+        sms="{{ customer.name }}, the service interruption in your area ({{ site }}) is "
+        "over. Restart your router if you are still offline. {{ isp_name }}",
+        email_subject="Service restored in your area",
+        email_body="Dear {{ customer.name }},\n\nThe service interruption in your area "
+        "({{ site }}) is over. Restart your router if you are still offline." + _SIGN,
+        variables=("ticket", "subject", "site"),
+    ),
 }
 
 # No loaders: a template can use the built-in tags and filters (and humanize) but not
@@ -226,6 +271,10 @@ def sample_context() -> dict:
         "paybill": "247247",
         "receipt": "SBK4XYZ12Q",
         "plan": "Home 10M",
+        "ticket": "T-00042",
+        "subject": "No connection since morning",
+        "comment": "A technician will visit you tomorrow between 9 and 11.",
+        "site": "Kitengela tower",
     }
 
 

@@ -13,6 +13,7 @@ NAVIGATION = [
     ("Subscribers", "subscribers:list", ALL_STAFF),
     ("Pipeline", "subscribers:pipeline", {Role.OWNER, Role.ADMIN, Role.SUPPORT}),
     ("My jobs", "subscribers:my_jobs", {Role.TECHNICIAN}),
+    ("My tickets", "tickets:mine", {Role.TECHNICIAN}),
     ("Plans", "subscribers:plans", ALL_STAFF - {Role.TECHNICIAN}),
     ("Network map", "subscribers:sites", ALL_STAFF),
     ("Billing", "billing:invoices", {Role.OWNER, Role.ADMIN, Role.FINANCE}),

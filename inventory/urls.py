@@ -1,0 +1,4 @@
+from inventory import views
+
+app_name = "inventory"
+urlpatterns = views.urls

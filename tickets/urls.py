@@ -1,0 +1,4 @@
+from tickets import views
+
+app_name = "tickets"
+urlpatterns = [*views.urls]
