@@ -26,7 +26,12 @@ PLAN = "E2E Fibre 20M"
 
 @pytest.fixture(scope="module")
 def demo_plan(django_db_setup, django_db_blocker):
-    """A plan in the demo ISP, committed, so the live server's threads can see it."""
+    """A plan in the demo ISP, committed, so the live server's threads can see it; and
+    the equipment the test installs, received into the demo's store (the demo keeps an
+    inventory, so allocated serials must be in it)."""
+    from inventory import services as inventory
+    from inventory.models import EquipmentModel, Item, Store
+
     with django_db_blocker.unblock():
         isp = Isp.objects.get(schema_name="demo")
         with tenant_context(isp):
@@ -34,6 +39,10 @@ def demo_plan(django_db_setup, django_db_blocker):
                 name=PLAN,
                 defaults={"price": "2999.00", "download_kbps": 20_000, "upload_kbps": 20_000},
             )
+            store, model = Store.objects.order_by("id").first(), EquipmentModel.objects.first()
+            for serial in ("ONU-E2E-1", "RTR-E2E-2"):
+                if store and not Item.objects.filter(serial=serial).exists():
+                    inventory.receive_item(actor="test", model=model, store=store, serial=serial)
         connection.set_schema_to_public()
     return plan
 

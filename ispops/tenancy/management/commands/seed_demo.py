@@ -10,12 +10,14 @@ from django.db import connection
 from django_tenants.utils import tenant_context
 
 from billing import demo as billing_demo
+from inventory import demo as inventory_demo
 from ispops import audit
 from ispops.staff.models import Branch, Role, User
 from ispops.tenancy.models import Domain, Isp
 from ispops.tenancy.services import create_isp
 from payments import demo as payments_demo
 from subscribers import demo as subscribers_demo
+from tickets import demo as tickets_demo
 
 DEMO_SCHEMA = "demo"
 DEMO_PASSWORD = "demo-pass-2026"
@@ -54,6 +56,8 @@ class Command(BaseCommand):
             subscribers_demo.seed(subscribers=opts["subscribers"], out=self.stdout.write)
             billing_demo.seed(out=self.stdout.write)
             payments_demo.seed(out=self.stdout.write)
+            inventory_demo.seed(out=self.stdout.write)
+            tickets_demo.seed(out=self.stdout.write)
         self.stdout.write(f"Demo ISP: {isp.name} at {isp.primary_host}")
         self.stdout.write(f"Platform admin: {PLATFORM_EMAIL} / {DEMO_PASSWORD}")
         for email, _, role in DEMO_STAFF:
