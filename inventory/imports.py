@@ -17,7 +17,7 @@ from django.utils.dateparse import parse_date
 from inventory import services
 from inventory.models import EquipmentModel, Item, ItemState, Movement, Store
 from ispops import audit
-from subscribers.imports import ImportReport, read_rows
+from ispops.lib.csvimport import ImportReport, read_rows
 
 REQUIRED = ["serial", "model", "store"]
 OPTIONAL = ["mac", "supplier", "purchased_on", "cost", "notes"]

@@ -6,11 +6,9 @@ transaction, in bulk. The commands and the upload page (through a Celery task) s
 this code, so they accept and refuse exactly the same files.
 """
 
-import csv
-import io
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, time
 from decimal import Decimal, InvalidOperation
 
@@ -21,6 +19,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
 from ispops import audit
+from ispops.lib.csvimport import ImportReport, read_rows
 from ispops.lib.phones import InvalidPhone, normalise_phone
 from network.models import Router
 from subscribers import services
@@ -50,63 +49,6 @@ SUBSCRIBER_OPTIONAL = ["expires"]
 IMPORT_STATUSES = {"active", "suspended", "lead"}
 BATCH = 2000
 Progress = Callable[[int, int], None]
-
-
-@dataclass
-class ImportReport:
-    total: int = 0
-    created: int = 0
-    unchanged: int = 0
-    errors: list[dict] = field(default_factory=list)
-    dry_run: bool = False
-
-    @property
-    def ok(self) -> bool:
-        return not self.errors
-
-    def add(self, line: int, reason: str) -> None:
-        self.errors.append({"line": line, "reason": reason})
-
-    def summary(self) -> str:
-        if self.errors:
-            return f"{len(self.errors)} bad row(s) in {self.total}; nothing imported"
-        verb = "would import" if self.dry_run else "imported"
-        extra = f", {self.unchanged} already there" if self.unchanged else ""
-        return f"{verb} {self.created} of {self.total} row(s){extra}"
-
-
-def read_rows(text: str, required: list[str], optional: list[str], report: ImportReport):
-    """(line number, {column: value}) for every non-blank data row; a missing column is
-    one error on line 1 and no rows."""
-    text = text.lstrip("\ufeff")  # Excel's UTF-8 byte-order mark
-    reader = csv.reader(io.StringIO(text))
-    try:
-        header = next(reader)
-    except StopIteration:
-        report.add(1, "the file is empty")
-        return []
-    names = [h.strip().lower() for h in header]
-    missing = [c for c in required if c not in names]
-    if missing:
-        report.add(1, f"missing column(s): {', '.join(missing)}")
-        return []
-    dupes = {n for n in names if n and names.count(n) > 1}
-    if dupes:
-        report.add(1, f"column(s) given twice: {', '.join(sorted(dupes))}")
-        return []
-    wanted = {n: i for i, n in enumerate(names) if n in required or n in optional}
-    rows = []
-    for values in reader:
-        line = reader.line_num
-        if not any(v.strip() for v in values):
-            continue
-        if len(values) > len(names):
-            report.add(line, f"{len(values)} values for {len(names)} columns")
-            continue
-        values = values + [""] * (len(names) - len(values))
-        rows.append((line, {n: values[i].strip() for n, i in wanted.items()}))
-    report.total = len(rows)
-    return rows
 
 
 def _money(text: str) -> Decimal:

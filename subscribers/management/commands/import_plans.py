@@ -1,6 +1,6 @@
+from ispops.lib.csvimport import finish, read_csv_file
 from ispops.tenancy.commands import TenantCommand
 from subscribers.imports import import_plans
-from subscribers.management.commands._csv import finish, read_csv_file
 
 
 class Command(TenantCommand):
