@@ -60,7 +60,8 @@ class MpesaSettings(models.Model):
         help_text="This ISP's own https address that Safaricom calls back, e.g. "
         "https://billing.example.co.ke",
     )
-    callback_token = models.CharField(max_length=64, default=new_callback_token)
+    # The secret in the callback URLs (Safaricom signs nothing): encrypted like the keys.
+    callback_token = EncryptedTextField(default=new_callback_token)
     c2b_version = models.CharField(max_length=2, choices=[("v1", "v1"), ("v2", "v2")], default="v2")
     reject_unknown_accounts = models.BooleanField(
         default=True,

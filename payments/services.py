@@ -3,9 +3,10 @@ into one payment per receipt, matching payments to customers, crediting them thr
 billing ledger (which restores a settled subscriber in the same transaction), STK push
 requests, manual payments, reversals and the sweep that finishes whatever was left.
 
-The web request only stores: the raw callback, then the payment row (unique on the
-receipt). Crediting runs in a worker; if Redis is down when the payment is stored, the
-sweep credits it when Redis is back. Every step is safe to run twice.
+The web request only stores the raw callback and its payment row (unique on the
+receipt), in one transaction. Crediting runs in a worker; if Redis is down when the
+payment is stored, the sweep credits it when Redis is back. Every step is safe to run
+twice.
 """
 
 import ipaddress

@@ -30,7 +30,7 @@ class Migration(migrations.Migration):
                 ('consumer_secret', ispops.lib.crypto.EncryptedTextField(blank=True)),
                 ('passkey', ispops.lib.crypto.EncryptedTextField(blank=True)),
                 ('public_url', models.URLField(blank=True, help_text="This ISP's own https address that Safaricom calls back, e.g. https://billing.example.co.ke")),
-                ('callback_token', models.CharField(default=payments.models.new_callback_token, max_length=64)),
+                ('callback_token', ispops.lib.crypto.EncryptedTextField(default=payments.models.new_callback_token)),
                 ('c2b_version', models.CharField(choices=[('v1', 'v1'), ('v2', 'v2')], default='v2', max_length=2)),
                 ('reject_unknown_accounts', models.BooleanField(default=True, help_text="At C2B validation, refuse a payment whose account number is not a customer's (the payer gets Safaricom's 'invalid account' message). Needs External Validation switched on by Safaricom.")),
                 ('allowed_ips', models.TextField(blank=True, help_text='Optional: callbacks only from these addresses or networks, one per line (e.g. 196.201.214.0/24). Empty: from anywhere.')),

@@ -208,3 +208,13 @@ def test_two_workers_crediting_one_customer_at_once_both_land(pay_world, django_
         assert sorted(results) == ["credited", "credited"]
         assert billing.customer_balance(customer) == Decimal("-750.00")
     connection.set_schema_to_public()
+
+
+def test_the_keys_and_the_callback_token_are_encrypted_at_rest(mpesa):
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT consumer_secret, passkey, callback_token FROM payments_mpesasettings"
+        )
+        stored = cursor.fetchone()
+    for raw, plain in zip(stored, ("cs", SANDBOX_PASSKEY, mpesa.callback_token), strict=True):
+        assert raw and plain not in raw
