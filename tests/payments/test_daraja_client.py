@@ -218,3 +218,26 @@ def test_the_keys_and_the_callback_token_are_encrypted_at_rest(mpesa):
         stored = cursor.fetchone()
     for raw, plain in zip(stored, ("cs", SANDBOX_PASSKEY, mpesa.callback_token), strict=True):
         assert raw != plain and raw.startswith("gAAAA")  # a Fernet token
+
+
+def test_a_rejected_callback_is_logged_without_its_token(alpha, mpesa, settings):
+    import io
+    import logging
+
+    from ispops.lib.logfilters import RedactCallbackTokens
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(RedactCallbackTokens())
+    logging.getLogger("django.request").addHandler(handler)
+    path = services.callback_paths(mpesa)["confirmation"]
+    try:
+        response = alpha.client().post(path, data="{bad", content_type="application/json")
+    finally:
+        logging.getLogger("django.request").removeHandler(handler)
+    assert response.status_code == 400
+    logged = stream.getvalue()
+    assert "Bad Request: /payments/c2b/confirmation/[token]/" in logged
+    assert mpesa.callback_token not in logged
+    # The handler every log line goes through has the same filter.
+    assert settings.LOGGING["handlers"]["console"]["filters"] == ["redact_tokens"]
