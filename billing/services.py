@@ -18,7 +18,7 @@ from datetime import date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
 from django.db import IntegrityError, transaction
-from django.db.models import F, Max, Q, Sum
+from django.db.models import F, Max, Sum
 from django.utils import timezone
 
 from billing import periods
@@ -353,7 +353,27 @@ def bill_accounts(accounts, day: date, *, run=None, actor) -> list[Invoice]:
                 drafts.append(draft_for_period(account, start, end, cfg, anchor))
         if not drafts:
             return []
-        return _save_drafts(drafts, cfg, run, day, actor)
+        invoices = _save_drafts(drafts, cfg, run, day, actor)
+        _use_credit({invoice.customer_id for invoice in invoices})
+    return invoices
+
+
+def _use_credit(customer_ids) -> None:
+    """New invoices are paid from credit the customers already hold (an overpayment, a
+    voided paid invoice): two grouped queries find the few who have any."""
+    from subscribers.models import Customer
+
+    owed = balances(customer_ids)
+    wanted = dict(
+        Invoice.objects.filter(customer_id__in=customer_ids)
+        .exclude(status=Invoice.Status.VOID)
+        .values_list("customer_id")
+        .annotate(s=Sum(F("total") - F("amount_paid")))
+        .order_by()
+    )
+    with_credit = [c for c in customer_ids if wanted.get(c, ZERO) - (owed.get(c) or ZERO) > 0]
+    for customer in Customer.objects.filter(pk__in=with_credit):
+        allocate(customer)
 
 
 def run_billing(day: date, *, actor, chunk: int = 500, progress=None) -> BillingRun:
@@ -648,15 +668,18 @@ def unallocated_credit(customer) -> Decimal:
 
 
 def _credit_left(customer) -> Decimal:
-    """Credits minus what invoices took (void ones too: what was paid on a void invoice
-    became a credit note's business) minus charges without an invoice (prepaid
-    extensions, restorations): two queries, as a payment runs it several times."""
-    ledger = LedgerEntry.objects.filter(customer=customer).aggregate(
-        credits=Sum("amount", filter=Q(amount__lt=0)),
-        loose=Sum("amount", filter=Q(amount__gt=0, invoice__isnull=True)),
+    """What the open invoices still want minus what the ledger says is owed: the money
+    no invoice has taken yet (negative when invoices hold more than was paid, after a
+    reversal). Charges without an invoice (prepaid extensions) are in the balance, so
+    they use credit; a void invoice's charge and its credit note cancel out, so voiding
+    an unpaid invoice frees no money, and what was paid on it becomes credit."""
+    balance = LedgerEntry.objects.filter(customer=customer).aggregate(s=Sum("amount"))["s"]
+    outstanding = (
+        Invoice.objects.filter(customer=customer)
+        .exclude(status=Invoice.Status.VOID)
+        .aggregate(s=Sum(F("total") - F("amount_paid")))["s"]
     )
-    taken = Invoice.objects.filter(customer=customer).aggregate(s=Sum("amount_paid"))["s"]
-    return -(ledger["credits"] or ZERO) - (taken or ZERO) - (ledger["loose"] or ZERO)
+    return (outstanding or ZERO) - (balance or ZERO)
 
 
 def extend_prepaid(account, *, actor, now=None) -> int:

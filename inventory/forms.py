@@ -137,9 +137,10 @@ class StoreForm(forms.ModelForm):
         model = Store
         fields = ["name", "branch", "address", "is_active"]
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, user, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["branch"].queryset = Branch.objects.filter(
+        # A manager limited to some branches keeps stores in those branches only.
+        self.fields["branch"].queryset = Branch.objects.visible_to(user).filter(
             Q(is_active=True) | Q(pk=self.instance.branch_id)
         )
 

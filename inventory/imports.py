@@ -25,14 +25,15 @@ COLUMNS = "serial,model,store[,mac][,supplier][,purchased_on][,cost][,notes]"
 MAX_ROWS = 20_000
 
 
-def import_items(text: str, *, actor, dry_run: bool = False) -> ImportReport:
+def import_items(text: str, *, actor, dry_run: bool = False, stores=None) -> ImportReport:
+    """Import items into `stores` (a queryset; default every active store)."""
     report = ImportReport(dry_run=dry_run)
     rows = read_rows(text, REQUIRED, OPTIONAL, report)
     if len(rows) > MAX_ROWS:
         report.add(1, f"{len(rows)} rows; at most {MAX_ROWS} can be imported at once")
         return report
     models = {m.name.lower(): m for m in EquipmentModel.objects.all()}
-    stores = {s.name.lower(): s for s in Store.objects.all()}
+    stores = {s.name.lower(): s for s in (stores or Store.objects.filter(is_active=True))}
     serials_seen: dict[str, int] = {}
     macs_seen: dict[str, int] = {}
     items = []
@@ -146,5 +147,6 @@ def _write(items: list[Item], actor) -> None:
             ],
             batch_size=2000,
         )
-        for model_id, store_id in {(i.model_id, i.store_id) for i in created}:
+        # One order for every import, so two at once cannot lock thresholds crosswise.
+        for model_id, store_id in sorted({(i.model_id, i.store_id) for i in created}):
             services.check_low_stock(model_id, store_id)

@@ -236,6 +236,7 @@ def check_installable(serials, service_account) -> None:
     Raises InventoryError listing them all."""
     if not serials or not in_use():
         return
+    serials = [clean_serial(s) for s in serials]
     _problems(list(Item.objects.filter(serial__in=serials)), serials, service_account)
 
 

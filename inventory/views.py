@@ -27,7 +27,7 @@ from inventory.imports import COLUMNS, import_items
 from inventory.models import EquipmentModel, Item, Movement, StockThreshold, Store
 from ispops.lib.htmx import render_partial
 from ispops.staff.access import roles
-from ispops.staff.models import Role
+from ispops.staff.models import Branch, Role
 
 VIEWERS = (Role.OWNER, Role.ADMIN, Role.SUPPORT, Role.TECHNICIAN)
 OPERATORS = (Role.OWNER, Role.ADMIN, Role.SUPPORT)
@@ -301,7 +301,7 @@ def model_edit(request, pk):
 
 @roles(*MANAGERS)
 def store_list(request):
-    form = StoreForm(request.POST or None)
+    form = StoreForm(request.POST or None, user=request.user)
     if request.method == "POST" and form.is_valid():
         store = form.save()
         messages.success(request, f"Store {store} added.")
@@ -319,7 +319,7 @@ def store_list(request):
 @roles(*MANAGERS)
 def store_edit(request, pk):
     store = get_store_for(request, pk)
-    form = StoreForm(request.POST or None, instance=store)
+    form = StoreForm(request.POST or None, instance=store, user=request.user)
     if request.method == "POST" and form.is_valid():
         form.save()
         messages.success(request, f"Store {store} saved.")
@@ -339,7 +339,14 @@ def import_page(request):
     form = ImportForm(request.POST or None, request.FILES or None)
     report = None
     if request.method == "POST" and form.is_valid():
-        report = import_items(form.text, actor=request.user, dry_run=form.cleaned_data["dry_run"])
+        report = import_items(
+            form.text,
+            actor=request.user,
+            dry_run=form.cleaned_data["dry_run"],
+            stores=Store.objects.filter(
+                is_active=True, branch__in=Branch.objects.visible_to(request.user)
+            ),
+        )
     status = 400 if (form.is_bound and (not form.is_valid() or not report.ok)) else 200
     context = {"form": form, "report": report, "columns": COLUMNS}
     return render(request, "inventory/import.html", context, status=status)

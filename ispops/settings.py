@@ -79,11 +79,17 @@ DATABASE_ROUTERS = ("django_tenants.routers.TenantSyncRouter",)
 # Send "SET search_path" only when the schema changes, not before every query.
 TENANT_LIMIT_SET_CALLS = True
 
+# The largest request body: above the largest upload a form accepts (subscriber CSVs
+# 20 MB, ticket photos 8 MB, statements 5 MB), so those forms say what is wrong.
+MAX_REQUEST_BYTES = env_int("ISPOPS_MAX_REQUEST_MB", 25) * 1024 * 1024
+
 MIDDLEWARE = [
     # Health answers before tenant routing so it works on any host, known or not.
     "ispops.healthz.HealthzMiddleware",
     # Static files likewise need no tenant, session or role.
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # Before anything reads the body (an upload is spooled to disk on first access).
+    "ispops.lib.limits.RequestSizeLimitMiddleware",
     "ispops.tenancy.middleware.IspRoutingMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

@@ -78,13 +78,20 @@ class Daraja:
             if cached:
                 return cached.decode()
             # Only one process fetches: a second fetch would invalidate the first token.
-            with store.lock(self.token_key + ":lock", timeout=30, blocking_timeout=35):
+            # Held longer than a fetch can take (connect + read timeouts).
+            with store.lock(self.token_key + ":lock", timeout=60, blocking_timeout=40):
                 cached = store.get(self.token_key)
                 if cached:
                     return cached.decode()
                 token, ttl = self._fetch_token()
                 store.set(self.token_key, token, ex=max(ttl - EARLY_REFRESH, 30))
                 return token
+        except redis.exceptions.LockError:
+            # Another process held the lock past its time: it has fetched by now.
+            cached = _redis().get(self.token_key)
+            if cached:
+                return cached.decode()
+            return self._fetch_token()[0]
         except redis.RedisError as exc:
             # Without Redis a token cannot be shared; fetch one for this call only.
             log.warning("daraja token cache unavailable (%s); fetching a token directly", exc)
@@ -173,7 +180,10 @@ class Daraja:
     def stk_query(self, checkout_request_id: str) -> StkQueryResult:
         body = {**self._credentials(), "CheckoutRequestID": checkout_request_id}
         status, data = self._post("/mpesa/stkpushquery/v1/query", body)
-        if str(data.get("errorCode")) == PENDING_CODE:
+        # The same code also means wrong credentials or an unknown merchant; only
+        # "being processed" is the pending answer.
+        message = str(data.get("errorMessage") or "").lower()
+        if str(data.get("errorCode")) == PENDING_CODE and "being processed" in message:
             return StkQueryResult(pending=True)
         if status != 200 or "ResultCode" not in data:
             raise _error("STK query refused", status, data)

@@ -9,12 +9,11 @@ from django import forms
 
 from ispops.lib.phones import InvalidPhone, normalise_phone
 from payments import reconcile, services
-from payments.models import MpesaSettings
+from payments.models import BANNED_IN_URLS, MpesaSettings
 from subscribers.models import Customer
 
 SECRETS = ("consumer_key", "consumer_secret", "passkey")
 # Safaricom refuses to register callback URLs holding these words (shared/daraja.md §3.2)
-BANNED_IN_URLS = ("mpesa", "m-pesa", "safaricom", "exe", "cmd", "sql", "query")
 PRODUCTION_HOST = "api.safaricom.co.ke"
 
 

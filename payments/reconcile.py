@@ -204,7 +204,8 @@ def _money(text: str) -> Decimal | None:
         amount = Decimal(cleaned)
     except InvalidOperation:
         return None
-    if not amount.is_finite():
+    # Beyond what a paybill row can hold (and what the money columns store): unusable.
+    if not amount.is_finite() or abs(amount) >= Decimal("1e10"):
         return None
     return amount.quantize(CENT)
 

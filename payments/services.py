@@ -40,6 +40,7 @@ STALE_CALLBACK = timedelta(minutes=1)
 STK_FIRST_QUERY = timedelta(minutes=2)
 STK_GIVE_UP = timedelta(hours=2)
 MAX_STK_AMOUNT = 250_000
+RECEIPT = re.compile(r"[A-Z0-9]{6,20}")
 
 audit.register(
     MpesaSettings, secret=["consumer_key", "consumer_secret", "passkey", "callback_token"]
@@ -257,11 +258,11 @@ def take_confirmation(data: dict) -> Outcome:
     """A C2B confirmation: the payment row, once per TransID; credited by a worker."""
     receipt = str(data.get("TransID") or "").strip().upper()
     amount = _amount(data.get("TransAmount"))
-    if not re.fullmatch(r"[A-Z0-9]{6,20}", receipt):
+    if not RECEIPT.fullmatch(receipt):
         raise BadCallback("TransID missing or malformed")
     if amount is None:
         raise BadCallback("TransAmount missing or not a positive amount")
-    names = (data.get(k) or "" for k in ("FirstName", "MiddleName", "LastName"))
+    names = (str(data.get(k) or "") for k in ("FirstName", "MiddleName", "LastName"))
     fields = {
         "method": Payment.Method.MPESA,
         "reference": receipt,
@@ -290,6 +291,21 @@ def take_stk_callback(data: dict) -> Outcome:
             "Body.stkCallback with CheckoutRequestID and ResultCode expected"
         ) from None
     stk = StkRequest.objects.filter(checkout_request_id=checkout).first()
+    if stk is None and code == "0":
+        # Money moved but the request is unknown (its reply timed out before it was
+        # saved): keep the payment; finance finds it in the unmatched queue.
+        security_log.warning("paid STK callback for unknown CheckoutRequestID %s", checkout)
+        receipt, amount, items = _stk_receipt(body)
+        fields = {
+            "method": Payment.Method.MPESA,
+            "reference": receipt,
+            "amount": amount,
+            "msisdn": str(items.get("PhoneNumber") or "")[:80],
+            "paid_at": _mpesa_time(items.get("TransactionDate")),
+            "via_stk": True,
+        }
+        payment_id, created = _store_payment(fields)
+        return Outcome(Callback.State.PROCESSED, "unknown CheckoutRequestID", payment_id)
     if stk is None:
         security_log.warning("STK callback for unknown CheckoutRequestID %s", checkout)
         return Outcome(Callback.State.FAILED, f"unknown CheckoutRequestID {checkout}")
@@ -302,11 +318,7 @@ def take_stk_callback(data: dict) -> Outcome:
             finished_at=timezone.now(),
         )
         return Outcome(Callback.State.PROCESSED)
-    items = _items(body.get("CallbackMetadata"))
-    receipt = str(items.get("MpesaReceiptNumber") or "").strip().upper()
-    amount = _amount(items.get("Amount"))
-    if not receipt or amount is None:
-        raise BadCallback("CallbackMetadata lacks MpesaReceiptNumber or Amount")
+    receipt, amount, items = _stk_receipt(body)
     fields = {
         "method": Payment.Method.MPESA,
         "reference": receipt,
@@ -337,6 +349,16 @@ def take_stk_callback(data: dict) -> Outcome:
         finished_at=timezone.now(),
     )
     return Outcome(Callback.State.PROCESSED, "" if created else "repeat", payment_id)
+
+
+def _stk_receipt(body: dict) -> tuple[str, Decimal, dict]:
+    """(receipt, amount, items) of a successful STK callback, or BadCallback."""
+    items = _items(body.get("CallbackMetadata"))
+    receipt = str(items.get("MpesaReceiptNumber") or "").strip().upper()
+    amount = _amount(items.get("Amount"))
+    if not RECEIPT.fullmatch(receipt) or amount is None:
+        raise BadCallback("CallbackMetadata lacks a usable MpesaReceiptNumber or Amount")
+    return receipt, amount, items
 
 
 def _store_payment(fields: dict) -> tuple[int, bool]:
@@ -426,6 +448,8 @@ def credit_payment(payment_id: int, *, actor="M-Pesa") -> str:
 def _match(payment: Payment):
     if payment.customer_id:
         return payment.customer, payment.matched_by or "stk"
+    if payment.stk_request_id:  # its STK callback came while the C2B one waited here
+        return payment.stk_request.customer, "stk"
     customer = find_customer(payment.account_reference)
     if customer is not None:
         return customer, "account"
@@ -557,6 +581,8 @@ def stk_amount(amount) -> int:
         value = Decimal(str(amount))
     except InvalidOperation:
         raise PaymentError("the amount must be a number") from None
+    if not value.is_finite():
+        raise PaymentError("the amount must be a number")
     whole = int(value.to_integral_value(rounding=ROUND_CEILING))
     if not 1 <= whole <= MAX_STK_AMOUNT:
         raise PaymentError(f"the amount must be between KES 1 and KES {MAX_STK_AMOUNT:,}")
@@ -730,7 +756,3 @@ def retake(callback: Callback) -> Outcome:
         outcome = Outcome(Callback.State.FAILED, f"{type(exc).__name__}: {exc}"[:2000])
     Callback.objects.filter(pk=callback.pk).update(state=outcome.state, error=outcome.error)
     return outcome
-
-
-def find_by_receipt(text: str):
-    return Payment.objects.filter(reference__iexact=text.strip()).select_related("customer")

@@ -299,7 +299,7 @@ def unmatched(request):
     failed, status = None, 200
     if request.method == "POST":
         pk = request.POST.get("payment", "")
-        payment = get_payment_for(request, int(pk) if pk.isdigit() else 0)
+        payment = get_payment_for(request, int(pk) if pk.isascii() and pk.isdecimal() else 0)
         form = AssignForm(request.POST, user=request.user)
         if _assign(request, payment, form):
             return redirect("payments:unmatched")
@@ -405,7 +405,7 @@ def payment_new(request):
     customer = None
     if request.GET.get("customer"):
         pk = request.GET["customer"]
-        customer = get_customer_for(request, int(pk) if pk.isdigit() else 0)
+        customer = get_customer_for(request, int(pk) if pk.isascii() and pk.isdecimal() else 0)
     form = ManualPaymentForm(request.POST or None, user=request.user, customer=customer)
     status = 200
     if request.method == "POST":

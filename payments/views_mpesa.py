@@ -154,7 +154,7 @@ def _prefill(request) -> dict:
     pk = request.GET.get("customer", "")
     if not pk:
         return {}
-    if not pk.isdigit():
+    if not (pk.isascii() and pk.isdecimal()):
         raise Http404("no such customer")
     customer = get_customer_for(request, pk)
     initial = {"account": customer.account, "phone": customer.phone}

@@ -112,9 +112,10 @@ def pay(request):
                     return redirect("payments:pay_status", stk.public_id)
         status = 400
     else:
-        account = request.GET.get("account")
-        customer = known or (services.find_customer(account) if account else None)
-        form = PayForm(initial=_initial(customer))
+        # Phone and amount due are filled in only for the subscriber the walled garden
+        # recognised: for a typed account number they would tell anyone both.
+        initial = _initial(known) if known else {"account": request.GET.get("account", "")}
+        form = PayForm(initial=initial)
         status = 200
     context = {"form": form, "known": known, "cfg": cfg, "mpesa_ready": cfg.configured}
     return render(request, "payments/pay/pay.html", context, status=status)

@@ -4,6 +4,7 @@ ispops holds that the statement does not show, and amounts that differ. Money mi
 from ispops can be recorded from its statement row in one click."""
 
 from django.contrib import messages
+from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import HttpResponseNotAllowed
 from django.shortcuts import get_object_or_404, redirect, render
@@ -19,13 +20,21 @@ MONEY_PEOPLE = (Role.OWNER, Role.ADMIN, Role.FINANCE)
 PER_PAGE = 50
 
 
+def _whole_paybill(request) -> None:
+    """A statement is the whole paybill's, every branch's customers on it: staff
+    limited to some branches may not reconcile it."""
+    if request.user.branch_ids() is not None:
+        raise PermissionDenied("reconciling the paybill is for staff of every branch")
+
+
 def get_upload_for(request, pk) -> StatementUpload:
-    """A statement upload (statements are the whole paybill's: no branch applies)."""
+    _whole_paybill(request)
     return get_object_or_404(StatementUpload, pk=pk)
 
 
 @roles(*MONEY_PEOPLE)
 def reconcile_page(request):
+    _whole_paybill(request)
     if request.method == "POST":
         form = StatementForm(request.POST, request.FILES)
         if form.is_valid():

@@ -67,3 +67,14 @@ def test_01_numbers_normalise():
 def test_bad_phones_are_refused_with_a_reason(raw, reason):
     with pytest.raises(InvalidPhone, match=reason):
         normalise_phone(raw)
+
+
+def test_a_request_over_the_size_limit_is_refused_unread(alpha, settings):
+    settings.MAX_REQUEST_BYTES = 1000
+    client = alpha.client(alpha.support)
+    response = client.post(
+        "/tickets/new/", data=b"x" * 2000, content_type="application/octet-stream"
+    )
+    assert response.status_code == 413
+    assert b"at most" in response.content
+    assert client.get("/tickets/").status_code == 200  # bodiless requests pass

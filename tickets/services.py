@@ -150,7 +150,7 @@ def open_ticket(
     if service_account is not None and service_account.customer_id != customer.pk:
         raise TicketError("that service account is not the customer's")
     if assignee is not None:
-        _check_assignee(assignee)
+        _check_assignee(assignee, customer)
     now = timezone.now()
     with transaction.atomic(), audit.acting_as(actor):
         ticket = Ticket.objects.create(
@@ -226,6 +226,9 @@ def open_outage(
                     priority=priority,
                     created_by=_user(actor),
                     created_at=now,
+                    # The outage SMS answers them; the parent carries the SLA (the
+                    # check leaves children alone, or one outage would mail thousands).
+                    first_response_at=now,
                     **clocks,
                 )
                 for c in customers
@@ -339,8 +342,20 @@ def _apply_status(ticket: Ticket, to: str, now) -> list[str]:
         ticket.resolved_at = ticket.resolved_at or now
         fields += ["closed_at", "resolved_at"]
     elif ticket.resolved_at:
-        ticket.resolved_at = None  # reopened
-        fields.append("resolved_at")
+        # Reopened: the resolution clock starts again, with its warning and escalation.
+        clocks = _clocks(ticket.category, ticket.priority, now)
+        ticket.resolution_due = clocks["resolution_due"]
+        ticket.resolution_warn_at = clocks["resolution_warn_at"]
+        ticket.resolved_at = ticket.closed_at = None
+        ticket.resolution_warned_at = ticket.escalated_at = None
+        fields += [
+            "resolved_at",
+            "closed_at",
+            "resolution_due",
+            "resolution_warn_at",
+            "resolution_warned_at",
+            "escalated_at",
+        ]
     ticket.status = to
     return fields
 
@@ -391,7 +406,7 @@ def assign(ticket: Ticket, assignee: User | None, *, actor) -> Ticket:
     """Give the ticket to a staff member (or take it back); a new ticket becomes
     assigned, and the assignee is told by email."""
     if assignee is not None:
-        _check_assignee(assignee)
+        _check_assignee(assignee, ticket.customer)
     with transaction.atomic(), audit.acting_as(actor):
         ticket = _locked(ticket)
         if ticket.status == Status.CLOSED:
@@ -449,9 +464,11 @@ def add_comment(ticket: Ticket, body: str, *, actor, channels=()) -> TicketEvent
                 ticket.first_response_at = now
                 ticket.save(update_fields=["first_response_at"])
             context = {**_context(ticket), "comment": body}
-            tell_customers(
+            sent = tell_customers(
                 [(ticket.customer, "ticket_comment", context, _related(ticket))], channels=channels
             )
+            if not sent:
+                raise TicketError("the customer has no phone or email for that; nothing was sent")
     return event
 
 
@@ -465,7 +482,7 @@ def check_photo(upload: UploadedFile) -> str:
         with Image.open(upload) as image:
             kind = image.format
             image.verify()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError):
         raise TicketError("that file is not a photo (JPEG, PNG, WebP or GIF)") from None
     finally:
         upload.seek(0)
@@ -504,11 +521,10 @@ def check_slas(now=None, limit: int = 500) -> dict[str, int]:
     (or however concurrently) this runs. Returns how many of each it did."""
     now = now or timezone.now()
     done = {"escalated": 0, "warned": 0}
-    live = Ticket.objects.filter(status__in=OPEN_STATUSES, escalated_at__isnull=True)
-    breached = live.filter(
-        Q(first_response_at__isnull=True, first_response_due__lte=now)
-        | Q(paused_at__isnull=True, resolution_due__lte=now)
+    live = Ticket.objects.filter(
+        status__in=OPEN_STATUSES, escalated_at__isnull=True, parent__isnull=True
     )
+    breached = live.filter(_breached(now))
     supervisors = _supervisors()
     for ticket_id in list(breached.order_by("id").values_list("id", flat=True)[:limit]):
         done["escalated"] += _escalate(ticket_id, now, supervisors)
@@ -529,12 +545,20 @@ def check_slas(now=None, limit: int = 500) -> dict[str, int]:
     return done
 
 
+def _breached(now) -> Q:
+    return Q(first_response_at__isnull=True, first_response_due__lte=now) | Q(
+        paused_at__isnull=True, resolution_due__lte=now
+    )
+
+
 def _escalate(ticket_id: int, now, supervisors: list[User]) -> int:
     supervisor = supervisors[0] if supervisors else None
     with transaction.atomic(), audit.acting_as("SLA check"):
-        claimed = Ticket.objects.filter(
-            pk=ticket_id, status__in=OPEN_STATUSES, escalated_at__isnull=True
-        ).update(escalated_at=now, escalated_to=supervisor)
+        claimed = (
+            Ticket.objects.filter(pk=ticket_id, status__in=OPEN_STATUSES, escalated_at__isnull=True)
+            .filter(_breached(now))  # still breached: not answered or paused meanwhile
+            .update(escalated_at=now, escalated_to=supervisor)
+        )
         if not claimed:
             return 0
         ticket = Ticket.objects.select_related("customer", "assignee").get(pk=ticket_id)
@@ -561,9 +585,21 @@ def _escalate(ticket_id: int, now, supervisors: list[User]) -> int:
 def _warn(ticket_id: int, which: str, now, supervisors: list[User]) -> int:
     field = f"{which}_warned_at"
     with transaction.atomic(), audit.acting_as("SLA check"):
-        claimed = Ticket.objects.filter(
-            pk=ticket_id, escalated_at__isnull=True, **{f"{field}__isnull": True}
-        ).update(**{field: now})
+        still_due = (
+            Q(first_response_at__isnull=True, response_warn_at__lte=now)
+            if which == "response"
+            else Q(paused_at__isnull=True, resolution_warn_at__lte=now)
+        )
+        claimed = (
+            Ticket.objects.filter(
+                pk=ticket_id,
+                status__in=OPEN_STATUSES,
+                escalated_at__isnull=True,
+                **{f"{field}__isnull": True},
+            )
+            .filter(still_due)
+            .update(**{field: now})
+        )
         if not claimed:
             return 0
         ticket = Ticket.objects.select_related("customer", "assignee").get(pk=ticket_id)
@@ -697,9 +733,13 @@ def _event(ticket, kind, actor, *, at=None, **fields) -> TicketEvent:
     )
 
 
-def _check_assignee(user: User) -> None:
+def _check_assignee(user: User, customer: Customer | None) -> None:
     if not user.is_active or not user.role:
         raise TicketError("tickets go to active staff of this ISP")
+    # Staff limited to some branches could not open a ticket of another branch's customer.
+    allowed = user.branch_ids()
+    if customer is not None and allowed is not None and customer.branch_id not in allowed:
+        raise TicketError(f"{user} works for other branches than this customer's")
 
 
 def _context(ticket: Ticket) -> dict:

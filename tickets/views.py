@@ -70,7 +70,7 @@ def filtered_tickets(request, form: TicketFilterForm):
         number = term.upper().removeprefix("T-").lstrip("0")
         match = Q(subject__icontains=term) | Q(customer__account__iexact=term)
         match |= Q(customer__name__icontains=term)
-        if number.isdigit():
+        if number.isascii() and number.isdecimal():
             match |= Q(pk=int(number))
         tickets = tickets.filter(match)
     if data["assignee"] == "me":
@@ -110,14 +110,18 @@ def my_tickets(request):
 
 def _detail(request, ticket, *, status=200, refusal="", **forms):
     user = request.user
+    children = (
+        Ticket.objects.visible_to(user).filter(parent=ticket)
+        if ticket.is_outage
+        else Ticket.objects.none()
+    )
     context = {
         "ticket": ticket,
         "events": services.timeline(ticket),
         "attachments": ticket.attachments.all(),
-        "children": ticket.children.select_related("customer").order_by("id")[:50]
-        if ticket.is_outage
-        else [],
-        "child_count": ticket.children.count() if ticket.is_outage else 0,
+        # Only the customers this staff member may see (an outage may cross branches).
+        "children": children.select_related("customer").order_by("id")[:50],
+        "child_count": children.count(),
         "status_form": forms.get("status_form") or StatusForm(ticket=ticket, user=user),
         "assign_form": forms.get("assign_form")
         or (
@@ -244,7 +248,8 @@ def attachment(request, pk):
 @any_staff
 def ticket_new(request):
     customer = None
-    if request.method == "GET" and request.GET.get("customer", "").isdigit():
+    wanted = request.GET.get("customer", "")
+    if request.method == "GET" and wanted.isascii() and wanted.isdecimal():
         customer = get_customer_for(request, int(request.GET["customer"]))
     form = TicketForm(request.POST or None, user=request.user, customer=customer)
     if request.method == "POST" and form.is_valid():

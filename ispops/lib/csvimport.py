@@ -55,7 +55,14 @@ def read_rows(text: str, required: list[str], optional: list[str], report: Impor
         return []
     wanted = {n: i for i, n in enumerate(names) if n in required or n in optional}
     rows = []
-    for values in reader:
+    while True:
+        try:
+            values = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:  # a runaway quote, a field over the csv module's limit
+            report.add(reader.line_num, f"cannot read this line: {exc}")
+            break
         line = reader.line_num
         if not any(v.strip() for v in values):
             continue

@@ -389,6 +389,30 @@ def test_void_invoice_credits_its_charge(postpaid):
         services.void_invoice(invoice, actor="t", reason="again")
 
 
+def test_voiding_an_unpaid_invoice_does_not_pay_another(postpaid):
+    account = make_active(postpaid, on=date(2026, 3, 1))
+    for month in (3, 4):
+        services.run_billing(date(2026, month, 1), actor="t")
+    march, april = Invoice.objects.filter(service_account=account).order_by("period_start")
+    services.void_invoice(march, actor="t", reason="Billed in error")
+    april.refresh_from_db()
+    assert (april.status, april.amount_paid) == ("open", D("0.00"))
+    assert services.unallocated_credit(account.customer) == D("0.00")
+    assert services.customer_balance(account.customer) == april.total
+
+
+def test_voiding_a_paid_invoice_turns_its_payment_into_credit(postpaid):
+    account = make_active(postpaid, on=date(2026, 3, 1))
+    services.run_billing(date(2026, 3, 1), actor="t")
+    march = Invoice.objects.get(service_account=account)
+    services.record_payment(account.customer, march.total, actor="t", reference="R1")
+    services.void_invoice(march, actor="t", reason="Billed in error")
+    assert services.unallocated_credit(account.customer) == march.total
+    services.run_billing(date(2026, 4, 1), actor="t")
+    april = Invoice.objects.get(service_account=account, status="paid")  # the credit paid it
+    assert april.amount_paid == april.total
+
+
 def test_aged_debt_buckets(postpaid):
     account = make_active(postpaid, on=date(2026, 1, 1))
     for month in (1, 2, 3):

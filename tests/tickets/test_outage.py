@@ -91,3 +91,20 @@ def test_outage_page_opens_it_and_branch_limited_staff_see_only_their_sites(alph
     finally:
         with tenant_context(alpha.isp):
             alpha.support.branches.clear()
+
+
+def test_an_outage_escalates_once_not_once_per_customer(alpha, in_alpha, make_customer):
+    import time_machine
+    from django.utils import timezone
+
+    _pop, tower, _sector, _sibling = _tree()
+    for n in range(3):
+        make_customer(name=f"Outage Payer {n}", site=tower)
+    outage = services.open_outage(tower, subject="Mast down", actor=alpha.support)
+    later = timezone.now() + timezone.timedelta(days=3)  # every target long missed
+    with time_machine.travel(later, tick=False):
+        done = services.check_slas()
+    assert done["escalated"] == 1  # the parent only; the children were answered by SMS
+    outage.parent.refresh_from_db()
+    assert outage.parent.escalated_at is not None
+    assert not Ticket.objects.filter(parent=outage.parent, escalated_at__isnull=False).exists()

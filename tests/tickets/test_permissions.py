@@ -113,3 +113,25 @@ def test_another_isp_cannot_reach_a_ticket(alpha, beta, make_ticket):
     assert response.status_code == 404 or "Alpha only ticket" not in response.content.decode()
     with tenant_context(beta.isp):
         assert not Ticket.objects.filter(subject="Alpha only ticket").exists()
+
+
+def test_a_ticket_cannot_go_to_staff_of_another_branch(in_alpha):
+    from ispops.staff.models import Branch, Role, User
+    from subscribers import services as subscribers
+    from tickets import services as tickets
+
+    home, other = (
+        Branch.objects.create(name="Home B", code="hb"),
+        Branch.objects.create(name="Other B", code="ob"),
+    )
+    customer = subscribers.create_customer(
+        actor="t", name="Branch Bound", phone="0712000999", branch=home
+    )
+    outsider = User.objects.create_user("far@alpha.test", "pw-pw-pw-9", role=Role.TECHNICIAN)
+    outsider.branches.add(other)
+    with pytest.raises(tickets.TicketError, match="other branches"):
+        tickets.open_ticket(customer=customer, subject="No link", actor="t", assignee=outsider)
+    insider = User.objects.create_user("near@alpha.test", "pw-pw-pw-9", role=Role.TECHNICIAN)
+    insider.branches.add(home)
+    ticket = tickets.open_ticket(customer=customer, subject="No link", actor="t", assignee=insider)
+    assert ticket.assignee == insider
