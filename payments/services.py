@@ -293,7 +293,8 @@ def take_stk_callback(data: dict) -> Outcome:
     stk = StkRequest.objects.filter(checkout_request_id=checkout).first()
     if stk is None and code == "0":
         # Money moved but the request is unknown (its reply timed out before it was
-        # saved): keep the payment; finance finds it in the unmatched queue.
+        # saved): keep the payment. The worker matches it by the payer's phone if one
+        # customer has it, else it waits in the unmatched queue.
         security_log.warning("paid STK callback for unknown CheckoutRequestID %s", checkout)
         receipt, amount, items = _stk_receipt(body)
         fields = {
@@ -304,7 +305,7 @@ def take_stk_callback(data: dict) -> Outcome:
             "paid_at": _mpesa_time(items.get("TransactionDate")),
             "via_stk": True,
         }
-        payment_id, created = _store_payment(fields)
+        payment_id, _ = _store_payment(fields)
         return Outcome(Callback.State.PROCESSED, "unknown CheckoutRequestID", payment_id)
     if stk is None:
         security_log.warning("STK callback for unknown CheckoutRequestID %s", checkout)
