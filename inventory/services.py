@@ -230,14 +230,27 @@ def in_use() -> bool:
     return Store.objects.exists()
 
 
-def check_installable(serials, service_account) -> None:
+def check_installable(serials, service_account, installation=None) -> None:
     """Refuse serials that are not in stock, not issued to a technician, and not already
-    installed at this service account: unknown, faulty, written off, or at someone else.
-    Raises InventoryError listing them all."""
+    installed at this service account: unknown, faulty, written off, or at someone else;
+    and serials another installation has been allocated and not yet installed. The items
+    are locked, so two allocations of one serial at once are decided one after the
+    other. Raises InventoryError listing them all."""
+    from subscribers.models import Installation
+
     if not serials or not in_use():
         return
     serials = [clean_serial(s) for s in serials]
-    _problems(list(Item.objects.filter(serial__in=serials)), serials, service_account)
+    items = list(Item.objects.select_for_update().filter(serial__in=serials).order_by("pk"))
+    _problems(items, serials, service_account)
+    elsewhere = Installation.objects.filter(
+        stage=Installation.Stage.EQUIPPED, equipment_serials__overlap=serials
+    )
+    if installation is not None:
+        elsewhere = elsewhere.exclude(pk=installation.pk)
+    taken = sorted({s for inst in elsewhere for s in inst.equipment_serials if s in set(serials)})
+    if taken:
+        raise InventoryError(f"allocated to another installation already: {', '.join(taken)}")
 
 
 def install_for_installation(installation, *, actor) -> list[Movement]:

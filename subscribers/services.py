@@ -637,7 +637,7 @@ def _record_equipment(inst: Installation, to: str, actor) -> None:
 
     try:
         if to == Stage.EQUIPPED:
-            inventory.check_installable(inst.equipment_serials, inst.service_account)
+            inventory.check_installable(inst.equipment_serials, inst.service_account, inst)
         else:
             inventory.install_for_installation(inst, actor=actor)
     except inventory.InventoryError as exc:

@@ -79,6 +79,22 @@ def test_equipment_installed_elsewhere_is_refused_at_installation(
     assert item.service_account == other
 
 
+def test_equipment_allocated_to_one_lead_cannot_be_allocated_to_another(alpha, plan, receive):
+    receive("ONE-ONLY-1")
+    first = scheduled_lead(alpha, plan, name="First Lead")
+    second = scheduled_lead(alpha, plan, name="Second Lead")
+    subscribers.advance_installation(first, Stage.EQUIPPED, actor=alpha.owner, serials="one-only-1")
+    with pytest.raises(subscribers.SubscriberError, match=r"another installation.*ONE-ONLY-1"):
+        subscribers.advance_installation(
+            second, Stage.EQUIPPED, actor=alpha.owner, serials="ONE-ONLY-1"
+        )
+    second.refresh_from_db()
+    assert second.stage == Stage.SCHEDULED
+    # Once the first is installed, the item is theirs; the second must pick another.
+    subscribers.advance_installation(first, Stage.INSTALLED, actor=alpha.owner)
+    assert Item.objects.get(serial="ONE-ONLY-1").service_account == first.service_account
+
+
 def test_an_isp_without_stores_records_serials_on_the_installation_only(alpha, plan):
     inst = scheduled_lead(alpha, plan)
     subscribers.complete_job(inst, actor=alpha.technician, serials="FREE-TEXT-1")
