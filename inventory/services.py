@@ -276,6 +276,19 @@ def install_for_installation(installation, *, actor) -> list[Movement]:
         ]
 
 
+def return_from_installation(installation, *, actor) -> list[Movement]:
+    """The installation was cancelled: what was installed at its service account goes
+    back to the store it came from (issued items stay with their technician)."""
+    if not in_use():
+        return []
+    with transaction.atomic():
+        items = Item.objects.select_for_update().filter(
+            service_account=installation.service_account, state=State.INSTALLED
+        )
+        note = f"Installation #{installation.pk} cancelled"
+        return [move(item, Kind.RETURNED, actor=actor, note=note) for item in items.order_by("pk")]
+
+
 def _problems(items, serials, account) -> None:
     found = {item.serial: item for item in items}
     unknown = [s for s in serials if s not in found]

@@ -606,7 +606,7 @@ def advance_installation(
                 raise SubscriberError("list the serial numbers of the equipment allocated")
             inst.equipment_serials = clean
             fields.append("equipment_serials")
-        if to in (Stage.EQUIPPED, Stage.INSTALLED):
+        if to in (Stage.EQUIPPED, Stage.INSTALLED, Stage.CANCELLED):
             _record_equipment(inst, to, actor)
         if to == Stage.INSTALLED and inst.completed_at is None:
             inst.completed_at = timezone.now()
@@ -631,15 +631,17 @@ def advance_installation(
 
 def _record_equipment(inst: Installation, to: str, actor) -> None:
     """Allocated equipment must be in inventory and free; installed equipment becomes
-    installed at the service account (inventory.services; a no-op for an ISP with no
-    store yet)."""
+    installed at the service account; a cancelled installation's equipment goes back to
+    its store (inventory.services; a no-op for an ISP with no store yet)."""
     from inventory import services as inventory
 
     try:
         if to == Stage.EQUIPPED:
             inventory.check_installable(inst.equipment_serials, inst.service_account, inst)
-        else:
+        elif to == Stage.INSTALLED:
             inventory.install_for_installation(inst, actor=actor)
+        else:
+            inventory.return_from_installation(inst, actor=actor)
     except inventory.InventoryError as exc:
         raise SubscriberError(f"equipment: {exc}") from None
 
