@@ -398,12 +398,10 @@ def _notify_on_commit(threshold_id: int) -> None:
 
     def queue():
         from inventory.tasks import notify_low_stock
+        from ispops.tasks import hand_to_worker
 
-        try:
-            with schema_context(schema):
-                notify_low_stock.delay(threshold_id)
-        except Exception as exc:  # the periodic check queues it again
-            log.warning("low-stock alert %s not queued (%s)", threshold_id, exc)
+        with schema_context(schema):  # the periodic check queues it again if this fails
+            hand_to_worker(notify_low_stock, threshold_id, what=f"low-stock alert {threshold_id}")
 
     transaction.on_commit(queue, robust=True)
 

@@ -1,10 +1,27 @@
-"""Platform-wide tasks: fanning a scheduled job out to every active ISP, and a probe."""
+"""Platform-wide tasks: fanning a scheduled job out to every active ISP, a probe, and
+handing work to a worker without ever failing the caller."""
+
+import logging
 
 from celery import shared_task
 from django.db import connection
 from django_tenants.utils import tenant_context
 
 from ispops.celery import app
+
+log = logging.getLogger(__name__)
+
+
+def hand_to_worker(task, *args, what: str) -> bool:
+    """Send `task` to a worker. The work it does is already in the database (a payment,
+    a router job, a message), so if the broker is down this logs, returns False and a
+    periodic sweep sends it later: the caller (a web request, say) never fails for it."""
+    try:
+        task.delay(*args)
+    except Exception as exc:  # any broker failure
+        log.warning("%s not handed to a worker (%s); the sweep will", what, exc)
+        return False
+    return True
 
 
 @shared_task

@@ -166,12 +166,10 @@ def queue_plan(plan, *, actor) -> int:
 def send_router_jobs(router_id: int) -> None:
     """Hand the router's jobs to a worker. If Redis is down the jobs stay in the database
     and the sweep sends them when it is back."""
+    from ispops.tasks import hand_to_worker
     from network.tasks import run_router_jobs
 
-    try:
-        run_router_jobs.delay(router_id)
-    except Exception as exc:
-        log.warning("router jobs for router %s not sent (%s); the sweep will", router_id, exc)
+    hand_to_worker(run_router_jobs, router_id, what=f"router jobs for router {router_id}")
 
 
 @contextmanager

@@ -10,6 +10,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from billing.models import Invoice
+from billing.services import day_start
 from payments import services
 from payments.models import MpesaSettings, Payment
 from payments.simulator.server import SANDBOX_PASSKEY
@@ -58,9 +59,7 @@ def seed(out=None) -> None:
 
 def _mpesa(rng, account_reference: str, amount, day) -> None:
     receipt = "U" + "".join(rng.choice(LETTERS) for _ in range(9))
-    when = timezone.make_aware(
-        timezone.datetime.combine(day, timezone.datetime.min.time())
-    ) + timedelta(hours=rng.randint(7, 21), minutes=rng.randint(0, 59))
+    when = day_start(day) + timedelta(hours=rng.randint(7, 21), minutes=rng.randint(0, 59))
     payment = Payment.objects.create(
         method=Payment.Method.MPESA,
         reference=receipt,

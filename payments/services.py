@@ -380,12 +380,10 @@ def _store_payment(fields: dict) -> tuple[int, bool]:
 def credit_soon(payment_id: int) -> None:
     """Hand the payment to a worker. If Redis is down it stays stored, and the sweep
     credits it when Redis is back."""
+    from ispops.tasks import hand_to_worker
     from payments.tasks import credit_payment_task
 
-    try:
-        credit_payment_task.delay(payment_id)
-    except Exception as exc:  # any broker failure
-        log.warning("payment %s not sent to a worker (%s); the sweep will", payment_id, exc)
+    hand_to_worker(credit_payment_task, payment_id, what=f"payment {payment_id}")
 
 
 def _items(metadata) -> dict:

@@ -9,7 +9,7 @@ payment has no customer yet, so only staff of every branch see it.
 
 import csv
 import json
-from datetime import datetime, time, timedelta
+from datetime import timedelta
 from decimal import Decimal
 
 from django.contrib import messages
@@ -23,6 +23,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path
 from django.utils import timezone
 
+from billing.services import day_start
 from ispops.lib.htmx import render_partial
 from ispops.staff.access import roles
 from ispops.staff.models import Role
@@ -83,11 +84,6 @@ def get_payment_for(request, pk) -> Payment:
 # --- the list -----------------------------------------------------------------------------
 
 
-def _day_start(day):
-    """Midnight of a Nairobi calendar day, as an aware datetime."""
-    return datetime.combine(day, time.min, tzinfo=services.NAIROBI)
-
-
 def filtered_payments(request, form: PaymentFilterForm):
     payments = visible_payments(request.user)
     if not form.is_valid():
@@ -104,9 +100,9 @@ def filtered_payments(request, form: PaymentFilterForm):
     elif data["channel"] == "c2b":
         payments = payments.filter(via_c2b=True)
     if data["received_from"]:
-        payments = payments.filter(received_at__gte=_day_start(data["received_from"]))
+        payments = payments.filter(received_at__gte=day_start(data["received_from"]))
     if data["received_to"]:
-        end = _day_start(data["received_to"] + timedelta(days=1))
+        end = day_start(data["received_to"] + timedelta(days=1))
         payments = payments.filter(received_at__lt=end)
     if data["customer"]:
         payments = payments.filter(customer_id=data["customer"])
@@ -141,7 +137,7 @@ def daily_collections(payments, days: int = CHART_DAYS) -> dict:
     today = timezone.localdate()
     first = today - timedelta(days=days - 1)
     rows = (
-        payments.filter(received_at__gte=_day_start(first))
+        payments.filter(received_at__gte=day_start(first))
         .exclude(state=Payment.State.REVERSED)
         .annotate(day=TruncDate("received_at", tzinfo=services.NAIROBI))
         .values("day")

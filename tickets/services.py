@@ -690,15 +690,7 @@ def tell_staff(users, subject: str, body: str, ticket: Ticket) -> list[Message]:
         for user in users
         if user is not None and user.email
     ]
-    return _queue(rows)
-
-
-def _queue(rows: list[Message]) -> list[Message]:
-    Message.objects.bulk_create(rows, batch_size=1000)
-    queued = [m.pk for m in rows if m.state == Message.State.QUEUED]
-    if queued:
-        transaction.on_commit(lambda: messaging.send_batches_soon(queued))
-    return rows
+    return messaging.queue_messages(rows)
 
 
 def _tell_assignee(ticket: Ticket, assignee: User, actor) -> None:

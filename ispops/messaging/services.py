@@ -390,6 +390,12 @@ def notify_many(items, *, channels=("sms",)) -> list[Message]:
                     error=error,
                 )
             )
+    return queue_messages(rows)
+
+
+def queue_messages(rows: list[Message]) -> list[Message]:
+    """Insert unsaved messages in bulk; workers get the queued ones in batches after the
+    transaction commits (for senders that build their own, e.g. staff emails)."""
     Message.objects.bulk_create(rows, batch_size=1000)
     queued = [m.pk for m in rows if m.state == Message.State.QUEUED]
     if queued:
@@ -452,12 +458,11 @@ def send_batches_soon(message_ids, size: int = 200) -> None:
     """Hand messages to workers in batches (one task per `size`), never failing the
     caller: what the broker does not take, the sweep sends later."""
     from ispops.messaging.tasks import send_messages
+    from ispops.tasks import hand_to_worker
 
     for start in range(0, len(message_ids), size):
-        try:
-            send_messages.delay(list(message_ids[start : start + size]))
-        except Exception as exc:
-            log.warning("messages not handed to a worker (%s); the sweep will", exc)
+        batch = list(message_ids[start : start + size])
+        if not hand_to_worker(send_messages, batch, what=f"{len(batch)} messages"):
             return
 
 
@@ -465,13 +470,9 @@ def send_soon(message_id: int) -> bool:
     """Hand a message to a worker. If the broker is down the message stays queued and
     the sweep sends it later; the caller never fails for it."""
     from ispops.messaging.tasks import send_message
+    from ispops.tasks import hand_to_worker
 
-    try:
-        send_message.delay(message_id)
-    except Exception as exc:
-        log.warning("message %s not handed to a worker (%s); the sweep will", message_id, exc)
-        return False
-    return True
+    return hand_to_worker(send_message, message_id, what=f"message {message_id}")
 
 
 def deliver(message_id: int) -> str:
