@@ -26,7 +26,7 @@ from django_tenants.utils import tenant_context
 
 from bench.loadgen import send_schedule
 from bench.subscribers import HOST, ensure_bench_isp
-from bench.util import p95
+from bench.util import free_port, p95, percentile
 from network.models import RouterJob
 from network.services import add_router, run_jobs
 from payments import services
@@ -44,12 +44,6 @@ SENDERS = 12  # processes; each sends 1/12 of the rate, one request at a time
 NAIROBI = ZoneInfo("Africa/Nairobi")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _wait_port(port: int, proc: subprocess.Popen, what: str) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -60,11 +54,6 @@ def _wait_port(port: int, proc: subprocess.Popen, what: str) -> None:
                 return
         time.sleep(0.2)
     raise SystemExit(f"bench: {what} did not start")
-
-
-def _percentile(samples, fraction) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))]
 
 
 def _confirmation(receipt: str, account: str, amount: int) -> dict:
@@ -87,7 +76,7 @@ def _confirmation(receipt: str, account: str, amount: int) -> dict:
 
 def run():
     isp = ensure_bench_isp()
-    web_port = _free_port()
+    web_port = free_port()
     (ROOT / "var").mkdir(exist_ok=True)
     log = open(ROOT / "var" / "bench-payments.log", "w")  # noqa: SIM115 (closed below)
     env = {**os.environ}
@@ -158,8 +147,8 @@ def _throughput(host: str, port: int, path: str) -> None:
         flush=True,
     )
     print(
-        f"  latency p50 {_percentile(latencies, 0.5):6.1f} ms   p95 "
-        f"{_percentile(latencies, 0.95):6.1f} ms   p99 {_percentile(latencies, 0.99):6.1f} ms"
+        f"  latency p50 {percentile(latencies, 0.5):6.1f} ms   p95 "
+        f"{percentile(latencies, 0.95):6.1f} ms   p99 {percentile(latencies, 0.99):6.1f} ms"
         f"   max {max(latencies):6.1f} ms",
         flush=True,
     )
@@ -265,7 +254,7 @@ def _restoration(isp, host: str, port: int, path: str) -> None:
         waits = [(enabled_at[n] - sent_at[n]) * 1000 for n in enabled_at]
         print(
             f"confirmation -> secret enabled on the emulator: {len(waits)}/{len(accounts)} "
-            f"restored; p50 {_percentile(waits, 0.5):6.0f} ms   p95 {p95(waits):6.0f} ms   "
+            f"restored; p50 {percentile(waits, 0.5):6.0f} ms   p95 {p95(waits):6.0f} ms   "
             f"max {max(waits):6.0f} ms",
             flush=True,
         )

@@ -20,18 +20,13 @@ from django.utils import timezone
 from django_tenants.utils import tenant_context
 
 from bench.subscribers import ensure_bench_isp
+from bench.util import free_port
 from network import services
 from network.models import Router, RouterJob
 from subscribers.models import ServiceAccount
 
 COUNT = int(os.environ.get("BENCH_SECRETS", "10000"))
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _start_emulator(port: int) -> subprocess.Popen:
@@ -63,7 +58,7 @@ def _start_emulator(port: int) -> subprocess.Popen:
 
 def run():
     isp = ensure_bench_isp()
-    port = _free_port()
+    port = free_port()
     emulator = _start_emulator(port)
     try:
         with tenant_context(isp):

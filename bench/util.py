@@ -1,15 +1,26 @@
 """Timing helpers shared by the benchmarks."""
 
 import os
+import socket
 import statistics
 import time
 
 N = int(os.environ.get("BENCH_N", "200"))
 
 
+def percentile(samples, fraction: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))]
+
+
 def p95(samples_ms) -> float:
-    ordered = sorted(samples_ms)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))]
+    return percentile(samples_ms, 0.95)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def percentiles(samples_ms) -> str:

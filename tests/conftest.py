@@ -8,6 +8,7 @@ committed session data only.
 """
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -147,6 +148,46 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def wait_for(predicate, seconds: float = 20.0) -> bool:
+    """Poll `predicate` until it is true (True) or `seconds` pass (False)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def start_redis_server(port: int) -> subprocess.Popen:
+    """A private redis-server on `port` (keeping nothing on disk), once it answers."""
+    import redis
+
+    server = shutil.which("redis-server")
+    assert server, "redis-server is installed by scripts/services.sh"
+    proc = subprocess.Popen(
+        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+    )
+    probe = redis.Redis(port=port, socket_connect_timeout=0.2)
+
+    def pings() -> bool:
+        try:
+            return probe.ping()
+        except redis.ConnectionError:
+            return False
+
+    assert wait_for(pings, 10), "redis-server did not start"
+    return proc
+
+
+def stop_process(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
 
 
 def subprocess_database_url() -> str:

@@ -1,13 +1,8 @@
 """GET /healthz: db, redis and worker status on any host."""
 
-import shutil
-import subprocess
-import time
-
 import pytest
-import redis
 
-from tests.conftest import free_port
+from tests.conftest import free_port, start_redis_server, stop_process
 
 
 def _health(client, host="localhost"):
@@ -29,26 +24,13 @@ def test_healthz_answers_on_any_host(client, tenants, db, host):
 
 
 def test_healthz_reports_a_stopped_redis_as_down(client, tenants, db, settings):
-    server = shutil.which("redis-server")
-    assert server, "redis-server is installed by scripts/services.sh"
     port = free_port()
-    proc = subprocess.Popen(
-        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-    )
+    proc = start_redis_server(port)
     try:
         settings.REDIS_URL = f"redis://127.0.0.1:{port}/0"
-        probe = redis.Redis(port=port, socket_connect_timeout=0.2)
-        for _ in range(50):
-            try:
-                probe.ping()
-                break
-            except redis.ConnectionError:
-                time.sleep(0.1)
         assert _health(client)["redis"] == "ok"
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        stop_process(proc)
 
     report = _health(client)
     assert report["redis"] == "down"

@@ -1,7 +1,6 @@
 """The whole way: activation commits, a real Celery worker picks the router job up and
 the secret appears on the emulator, with no call from the test in between."""
 
-import time
 import uuid
 
 import pytest
@@ -12,18 +11,10 @@ from network.models import Router, RouterJob
 from network.services import add_router
 from subscribers import services as subscribers
 from subscribers.models import Customer, Plan
+from tests.conftest import wait_for
 from tests.network.conftest import EMULATOR_PASSWORD, EMULATOR_USER
 
 pytestmark = [pytest.mark.committed, pytest.mark.worker]
-
-
-def _wait_for(predicate, seconds=30):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.2)
-    return False
 
 
 def test_activation_reaches_the_router_through_a_real_worker(
@@ -57,19 +48,23 @@ def test_activation_reaches_the_router_through_a_real_worker(
         )
         try:
             subscribers.activate(account, actor="test")
-            appeared = _wait_for(
-                lambda: any(r.get("name") == f"w{tag}" for r in emulator.rows("/ppp/secret"))
+            appeared = wait_for(
+                lambda: any(r.get("name") == f"w{tag}" for r in emulator.rows("/ppp/secret")),
+                seconds=30,
             )
             assert appeared, "the worker did not provision the secret"
-            assert _wait_for(lambda: RouterJob.objects.get(service_account=account).state == "done")
+            assert wait_for(
+                lambda: RouterJob.objects.get(service_account=account).state == "done", seconds=30
+            )
             subscribers.change_status(account, "suspended", actor="test", reason="Unpaid")
-            assert _wait_for(
+            assert wait_for(
                 lambda: (
                     next(r for r in emulator.rows("/ppp/secret") if r.get("name") == f"w{tag}")[
                         "disabled"
                     ]
                     == "true"
-                )
+                ),
+                seconds=30,
             )
         finally:
             RouterJob.objects.filter(router=router).delete()

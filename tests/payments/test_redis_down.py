@@ -4,14 +4,12 @@ restores the subscriber on the router. Its own redis-server, worker and gunicorn
 session's Redis is never stopped."""
 
 import os
-import shutil
 import subprocess
 import sys
 import time
 from datetime import timedelta
 
 import pytest
-import redis
 from celery import Celery
 from django.db import connection
 from django.utils import timezone
@@ -21,37 +19,17 @@ from ispops.celery import app
 from payments.models import Payment
 from payments.tasks import sweep_payments
 from subscribers import services as subscribers
-from tests.conftest import ROOT, free_port, subprocess_database_url
-from tests.payments.world import PAYER, SHORTCODE, new_subscriber, secret_disabled, wait_for
+from tests.conftest import (
+    ROOT,
+    free_port,
+    start_redis_server,
+    stop_process,
+    subprocess_database_url,
+    wait_for,
+)
+from tests.payments.world import PAYER, SHORTCODE, new_subscriber, secret_disabled
 
 pytestmark = [pytest.mark.committed, pytest.mark.worker]
-
-
-def start_redis(port: int) -> subprocess.Popen:
-    server = shutil.which("redis-server")
-    assert server, "redis-server is installed by scripts/services.sh"
-    proc = subprocess.Popen(
-        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-    )
-    probe = redis.Redis(port=port, socket_connect_timeout=0.2)
-    assert wait_for(lambda: _pings(probe), 10), "redis-server did not start"
-    return proc
-
-
-def _pings(client) -> bool:
-    try:
-        return client.ping()
-    except redis.ConnectionError:
-        return False
-
-
-def stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
 
 
 def test_redis_down_during_a_confirmation_loses_nothing(
@@ -67,7 +45,7 @@ def test_redis_down_during_a_confirmation_loses_nothing(
         "ISPOPS_TEST_REDIS_DB": "0",
     }
     log = open(ROOT / "var" / "test-redis-down.log", "w")  # noqa: SIM115 (closed below)
-    procs = {"redis": start_redis(redis_port)}
+    procs = {"redis": start_redis_server(redis_port)}
     try:
         procs["worker"] = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "ispops", "worker", "--pool", "solo",
@@ -88,7 +66,7 @@ def test_redis_down_during_a_confirmation_loses_nothing(
             subscribers.change_status(account, "suspended", actor="test", reason="Expired")
             assert wait_for(lambda: secret_disabled(world, account.username) is True)
 
-            stop(procs.pop("redis"))
+            stop_process(procs.pop("redis"))
             registered = world.sim.registered_urls[SHORTCODE]
             world.sim.registered_urls[SHORTCODE] = {
                 **registered,
@@ -109,7 +87,7 @@ def test_redis_down_during_a_confirmation_loses_nothing(
             time.sleep(1)
             assert secret_disabled(world, account.username) is True
 
-            procs["redis"] = start_redis(redis_port)
+            procs["redis"] = start_redis_server(redis_port)
             # The sweep credits payments left for 30 s; age this one instead of waiting.
             Payment.objects.filter(pk=payment.pk).update(
                 received_at=timezone.now() - timedelta(minutes=1)
@@ -125,6 +103,6 @@ def test_redis_down_during_a_confirmation_loses_nothing(
             assert account.status == "active"
     finally:
         for proc in procs.values():
-            stop(proc)
+            stop_process(proc)
         log.close()
         connection.set_schema_to_public()

@@ -6,7 +6,6 @@ Crediting and restoring cross real processes (live server thread, Celery worker)
 these rows are committed; the ISP is used by the payments tests only, and every test
 makes its own subscribers."""
 
-import time
 import uuid
 from dataclasses import dataclass
 
@@ -19,7 +18,7 @@ from payments.simulator import DarajaSimulator
 from payments.simulator.server import SANDBOX_PASSKEY
 from subscribers import services as subscribers
 from subscribers.models import Plan
-from tests.conftest import Tenant, _make_tenant
+from tests.conftest import Tenant, _make_tenant, wait_for  # noqa: F401 (used by the tests)
 
 SHORTCODE = "174379"
 PAYER = "254712345678"
@@ -42,15 +41,6 @@ class PayWorld:
     @property
     def base_url(self) -> str:
         return f"http://{self.tenant.host}:{self.port}"
-
-
-def wait_for(predicate, seconds: float = 20.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def make_pay_world(django_db_blocker, live_server_url):
