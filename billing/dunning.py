@@ -20,8 +20,10 @@ from django.db import IntegrityError, transaction
 from django.db.models import Exists, F, OuterRef, Q, Sum
 from django.utils import timezone
 
+from billing import expiry
+from billing.ledger import dues, lock_customer
 from billing.models import BillingSettings, DunningAction, DunningHold, Invoice
-from billing.services import day_start
+from billing.services import day_start, moment_for
 from ispops import audit
 
 log = logging.getLogger(__name__)
@@ -69,18 +71,20 @@ def _exempt(day: date):
     return active_holds(day).filter(kind=DunningHold.Kind.EXEMPT)
 
 
-def _held_customers(day: date, customer_ids) -> set[int]:
+def held_customers(day: date, customer_ids) -> set[int]:
     return set(
         active_holds(day).filter(customer_id__in=customer_ids).values_list("customer_id", flat=True)
     )
 
 
-def add_hold(customer, kind: str, until: date | None, note: str = "", *, actor) -> DunningHold:
+def add_hold(
+    customer, kind: str, until: date | None, note: str = "", *, actor, today: date | None = None
+) -> DunningHold:
     """Stop suspensions for a customer: an exemption (VIP; `until` optional) or a promise
     to pay by `until`. Reminders still go to a customer who promised to pay."""
     if kind not in DunningHold.Kind.values:
         raise DunningError(f"unknown kind of hold {kind!r}")
-    today = timezone.localdate()
+    today = today or timezone.localdate()
     if kind == DunningHold.Kind.PROMISE and until is None:
         raise DunningError("a promise to pay needs the date the customer will pay by")
     if until is not None and until < today:
@@ -131,22 +135,26 @@ class _Reminder:
 
 
 def _open_with_balance():
-    return Invoice.objects.filter(status=Invoice.Status.OPEN, total__gt=F("amount_paid"))
+    return Invoice.objects.unpaid()
 
 
 def _not_exempt(queryset, day: date, customer_field: str = "customer_id"):
     return queryset.filter(~Exists(_exempt(day).filter(customer_id=OuterRef(customer_field))))
 
 
-def run_dunning(day: date, *, actor) -> DunningReport:
-    """Take the dunning steps due on `day`: reminders, soft and hard suspensions. Safe to
-    run again the same day (nothing is done twice) and to run twice at once."""
+def run_dunning(day: date, *, actor, at=None) -> DunningReport:
+    """Take the dunning steps due on `day`, acting as of `at` (default: `moment_for`,
+    which refuses a day to come): reminders (those a missed day left unsent too), then
+    soft and hard suspensions. Safe to run again the same day (nothing is done twice)
+    and to run twice at once, or beside a billing run."""
+    at = at or moment_for(day, timezone.now())
     cfg = BillingSettings.load()
     report = DunningReport(day=day)
-    _send_reminders(_postpaid_reminders(day, cfg) + _prepaid_reminders(day, cfg), day, report)
-    _soft_postpaid(day, cfg, report, actor)
-    _soft_prepaid(day, cfg, report, actor)
-    _harden(day, cfg, report, actor)
+    reminders = _postpaid_reminders(day, cfg) + _missed_reminders(day, cfg)
+    _send_reminders(reminders + _prepaid_reminders(day, cfg), day, report)
+    _soft_postpaid(day, cfg, report, actor, at)
+    _soft_prepaid(day, cfg, report, actor, at)
+    _harden(day, cfg, report, actor, at)
     return report
 
 
@@ -179,6 +187,45 @@ def _postpaid_reminders(day: date, cfg: BillingSettings) -> list[_Reminder]:
                     account=invoice.service_account_id,
                 )
             )
+    return found
+
+
+def _sends_reminders(cfg: BillingSettings) -> bool:
+    return bool(cfg.reminder_days_before or cfg.reminder_days_after)
+
+
+def _missed_reminders(day: date, cfg: BillingSettings) -> list[_Reminder]:
+    """Overdue invoices that never had a reminder (dunning did not run on the days one
+    was due): the latest reminder they should have had, so nobody is suspended unwarned."""
+    if not _sends_reminders(cfg):
+        return []
+    reminded = DunningAction.objects.filter(invoice_id=OuterRef("pk"), step=Step.REMINDER)
+    invoices = _not_exempt(
+        _open_with_balance().filter(due_on__lt=day).filter(~Exists(reminded)), day
+    ).select_related("customer")
+    found = []
+    for invoice in invoices.order_by("id"):
+        late = (day - invoice.due_on).days
+        passed = [d for d in cfg.reminder_days_after if d <= late]
+        if late in cfg.reminder_days_after:
+            continue  # today's own reminder is on its way (_postpaid_reminders)
+        key = f"inv{invoice.pk}:after:{max(passed)}" if passed else f"inv{invoice.pk}:overdue"
+        found.append(
+            _Reminder(
+                customer=invoice.customer,
+                key=key,
+                template="payment_reminder_after",
+                context={
+                    "invoice": {"number": invoice.number},
+                    "amount": invoice.outstanding,
+                    "due_on": invoice.due_on,
+                    "paybill": cfg.paybill,
+                },
+                related=f"invoice:{invoice.pk}",
+                invoice=invoice,
+                account=invoice.service_account_id,
+            )
+        )
     return found
 
 
@@ -307,21 +354,15 @@ def _claim(customer_id, step: str, key: str, day: date, *, account=None, invoice
 
 
 def _lock_customer(customer_id):
-    """The lock a payment takes (billing.services.record_entry): a payment and a
-    suspension of one customer are serialised, so a suspension never follows a payment
-    it did not see."""
+    """The lock a payment takes first (billing.ledger): a payment and a suspension of
+    one customer are serialised, so a suspension never follows a payment it did not see."""
+    return lock_customer(customer_id)
+
+
+def _owed(customer_id, day: date) -> Decimal:
     from subscribers.models import Customer
 
-    return Customer.objects.select_for_update().get(pk=customer_id)
-
-
-def _owed(customer_id) -> Decimal:
-    row = (
-        _open_with_balance()
-        .filter(customer_id=customer_id)
-        .aggregate(s=Sum(F("total") - F("amount_paid")))
-    )
-    return row["s"] or Decimal("0.00")
+    return dues(Customer(pk=customer_id), day).owed
 
 
 def _grace_cutoff(day: date, cfg: BillingSettings) -> date:
@@ -330,7 +371,7 @@ def _grace_cutoff(day: date, cfg: BillingSettings) -> date:
     return day - timedelta(days=max(cfg.grace_days, 1))
 
 
-def _soft_postpaid(day: date, cfg: BillingSettings, report: DunningReport, actor) -> None:
+def _soft_postpaid(day: date, cfg: BillingSettings, report: DunningReport, actor, at) -> None:
     from subscribers.models import Billing, ServiceAccount
 
     # Driven from the overdue invoices (few) on their own, then their accounts by key:
@@ -350,28 +391,30 @@ def _soft_postpaid(day: date, cfg: BillingSettings, report: DunningReport, actor
             by_account[account_id].append(invoice_id)
         else:
             by_customer[customer_id].append(invoice_id)
-    live = ServiceAccount.objects.filter(
-        status=ServiceAccount.Status.ACTIVE, plan__billing=Billing.POSTPAID
-    ).values_list("id", "customer_id")
+    live = ServiceAccount.objects.filter(status=ServiceAccount.Status.ACTIVE).values_list(
+        "id", "customer_id"
+    )
+    if by_customer:  # an invoice of no account suspends the customer's postpaid accounts
+        live_loose = live.filter(plan__billing=Billing.POSTPAID)
     targets: dict[int, list[int]] = {}  # account -> invoices, oldest first
     owners: dict[int, int] = {}
     for account_id, customer_id in live.filter(pk__in=list(by_account)) if by_account else ():
         targets[account_id] = by_account[account_id]
         owners[account_id] = customer_id
     if by_customer:
-        for account_id, customer_id in live.filter(customer_id__in=list(by_customer)):
+        for account_id, customer_id in live_loose.filter(customer_id__in=list(by_customer)):
             targets[account_id] = sorted(
                 set(targets.get(account_id, ())) | set(by_customer[customer_id])
             )
             owners[account_id] = customer_id
-    held = _held_customers(day, set(owners.values()))
+    held = held_customers(day, set(owners.values()))
     for account_id in sorted(targets):
         if owners[account_id] in held:
             report.held += 1
             continue
         try:
             if _suspend_for_invoices(
-                account_id, owners[account_id], targets[account_id], day, cfg, actor
+                account_id, owners[account_id], targets[account_id], day, cfg, actor, at
             ):
                 report.soft += 1
         except Exception as exc:
@@ -379,7 +422,7 @@ def _soft_postpaid(day: date, cfg: BillingSettings, report: DunningReport, actor
             report.errors.append(f"account {account_id}: {exc}"[:300])
 
 
-def _suspend_for_invoices(account_id, customer_id, invoice_ids, day, cfg, actor) -> bool:
+def _suspend_for_invoices(account_id, customer_id, invoice_ids, day, cfg, actor, at) -> bool:
     from ispops.messaging import services as messaging
     from subscribers import services as subscribers
     from subscribers.models import ServiceAccount
@@ -389,10 +432,20 @@ def _suspend_for_invoices(account_id, customer_id, invoice_ids, day, cfg, actor)
         account = ServiceAccount.objects.select_for_update().get(pk=account_id)
         if account.status != ServiceAccount.Status.ACTIVE:
             return False
-        # Still unpaid now that no payment can slip in: the oldest first.
+        # Still unpaid now that no payment can slip in: the oldest first. Once per
+        # stretch of service (a customer restored and unpaid again is suspended again),
+        # and only after a reminder on an earlier day.
         still_open = _open_with_balance().filter(pk__in=invoice_ids).order_by("due_on", "id")
+        stretch = expiry.episode(account.pk)
+        reminded = set(
+            DunningAction.objects.filter(
+                invoice_id__in=invoice_ids, step=Step.REMINDER, on_date__lt=day
+            ).values_list("invoice_id", flat=True)
+        )
         for invoice in still_open:
-            key = f"acct{account.pk}:soft:inv{invoice.pk}"
+            if _sends_reminders(cfg) and invoice.pk not in reminded:
+                continue
+            key = f"acct{account.pk}:soft:inv{invoice.pk}:e{stretch}"
             reason = f"Unpaid invoice {invoice.number}"
             if _claim(
                 customer.pk,
@@ -407,80 +460,31 @@ def _suspend_for_invoices(account_id, customer_id, invoice_ids, day, cfg, actor)
         else:
             return False
         subscribers.change_status(
-            account, "suspended", actor=actor, reason=reason, suspension="soft"
+            account, "suspended", actor=actor, reason=reason, suspension="soft", at=at
         )
         messaging.notify(
             customer,
             "suspended_soft",
-            {"amount": _owed(customer.pk), "paybill": cfg.paybill},
+            {"amount": _owed(customer.pk, day), "paybill": cfg.paybill},
             related=f"account:{account.pk}",
         )
     return True
 
 
-def _soft_prepaid(day: date, cfg: BillingSettings, report: DunningReport, actor) -> None:
-    from subscribers.models import Billing, ServiceAccount
-
-    # Expired for more than grace_days days: the expiry's day + grace is before `day`.
-    cutoff = day_start(day - timedelta(days=cfg.grace_days))
-    rows = list(
-        ServiceAccount.objects.filter(
-            status=ServiceAccount.Status.ACTIVE,
-            plan__billing=Billing.PREPAID,
-            expires_at__lt=cutoff,
-        )
-        .order_by("id")
-        .values_list("id", "customer_id")
+def _soft_prepaid(day: date, cfg: BillingSettings, report: DunningReport, actor, at) -> None:
+    """The daily backstop of the frequent expiry task (billing.expiry)."""
+    held = held_customers(
+        day, set(expiry.expired_accounts(at, cfg).values_list("customer_id", flat=True))
     )
-    held = _held_customers(day, {customer_id for _, customer_id in rows})
-    for account_id, customer_id in rows:
-        if customer_id in held:
-            report.held += 1
-            continue
-        try:
-            if _suspend_expired(account_id, customer_id, cutoff, day, cfg, actor):
-                report.soft += 1
-        except Exception as exc:
-            log.exception("dunning %s: soft suspension of account %s failed", day, account_id)
-            report.errors.append(f"account {account_id}: {exc}"[:300])
+    done = expiry.enforce_expiry(at, actor=actor, held_customers=held)
+    report.soft += done.suspended
+    report.held += done.held
+    report.errors += done.errors
 
 
-def _suspend_expired(account_id, customer_id, cutoff, day, cfg, actor) -> bool:
-    from ispops.messaging import services as messaging
-    from subscribers import services as subscribers
-    from subscribers.models import ServiceAccount
-
-    with transaction.atomic():
-        customer = _lock_customer(customer_id)
-        account = (
-            ServiceAccount.objects.select_for_update().select_related("plan").get(pk=account_id)
-        )
-        if (
-            account.status != ServiceAccount.Status.ACTIVE
-            or account.expires_at is None
-            or account.expires_at >= cutoff
-        ):
-            return False
-        ended = timezone.localtime(account.expires_at).date()
-        reason = f"Prepaid period ended on {ended:%d %b %Y}"
-        key = f"acct{account.pk}:soft:exp{ended.isoformat()}"
-        if not _claim(customer.pk, Step.SOFT_SUSPEND, key, day, account=account, detail=reason):
-            return False
-        subscribers.change_status(
-            account, "suspended", actor=actor, reason=reason, suspension="soft"
-        )
-        messaging.notify(
-            customer,
-            "suspended_soft",
-            {"amount": account.plan.price, "paybill": cfg.paybill},
-            related=f"account:{account.pk}",
-        )
-    return True
-
-
-def _soft_suspended_due(day: date, cfg: BillingSettings, until: date):
-    """Soft-suspended accounts whose customer still owes (postpaid: an open invoice
-    past due; prepaid: the paid period is over) and whose hard suspension falls on or
+def _soft_suspended_due(day: date, cfg: BillingSettings, until: date, at=None):
+    """Soft-suspended accounts whose customer still owes (an open invoice past due; for
+    prepaid, also the paid period over at `at`) and whose hard suspension falls on or
     before `until`."""
     from subscribers.models import Billing, ServiceAccount
 
@@ -492,38 +496,40 @@ def _soft_suspended_due(day: date, cfg: BillingSettings, until: date):
         )
         .annotate(has_overdue=Exists(overdue))
         .filter(
-            Q(plan__billing=Billing.POSTPAID, has_overdue=True)
+            Q(has_overdue=True)
             | Q(
-                Q(expires_at__isnull=True) | Q(expires_at__lt=day_start(day)),
+                Q(expires_at__isnull=True) | Q(expires_at__lt=at or day_start(day)),
                 plan__billing=Billing.PREPAID,
             )
         )
     )
 
 
-def _harden(day: date, cfg: BillingSettings, report: DunningReport, actor) -> None:
-    rows = list(_soft_suspended_due(day, cfg, day).order_by("id").values_list("id", "customer_id"))
-    held = _held_customers(day, {customer_id for _, customer_id in rows})
+def _harden(day: date, cfg: BillingSettings, report: DunningReport, actor, at) -> None:
+    rows = list(
+        _soft_suspended_due(day, cfg, day, at).order_by("id").values_list("id", "customer_id")
+    )
+    held = held_customers(day, {customer_id for _, customer_id in rows})
     for account_id, customer_id in rows:
         if customer_id in held:
             report.held += 1
             continue
         try:
-            if _harden_one(account_id, customer_id, day, cfg, actor):
+            if _harden_one(account_id, customer_id, day, cfg, actor, at):
                 report.hard += 1
         except Exception as exc:
             log.exception("dunning %s: hard suspension of account %s failed", day, account_id)
             report.errors.append(f"account {account_id}: {exc}"[:300])
 
 
-def _harden_one(account_id, customer_id, day, cfg, actor) -> bool:
+def _harden_one(account_id, customer_id, day, cfg, actor, at) -> bool:
     from ispops.messaging import services as messaging
     from subscribers import services as subscribers
 
     with transaction.atomic():
         customer = _lock_customer(customer_id)
         account = (
-            _soft_suspended_due(day, cfg, day)
+            _soft_suspended_due(day, cfg, day, at)
             .select_for_update(of=("self",))
             .select_related("plan")
             .filter(pk=account_id)
@@ -531,13 +537,16 @@ def _harden_one(account_id, customer_id, day, cfg, actor) -> bool:
         )
         if account is None:
             return False  # restored or settled meanwhile
-        since = timezone.localtime(account.suspended_at).date()
+        since = timezone.localtime(account.suspended_at)
         reason = f"unpaid since the soft suspension of {since:%d %b %Y}"
-        key = f"acct{account.pk}:hard:{since.isoformat()}"
+        # Once per soft suspension: a later one (after a restore) may harden again.
+        key = f"acct{account.pk}:hard:{since:%Y%m%dT%H%M%S.%f}"
         if not _claim(customer.pk, Step.HARD_SUSPEND, key, day, account=account, detail=reason):
             return False
         subscribers.harden_suspension(account, actor=actor, reason=reason)
-        amount = account.plan.price if account.plan.billing == "prepaid" else _owed(customer.pk)
+        amount = _owed(customer.pk, day)
+        if account.plan.billing == "prepaid":
+            amount = max(amount, account.plan.price)
         messaging.notify(
             customer,
             "suspended_hard",
@@ -617,7 +626,7 @@ def dunning_queue(day: date, *, customers=None, days: int = QUEUE_DAYS) -> list[
         expires_at__lt=latest_expiry,
     ).order_by("expires_at", "id"):
         ended = timezone.localtime(account.expires_at).date()
-        verb = "ended" if account.expires_at <= timezone.now() else "ends"
+        verb = "ended" if account.expires_at <= day_start(day) else "ends"
         rows.append(
             {
                 "customer": account.customer,

@@ -1,6 +1,8 @@
-"""Billing: the customer ledger (the only source of a balance), invoices and their lines,
-charged periods (each chargeable once), billing runs, the ISP's billing and dunning
-settings, dunning holds and the dunning log."""
+"""Billing: the customer ledger (the only source of a balance), invoices and credit notes
+with their lines, each service account's timeline (what it was, on which plan, from which
+day) and the waivers that voids leave on it, plan price history, charged periods (each
+opened once), prepaid terms bought, billing runs, the ISP's billing and dunning settings,
+dunning holds and the dunning log."""
 
 from decimal import Decimal
 
@@ -42,6 +44,10 @@ class BillingSettings(models.Model):
         CREDIT = "credit", "Hold as credit until the full price is paid"
         PRORATE = "prorate", "Extend the expiry in proportion"
 
+    class Upgrade(models.TextChoices):
+        PRORATE = "prorate", "Charge the difference for the rest of the paid period"
+        RENEWAL = "renewal", "Refuse until the paid period ends"
+
     # Identity on invoices and receipts.
     legal_name = models.CharField(max_length=150, blank=True)
     address = models.TextField(blank=True)
@@ -64,6 +70,9 @@ class BillingSettings(models.Model):
     prepaid_partial = models.CharField(
         max_length=8, choices=Partial.choices, default=Partial.CREDIT
     )
+    prepaid_upgrade = models.CharField(
+        max_length=8, choices=Upgrade.choices, default=Upgrade.PRORATE
+    )
     invoice_prefix = models.CharField(max_length=10, default="INV")
     # Gapless: taken under a row lock in the transaction that creates the invoice.
     next_invoice_number = models.PositiveIntegerField(default=1)
@@ -77,6 +86,10 @@ class BillingSettings(models.Model):
         models.PositiveSmallIntegerField(), default=default_reminders_after, blank=True
     )
     grace_days = models.PositiveSmallIntegerField(default=3)
+    grace_hours = models.PositiveSmallIntegerField(
+        default=1,
+        help_text="Grace after an hourly or daily prepaid plan expires, in hours.",
+    )
     hard_suspend_after_days = models.PositiveSmallIntegerField(
         default=14,
         help_text="Days after the soft suspension (walled garden) before the "
@@ -95,13 +108,39 @@ class BillingSettings(models.Model):
         return obj
 
 
+class InvoiceQuerySet(models.QuerySet):
+    def invoices(self):
+        return self.filter(kind=Invoice.Kind.INVOICE)
+
+    def unpaid(self):
+        """Invoices with something still to pay (credit notes are never open)."""
+        return self.filter(kind=Invoice.Kind.INVOICE, status=Invoice.Status.OPEN)
+
+
 class Invoice(models.Model):
+    """An invoice (a charge) or a credit note (kind CREDIT_NOTE: negative lines and
+    totals, linked by `credits` to the invoice it credits). What a customer still owes on
+    an invoice is its total less what payments and credit notes settled of it."""
+
+    class Kind(models.TextChoices):
+        INVOICE = "invoice", "Invoice"
+        CREDIT_NOTE = "credit_note", "Credit note"
+
     class Status(models.TextChoices):
         OPEN = "open", "Open"
         PAID = "paid", "Paid"
         VOID = "void", "Void"
 
     number = models.CharField(max_length=30, unique=True)
+    kind = models.CharField(max_length=12, choices=Kind.choices, default=Kind.INVOICE)
+    credits = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="credit_notes",
+        help_text="The invoice this credit note credits.",
+    )
     customer = models.ForeignKey(
         "subscribers.Customer", on_delete=models.PROTECT, related_name="invoices"
     )
@@ -120,7 +159,10 @@ class Invoice(models.Model):
     subtotal = models.DecimalField(max_digits=12, decimal_places=2)
     vat = models.DecimalField(max_digits=12, decimal_places=2)
     total = models.DecimalField(max_digits=12, decimal_places=2)
+    # What payments (amount_paid) and credit notes (amount_credited) settled of it.
     amount_paid = models.DecimalField(max_digits=12, decimal_places=2, default=0)
+    amount_credited = models.DecimalField(max_digits=12, decimal_places=2, default=0)
+    reason = models.CharField(max_length=255, blank=True)
     vat_rate = models.DecimalField(max_digits=5, decimal_places=2)
     vat_inclusive = models.BooleanField()
     billing_run = models.ForeignKey(
@@ -129,6 +171,8 @@ class Invoice(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     voided_at = models.DateTimeField(null=True, blank=True)
     void_reason = models.CharField(max_length=255, blank=True)
+
+    objects = InvoiceQuerySet.as_manager()
 
     class Meta:
         ordering = ["-issued_on", "-id"]
@@ -139,16 +183,33 @@ class Invoice(models.Model):
         ]
         constraints = [
             models.CheckConstraint(condition=Q(amount_paid__gte=0), name="invoice_paid_not_neg"),
+            models.CheckConstraint(
+                condition=Q(amount_credited__gte=0), name="invoice_credited_not_neg"
+            ),
+            # Settled never beyond the total: what would go past it is customer credit.
+            models.CheckConstraint(
+                condition=Q(kind="credit_note")
+                | Q(total__gte=models.F("amount_paid") + models.F("amount_credited")),
+                name="invoice_settled_within_total",
+            ),
+            models.CheckConstraint(
+                condition=Q(kind="invoice") | Q(credits__isnull=False, total__lte=0),
+                name="credit_note_credits_an_invoice",
+            ),
         ]
 
     def __str__(self):
         return self.number
 
     @property
+    def is_credit_note(self) -> bool:
+        return self.kind == self.Kind.CREDIT_NOTE
+
+    @property
     def outstanding(self) -> Decimal:
-        if self.status == self.Status.VOID:
+        if self.kind == self.Kind.CREDIT_NOTE:
             return Decimal("0.00")
-        return self.total - self.amount_paid
+        return self.total - self.amount_paid - self.amount_credited
 
 
 class InvoiceLine(models.Model):
@@ -159,6 +220,10 @@ class InvoiceLine(models.Model):
         PRORATION = "proration", "Proration"
         CREDIT = "credit", "Credit for unused days"
         OTHER = "other", "Other"
+
+    # What a line is for, so the engine can compare what a period should cost with what
+    # was charged for it, line by line: "plan:<id>", "addon:<id>", "discount:<id>",
+    # "prepaid:<term id>"; blank for lines outside the engine (one-off charges).
 
     invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="lines")
     kind = models.CharField(max_length=10, choices=Kind.choices)
@@ -173,24 +238,39 @@ class InvoiceLine(models.Model):
     )
     period_start = models.DateField(null=True, blank=True)
     period_end = models.DateField(null=True, blank=True)
+    key = models.CharField(max_length=40, blank=True)
+    # The start of the billing period this line belongs to (the engine's period id); the
+    # line's own period_start/period_end are the days it covers.
+    billing_period = models.DateField(null=True, blank=True)
 
     class Meta:
         ordering = ["id"]
+        indexes = [
+            # The engine reads an account's lines for the periods it recomputes.
+            models.Index(
+                fields=["service_account", "billing_period"],
+                name="line_account_period",
+                condition=Q(billing_period__isnull=False),
+            ),
+        ]
 
     def __str__(self):
         return self.description
 
 
 class ChargedPeriod(models.Model):
-    """A service account's billing period that has been charged. The unique constraint is
-    what makes re-runs and concurrent runs bill each period once."""
+    """A service account's billing period that has been opened (charged, or found to cost
+    nothing). The unique constraint is what makes re-runs and concurrent runs bill each
+    period once; events recompute opened periods and post the difference."""
 
     service_account = models.ForeignKey(
         "subscribers.ServiceAccount", on_delete=models.PROTECT, related_name="charged_periods"
     )
     period_start = models.DateField()
     period_end = models.DateField()
-    invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="periods")
+    invoice = models.ForeignKey(
+        Invoice, null=True, blank=True, on_delete=models.PROTECT, related_name="periods"
+    )
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -203,6 +283,109 @@ class ChargedPeriod(models.Model):
 
     def __str__(self):
         return f"{self.service_account_id} {self.period_start}..{self.period_end}"
+
+
+class TimelineEntry(models.Model):
+    """From `starts_on` on (until the account's next entry), the service account is in
+    `status` on `plan` at that plan's prices, billed `mode`, in periods of `cycle`;
+    `billable` says whether those days are charged (active; suspended under a "keep
+    charging" policy). Appended on every status or plan change, never edited: the
+    engine (billing.timeline) reads what a period should cost from these rows. Several
+    entries on one day: the last one is the day's state."""
+
+    service_account = models.ForeignKey(
+        "subscribers.ServiceAccount", on_delete=models.CASCADE, related_name="timeline"
+    )
+    starts_on = models.DateField()
+    at = models.DateTimeField()
+    status = models.CharField(max_length=12)
+    plan = models.ForeignKey("subscribers.Plan", on_delete=models.PROTECT, related_name="+")
+    mode = models.CharField(max_length=8)
+    cycle = models.CharField(max_length=8)
+    billable = models.BooleanField()
+    reason = models.CharField(max_length=255, blank=True)
+
+    class Meta:
+        ordering = ["service_account", "starts_on", "id"]
+        indexes = [models.Index(fields=["service_account", "starts_on"], name="timeline_account")]
+
+    def __str__(self):
+        return f"{self.service_account_id} {self.starts_on} {self.status} {self.plan_id}"
+
+
+class Waiver(models.Model):
+    """Days [starts_on, ends_on) of a service account that cost nothing whatever the
+    timeline says: what voiding an invoice leaves behind, so no run bills them again."""
+
+    service_account = models.ForeignKey(
+        "subscribers.ServiceAccount", on_delete=models.CASCADE, related_name="waivers"
+    )
+    starts_on = models.DateField()
+    ends_on = models.DateField()
+    invoice = models.ForeignKey("Invoice", on_delete=models.PROTECT, related_name="waivers")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["service_account", "starts_on"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(ends_on__gt=models.F("starts_on")), name="waiver_not_empty"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.service_account_id} {self.starts_on}..{self.ends_on}"
+
+
+class PlanPrice(models.Model):
+    """A plan's list price from `effective_on` on. A period is priced at the price in
+    force on its first day (or on the day a plan change began within it), so a new price
+    reaches each account at its next period and never rewrites one already charged."""
+
+    plan = models.ForeignKey("subscribers.Plan", on_delete=models.CASCADE, related_name="prices")
+    price = models.DecimalField(max_digits=12, decimal_places=2)
+    effective_on = models.DateField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["plan", "effective_on"]
+        constraints = [
+            models.UniqueConstraint(fields=["plan", "effective_on"], name="plan_price_once_a_day"),
+        ]
+
+    def __str__(self):
+        return f"{self.plan_id} {self.price} from {self.effective_on}"
+
+
+class PrepaidTerm(models.Model):
+    """A prepaid period bought: [starts_at, ends_at) of `plan` at `price`, on its own
+    invoice, paid by `bought_by` (the payment whose money bought it, when one did).
+    `anchor_day` keeps monthly renewals on the day the chain began (31 Jan -> 28 Feb ->
+    31 Mar). A cancelled term (its payment reversed, its invoice voided) gave its time
+    back."""
+
+    service_account = models.ForeignKey(
+        "subscribers.ServiceAccount", on_delete=models.CASCADE, related_name="prepaid_terms"
+    )
+    plan = models.ForeignKey("subscribers.Plan", on_delete=models.PROTECT, related_name="+")
+    price = models.DecimalField(max_digits=12, decimal_places=2)
+    starts_at = models.DateTimeField()
+    ends_at = models.DateTimeField()
+    anchor_day = models.PositiveSmallIntegerField()
+    invoice = models.ForeignKey(
+        Invoice, null=True, blank=True, on_delete=models.PROTECT, related_name="prepaid_terms"
+    )
+    bought_by = models.ForeignKey(
+        "LedgerEntry", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    cancelled_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["service_account", "starts_at", "id"]
+
+    def __str__(self):
+        return f"{self.service_account_id} {self.starts_at}..{self.ends_at}"
 
 
 class LedgerEntry(models.Model):

@@ -87,3 +87,8 @@ def split_vat(amount: Decimal, rate: Decimal, inclusive: bool) -> tuple[Decimal,
         return amount - vat, vat, amount
     vat = (amount * rate / 100).quantize(CENT, rounding=ROUND_HALF_UP)
     return amount, vat, amount + vat
+
+
+def last_day(end: date) -> date:
+    """The last day of a half-open range [start, end)."""
+    return end - timedelta(days=1)

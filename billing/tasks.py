@@ -75,7 +75,8 @@ def daily_billing() -> int:
 
     from billing import services
 
-    return services.run_billing(timezone.localdate(), actor="daily billing run").pk
+    now = timezone.now()
+    return services.run_billing(timezone.localdate(now), actor="daily billing run", at=now).pk
 
 
 @shared_task
@@ -85,4 +86,24 @@ def daily_dunning() -> str:
 
     from billing import dunning
 
-    return str(dunning.run_dunning(timezone.localdate(), actor="daily dunning run"))
+    now = timezone.now()
+    report = dunning.run_dunning(timezone.localdate(now), actor="daily dunning run", at=now)
+    return report.summary()
+
+
+@shared_task
+def enforce_expiry() -> str:
+    """Beat's every-minute check (per ISP): suspend prepaid accounts whose paid time
+    and grace are over, holds respected."""
+    from django.utils import timezone
+
+    from billing import dunning, expiry
+    from billing.models import BillingSettings
+
+    now = timezone.now()
+    expired = expiry.expired_accounts(now, BillingSettings.load())
+    held = dunning.held_customers(
+        timezone.localdate(now), set(expired.values_list("customer_id", flat=True))
+    )
+    report = expiry.enforce_expiry(now, actor="prepaid expiry", held_customers=held)
+    return f"{report.suspended} suspended, {report.held} held, {len(report.errors)} errors"

@@ -239,7 +239,7 @@ def invoice_void(request, pk):
     except services.BillingError as exc:
         messages.error(request, str(exc).capitalize() + ".")
     else:
-        credited = f": credit note {note.reference}" if note else ""
+        credited = f": credit note {note.number}" if note else ""
         messages.success(request, f"Invoice {invoice.number} is void{credited}.")
     return redirect("billing:invoice", pk)
 

@@ -280,6 +280,12 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": crontab(hour=8, minute=0),
         "args": ["billing.tasks.daily_dunning"],
     },
+    # Prepaid expiry within minutes of the moment, not at the next daily run.
+    "enforce-prepaid-expiry": {
+        "task": "ispops.tasks.fan_out",
+        "schedule": 60.0,
+        "args": ["billing.tasks.enforce_expiry"],
+    },
     "check-drift": {
         "task": "ispops.tasks.fan_out",
         "schedule": crontab(minute=23, hour="*/6"),

@@ -700,6 +700,8 @@ def _write(preview: ImportPreview, actor) -> None:
                 site_id=router.site_id,
                 status=row.status,
                 activated_at=now,
+                # A prepaid account in service always has an expiry (billing.prepaid).
+                expires_at=now if plans[row.plan_name.lower()].billing == "prepaid" else None,
                 suspended_at=now if row.status == ServiceAccount.Status.SUSPENDED else None,
                 created_at=now,
             )

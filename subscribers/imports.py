@@ -46,6 +46,7 @@ SUBSCRIBER_REQUIRED = [
     "status",
 ]
 SUBSCRIBER_OPTIONAL = ["expires"]
+LIVE = ("active", "suspended")
 IMPORT_STATUSES = {"active", "suspended", "lead"}
 BATCH = 2000
 Progress = Callable[[int, int], None]
@@ -334,8 +335,11 @@ def _write_subscribers(rows: list[_Row], actor, progress: Progress | None) -> No
                 password=r.password,
                 router=r.router,
                 status=r.status,
-                expires_at=r.expires_at,
-                activated_at=now if r.status in ("active", "suspended") else None,
+                # A prepaid row in service without an expiry expires at the import
+                # (README, "Prepaid"): never free service for want of a date.
+                expires_at=r.expires_at
+                or (now if r.plan.billing == "prepaid" and r.status in LIVE else None),
+                activated_at=now if r.status in LIVE else None,
                 suspended_at=now if r.status == "suspended" else None,
                 created_at=now,
             )

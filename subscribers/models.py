@@ -82,6 +82,11 @@ class Plan(models.Model):
         ordering = ["price", "name"]
         constraints = [
             models.CheckConstraint(condition=Q(price__gte=0), name="plan_price_not_negative"),
+            # An hourly plan is bought, not billed: a postpaid one would be invoiced its
+            # hourly price once a period (billing.timeline refuses it).
+            models.CheckConstraint(
+                condition=~Q(cycle="hourly", billing="postpaid"), name="plan_hourly_is_prepaid"
+            ),
         ]
 
     def __str__(self):

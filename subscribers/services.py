@@ -35,6 +35,7 @@ from subscribers.models import (
 
 Status = ServiceAccount.Status
 Stage = Installation.Stage
+LIVE = (Status.ACTIVE, Status.SUSPENDED)
 
 
 class SubscriberError(ValueError):
@@ -254,28 +255,36 @@ def allowed_moves(status: str) -> list[str]:
 
 
 def change_status(
-    account: ServiceAccount, to: str, *, actor, reason: str, suspension: str = "hard"
+    account: ServiceAccount,
+    to: str,
+    *,
+    actor,
+    reason: str,
+    suspension: str = "hard",
+    at: datetime | None = None,
 ) -> ServiceAccount:
-    """Move a service account to `to`, or raise IllegalTransition and change nothing.
+    """Move a service account to `to` at `at` (default now), or raise IllegalTransition
+    and change nothing.
 
-    The row is locked first, so two staff (or a payment and a dunning run) changing the
-    same account are serialised and the second sees the first's result. A suspension is
-    hard (login disabled) unless `suspension="soft"` (walled garden, login kept).
-    """
+    The customer row, then the account row are locked first (the order every money
+    transaction takes, billing.ledger), so two staff, a payment and a dunning run
+    changing the same account are serialised and the second sees the first's result. A
+    suspension is hard (login disabled) unless `suspension="soft"` (walled garden)."""
     if to not in Status.values:
         raise IllegalTransition(f"unknown status {to!r}")
     reason = (reason or "").strip()
     if not reason:
         raise SubscriberError("say why the status changes")
+    at = at or timezone.now()
     user, label = audit.describe_actor(actor)
     with transaction.atomic(), audit.acting_as(actor):
+        Customer.objects.select_for_update().filter(pk=account.customer_id).first()
         locked = ServiceAccount.objects.select_for_update().get(pk=account.pk)
         current = locked.status
         if to not in TRANSITIONS[current]:
             raise IllegalTransition(
                 f"cannot move {locked} from {Status(current).label} to {Status(to).label}"
             )
-        now = timezone.now()
         locked.status = to
         locked.suspension = suspension if to == Status.SUSPENDED else ""
         fields = ["status", "suspension"]
@@ -285,21 +294,21 @@ def change_status(
             Status.TERMINATED: "terminated_at",
         }.get(to)
         if stamp and not (to == Status.ACTIVE and current == Status.SUSPENDED):
-            setattr(locked, stamp, now)
+            setattr(locked, stamp, at)
             fields.append(stamp)
         locked.save(update_fields=fields)
         StatusChange.objects.create(
             service_account=locked,
             from_status=current,
             to_status=to,
-            at=now,
+            at=at,
             actor=user,
             actor_label=label,
             reason=reason[:255],
         )
-        # Billing acts in this transaction (prorations, prepaid expiry); the router
-        # through a job that commits with it.
-        billing_services.on_status_change(locked, current, to, actor=actor)
+        # Billing acts in this transaction (the timeline, prorations, prepaid expiry);
+        # the router through a job that commits with it.
+        billing_services.on_status_change(locked, current, to, actor=actor, at=at)
         if (current, to) in _ROUTER_ACTIONS:
             _tell_router(locked, actor=actor, action=_ROUTER_ACTIONS[(current, to)])
         refresh_customer(locked.customer)
@@ -435,8 +444,10 @@ def create_service_account(
             router=router,
             site=site or customer.site,
             status=status,
-            expires_at=expires_at,
-            activated_at=timezone.now() if status == Status.ACTIVE else None,
+            # A prepaid account in service always has an expiry (billing.prepaid).
+            expires_at=expires_at
+            or (timezone.now() if status in LIVE and plan.billing == "prepaid" else None),
+            activated_at=timezone.now() if status in LIVE else None,
         )
         StatusChange.objects.create(
             service_account=account,
@@ -450,37 +461,76 @@ def create_service_account(
     return account
 
 
-def change_plan(account: ServiceAccount, plan: Plan, *, actor) -> ServiceAccount:
-    """Record a plan change. Billing prorates it (billing issue); the router profile
-    follows through a router job when the account is live."""
+def change_plan(
+    account: ServiceAccount, plan: Plan, *, actor, at: datetime | None = None
+) -> ServiceAccount:
+    """Change the plan from `at` (default now). Billing recomputes what the change is
+    worth (or refuses it: a prepaid upgrade where the ISP waits for renewal); the
+    router profile follows through a router job when the account is live."""
     if plan.pk == account.plan_id:
         return account
-    with transaction.atomic(), audit.acting_as(actor):
-        old_plan = account.plan
-        account.plan = plan
-        account.service = plan.service
-        account.save(update_fields=["plan", "service"])
-        billing_services.on_plan_change(account, old_plan, plan, timezone.localdate(), actor=actor)
-        if account.status in (Status.ACTIVE, Status.SUSPENDED):
-            _tell_router(account, actor=actor)
+    at = at or timezone.now()
+    try:
+        with transaction.atomic(), audit.acting_as(actor):
+            Customer.objects.select_for_update().filter(pk=account.customer_id).first()
+            locked = (
+                ServiceAccount.objects.select_for_update().select_related("plan").get(pk=account.pk)
+            )
+            old_plan = locked.plan
+            locked.plan = plan
+            locked.service = plan.service
+            locked.save(update_fields=["plan", "service"])
+            billing_services.on_plan_change(locked, old_plan, plan, actor=actor, at=at)
+            if locked.status in (Status.ACTIVE, Status.SUSPENDED):
+                _tell_router(locked, actor=actor)
+    except billing_services.BillingError as exc:
+        raise SubscriberError(str(exc)) from None
+    account.refresh_from_db()
     return account
 
 
-def add_addon(account: ServiceAccount, *, actor, **fields) -> AddOn:
+def _terms_changed(account: ServiceAccount, since, *, actor, at, reason: str) -> None:
+    Customer.objects.select_for_update().filter(pk=account.customer_id).first()
+    ServiceAccount.objects.select_for_update().filter(pk=account.pk).first()
+    billing_services.on_terms_change(account, since, actor=actor, at=at, reason=reason)
+
+
+def add_addon(account: ServiceAccount, *, actor, at: datetime | None = None, **fields) -> AddOn:
+    """An add-on, charged by day from its start to its end (billing.timeline)."""
+    at = at or timezone.now()
     with transaction.atomic(), audit.acting_as(actor):
-        return AddOn.objects.create(service_account=account, **fields)
+        addon = AddOn.objects.create(service_account=account, **fields)
+        _terms_changed(account, addon.starts_on, actor=actor, at=at, reason=f"Add-on {addon.name}")
+    return addon
 
 
-def add_discount(account: ServiceAccount, *, actor, **fields) -> Discount:
+def add_discount(
+    account: ServiceAccount, *, actor, at: datetime | None = None, **fields
+) -> Discount:
+    """A discount, taken off by day from its start to its end (billing.timeline)."""
+    at = at or timezone.now()
     with transaction.atomic(), audit.acting_as(actor):
-        return Discount.objects.create(service_account=account, **fields)
+        discount = Discount.objects.create(service_account=account, **fields)
+        _terms_changed(
+            account, discount.starts_on, actor=actor, at=at, reason=f"Discount {discount.reason}"
+        )
+    return discount
 
 
-def end_addon(addon: AddOn, *, actor, on=None) -> AddOn:
-    on = on or timezone.localdate()
+def end_addon(addon: AddOn, *, actor, on=None, at: datetime | None = None) -> AddOn:
+    """The add-on's last day is `on` (default the day of `at`)."""
+    at = at or timezone.now()
+    on = on or timezone.localdate(at)
     with transaction.atomic(), audit.acting_as(actor):
         addon.ends_on = max(on, addon.starts_on)
         addon.save(update_fields=["ends_on"])
+        _terms_changed(
+            addon.service_account,
+            addon.ends_on,
+            actor=actor,
+            at=at,
+            reason=f"Add-on {addon.name} ended",
+        )
     return addon
 
 

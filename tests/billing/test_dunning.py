@@ -242,6 +242,7 @@ def test_a_promise_to_pay_holds_until_its_date_then_suspension_happens(alpha, in
 
 def test_an_ended_hold_no_longer_holds(alpha, in_alpha):
     customer, _, _ = postpaid_customer()
+    run_on(DUE + timedelta(days=1))  # the reminder a suspension needs before it
     with at(SOFT_DAY):
         hold = dunning.add_hold(customer, "exempt", None, "", actor=alpha.owner)
     assert run_on(SOFT_DAY).held == 1
@@ -296,6 +297,7 @@ def test_an_invoice_of_no_account_suspends_every_active_postpaid_account(in_alph
             vat_rate=Decimal("16.00"),
             vat_inclusive=True,
         )
+    run_on(DUE + timedelta(days=1))  # the reminder a suspension needs before it
     assert run_on(SOFT_DAY).soft == 2
     assert status_of(first) == status_of(second) == ("suspended", "soft")
 
@@ -322,7 +324,7 @@ def test_prepaid_expiry_reminders_then_soft_after_grace_then_hard(in_alpha):
     assert suspended == [date(2026, 3, 14)]
     assert status_of(account) == ("suspended", "soft")
     change = account.status_changes.filter(to_status="suspended").get()
-    assert change.reason == "Prepaid period ended on 10 Mar 2026"
+    assert change.reason == "Prepaid period ended 10 Mar 2026 12:00"
     assert run_on(date(2026, 3, 27)).hard == 0
     assert run_on(date(2026, 3, 28)).hard == 1
     assert status_of(account) == ("suspended", "hard")
@@ -360,6 +362,7 @@ def test_the_queue_says_who_is_next_why_and_when(alpha, in_alpha):
     assert rows[0]["amount"] == Decimal("2500.00")
     assert rows[0]["hold"] is None and rows[1]["hold"].kind == "promise"
     # Once soft-suspended, the hard step is what comes next.
+    run_on(DUE + timedelta(days=1))
     run_on(SOFT_DAY)
     with at(date(2026, 3, 20)):
         rows = dunning.dunning_queue(date(2026, 3, 20))

@@ -6,7 +6,7 @@ from datetime import date
 from django.core.management.base import CommandError
 from django.utils import timezone
 
-from billing.services import run_billing
+from billing.services import BillingError, moment_for, run_billing
 from ispops.tenancy.commands import TenantCommand
 
 
@@ -33,7 +33,11 @@ class Command(TenantCommand):
             def progress(done, total):
                 self.stderr.write(f"billed {done}/{total} accounts")
 
-        run = run_billing(day, actor="run_billing command", progress=progress)
+        try:
+            at = moment_for(day, timezone.now())
+        except BillingError as exc:
+            raise CommandError(str(exc)) from None
+        run = run_billing(day, actor="run_billing command", at=at, progress=progress)
         self.stdout.write(
             f"billing run {day}: {run.total_accounts} accounts, {run.invoice_count} invoices, "
             f"KES {run.amount}, {len(run.errors)} errors"

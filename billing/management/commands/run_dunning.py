@@ -5,6 +5,7 @@ from django.core.management.base import CommandError
 from django.utils import timezone
 
 from billing.dunning import run_dunning
+from billing.services import BillingError, moment_for
 from ispops.tenancy.commands import TenantCommand
 
 
@@ -18,8 +19,13 @@ class Command(TenantCommand):
         parser.add_argument("--date", help="the day to run for, YYYY-MM-DD (default: today)")
 
     def handle_tenant(self, isp, *args, **opts):
-        day = parse_day(opts["date"]) if opts["date"] else timezone.localdate()
-        report = run_dunning(day, actor="run_dunning command")
+        now = timezone.now()
+        day = parse_day(opts["date"]) if opts["date"] else timezone.localdate(now)
+        try:
+            at = moment_for(day, now)
+        except BillingError as exc:
+            raise CommandError(str(exc)) from None
+        report = run_dunning(day, actor="run_dunning command", at=at)
         self.stdout.write(report.summary())
 
 
