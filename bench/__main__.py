@@ -12,7 +12,7 @@ import django
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ispops.settings")
 django.setup()
 
-from bench import billing, foundation, payments, routeros, subscribers  # noqa: E402
+from bench import billing, expiry, foundation, payments, routeros, subscribers  # noqa: E402
 
 SUITES = {
     "foundation": foundation.run,
@@ -20,6 +20,7 @@ SUITES = {
     "routeros": routeros.run,
     "billing": billing.run,
     "payments": payments.run,
+    "expiry": expiry.run,
 }
 
 

@@ -14,9 +14,12 @@ ends matching the database, and a second apply writes nothing. Every write is re
 back; a router that did not apply it raises NotApplied.
 """
 
+import time
 from dataclasses import dataclass, field
 
 from django.conf import settings
+from librouteros.exceptions import TrapError
+from librouteros.query import Key
 
 from subscribers.models import Plan, ServiceAccount, ServiceType
 from subscribers.services import format_speed
@@ -29,8 +32,23 @@ HS_USER, HS_PROFILE, HS_ACTIVE = (
     ("/ip/hotspot/active"),
 )
 QUEUE, ADDRESS_LIST = "/queue/simple", "/ip/firewall/address-list"
-# Many accounts at once: read whole menus; a few: ask for each by name.
+# Many accounts at once: read the whole table once, unless it has more than
+# BULK_READ_RATIO rows per account (then a job would cost reads that grow with the
+# table); otherwise ask the router for each item by name (the query runs on the
+# router). One read saves a round trip per account, which is what a far router costs.
 BULK_READ_FROM = 40
+BULK_READ_RATIO = 20
+# How long a connection trusts a plan profile it has checked (see ensure_profiles).
+PROFILE_TRUSTED_SECONDS = 60.0
+# The fields read back from each menu: what desired_fields compares, and the `.id`.
+ITEM_PROPS = {
+    PPP_SECRET: (".id", "name", "password", "service", "profile", "comment", "disabled",
+                 "remote-address"),
+    HS_USER: (".id", "name", "password", "profile", "comment", "disabled"),
+    QUEUE: (".id", "name", "target", "max-limit", "comment", "disabled"),
+}  # fmt: skip
+PROFILE_PROPS = (".id", "name", "rate-limit", "comment")
+LIST_PROPS = (".id", "address", "comment")
 
 
 class NotApplied(Exception):
@@ -170,38 +188,71 @@ class Outcome:
 
 
 class RouterSession:
-    """One connection's view of a router: cached menu reads and the writes made."""
+    """One connection's view of a router: targeted reads, the writes made, and `cache`,
+    what this connection already knows (kept by a pooled connection between batches)."""
 
-    def __init__(self, api):
+    def __init__(self, api, cache=None):
         self.api = api
         self.writes = 0
+        self.cache = cache if cache is not None else {}
 
     def path(self, menu):
         return self.api.path(*menu.strip("/").split("/"))
 
-    def rows(self, menu, **where) -> list[dict]:
-        from librouteros.query import Key
-
+    def rows(self, menu, props=(), **where) -> list[dict]:
+        """Rows of `menu` (only `props` if given) whose fields equal `where`: the query
+        runs on the router, so only matching rows cross the wire."""
         path = self.path(menu)
-        if not where:
+        if not where and not props:
             return list(path)
         conditions = [Key(k) == v for k, v in where.items()]
-        return list(path.select().where(*conditions))
+        query = path.select(*[Key(p) for p in props])
+        return list(query.where(*conditions) if conditions else query)
 
-    def by_name(self, menu, names, key="name") -> dict[str, dict]:
+    def count(self, menu, **where) -> int:
+        words = [f"?={k}={v}" for k, v in where.items()]
+        reply = list(self.api.rawCmd(f"{menu}/print", "=count-only=", *words))
+        return int(reply[0].get("ret", 0)) if reply else 0
+
+    def read_whole(self, menu, wanted: int, **where) -> bool:
+        """Whether one read of the whole table (or the part `where` selects) beats one
+        query per item: only for many items out of a table not much bigger than them."""
+        if wanted < BULK_READ_FROM:
+            return False
+        return self.count(menu, **where) <= wanted * BULK_READ_RATIO
+
+    def by_name(self, menu, names, key="name", props=()) -> dict[str, dict]:
         names = list(dict.fromkeys(n for n in names if n))
-        if len(names) >= BULK_READ_FROM:
+        if not names:
+            return {}
+        if self.read_whole(menu, len(names)):
             wanted = set(names)
-            return {str(r.get(key)): r for r in self.rows(menu) if str(r.get(key)) in wanted}
+            return {
+                str(r.get(key)): r
+                for r in self.rows(menu, props=props)
+                if str(r.get(key)) in wanted
+            }
         found = {}
         for name in names:
-            for row in self.rows(menu, **{key: name}):
+            for row in self.rows(menu, props=props, **{key: name}):
                 found[str(row.get(key))] = row
         return found
 
     def add(self, menu, **fields) -> str:
         self.writes += 1
         return self.path(menu).add(**fields)
+
+    def add_unless_present(self, menu, **fields) -> bool:
+        """Add an item whose unique key may already be there (an address-list entry):
+        the router's own uniqueness check decides, so nothing is read first. False when
+        it was there."""
+        try:
+            self.add(menu, **fields)
+        except TrapError as exc:
+            if "already have such" in str(exc.message):
+                return False
+            raise
+        return True
 
     def update(self, menu, item_id, **fields):
         self.writes += 1
@@ -216,17 +267,26 @@ class RouterSession:
 # --- profiles -------------------------------------------------------------------------
 
 
-def ensure_profiles(session: RouterSession, plans) -> list[str]:
-    """Each plan's PPP or hotspot profile exists with the plan's speeds."""
+def ensure_profiles(session: RouterSession, plans, *, recheck: bool = False) -> list[str]:
+    """Each plan's PPP or hotspot profile exists with the plan's speeds. A profile this
+    connection checked in the last PROFILE_TRUSTED_SECONDS is not read again (a burst of
+    suspensions would otherwise read it once per job), unless `recheck`; the plan's
+    speeds are part of what was checked, so a changed plan is always looked at."""
     done = []
+    checked = session.cache.setdefault("profiles", {})
+    now = time.monotonic()
     by_menu: dict[str, list[Plan]] = {}
     for plan in plans:
-        if plan.service == ServiceType.PPPOE:
-            by_menu.setdefault(PPP_PROFILE, []).append(plan)
-        elif plan.service == ServiceType.HOTSPOT:
-            by_menu.setdefault(HS_PROFILE, []).append(plan)
+        menu = {ServiceType.PPPOE: PPP_PROFILE, ServiceType.HOTSPOT: HS_PROFILE}.get(plan.service)
+        if menu is None:
+            continue
+        seen = checked.get((menu, plan.name))
+        fresh = seen and seen[0] == rate_limit(plan) and now - seen[1] < PROFILE_TRUSTED_SECONDS
+        if recheck or not fresh:
+            by_menu.setdefault(menu, []).append(plan)
     for menu, menu_plans in by_menu.items():
-        existing = session.by_name(menu, [p.name for p in menu_plans])
+        existing = session.by_name(menu, [p.name for p in menu_plans], props=PROFILE_PROPS)
+        written = False
         for plan in menu_plans:
             wanted = {"name": plan.name, "rate-limit": rate_limit(plan)}
             if menu == PPP_PROFILE:
@@ -235,58 +295,84 @@ def ensure_profiles(session: RouterSession, plans) -> list[str]:
             if row is None:
                 session.add(menu, **wanted)
                 done.append(f"profile {plan.name} created")
+                written = True
             else:
                 changed = differences(row, wanted)
                 if changed:
                     session.update(menu, row[".id"], **changed)
                     done.append(f"profile {plan.name} updated")
-        # Read back: the speeds are what subscribers pay for.
-        after = session.by_name(menu, [p.name for p in menu_plans])
+                    written = True
+        # Read back what was written: the speeds are what subscribers pay for.
+        after = (
+            session.by_name(menu, [p.name for p in menu_plans], props=PROFILE_PROPS)
+            if written
+            else existing
+        )
         for plan in menu_plans:
             row = after.get(plan.name)
             if row is None or str(row.get("rate-limit", "")) != rate_limit(plan):
                 raise NotApplied(f"profile {plan.name} does not carry {rate_limit(plan)}")
+            checked[(menu, plan.name)] = (rate_limit(plan), time.monotonic())
     return done
 
 
 # --- accounts -------------------------------------------------------------------------
 
 
-def apply_accounts(session: RouterSession, accounts, router_id: int) -> dict[int, Outcome]:
-    """Make router `router_id`'s items match these accounts' desired state; read back."""
+def apply_accounts(
+    session: RouterSession, accounts, router_id: int, *, recheck_profiles: bool = False
+) -> dict[int, Outcome]:
+    """Make router `router_id`'s items match these accounts' desired state; read back
+    what was written."""
     accounts = list(accounts)
     outcomes = {a.pk: Outcome(a.pk) for a in accounts}
-    ensure_profiles(session, {a.plan for a in accounts if should_exist(a, router_id)})
+    ensure_profiles(
+        session,
+        {a.plan for a in accounts if should_exist(a, router_id)},
+        recheck=recheck_profiles,
+    )
     by_menu: dict[str, list] = {}
     for account in accounts:
         by_menu.setdefault(menu_for(account), []).append(account)
+    old_comments: dict[int, str] = {}
     for menu, menu_accounts in by_menu.items():
-        current = session.by_name(menu, [key_for(a) for a in menu_accounts])
+        props = ITEM_PROPS[menu]
+        current = session.by_name(menu, [key_for(a) for a in menu_accounts], props=props)
+        written = []
         for account in menu_accounts:
             row = current.get(key_for(account))
-            _apply_one(session, menu, account, row, outcomes[account.pk], router_id)
-        after = session.by_name(menu, [key_for(a) for a in menu_accounts])
-        for account in menu_accounts:
+            if _apply_one(session, menu, account, row, outcomes[account.pk], router_id):
+                written.append(account)
+            comment = str((row or {}).get("comment", ""))
+            if owner_of(comment) == account.pk and comment != comment_for(account):
+                old_comments[account.pk] = comment
+        # Only what was written is read back: the rest was just read.
+        after = session.by_name(menu, [key_for(a) for a in written], props=props)
+        for account in written:
             _verify(account, after.get(key_for(account)), router_id)
-    _apply_sessions_and_lists(session, accounts, outcomes, router_id)
+    _apply_sessions_and_lists(session, accounts, outcomes, router_id, old_comments)
     return outcomes
 
 
-def _apply_one(session, menu, account, row, outcome, router_id):
+def _apply_one(session, menu, account, row, outcome, router_id) -> bool:
+    """Write what differs; True if something was written."""
     if should_exist(account, router_id):
         wanted = desired_fields(account)
         if row is None:
             session.add(menu, **wanted)
             outcome.changes.append("created")
-        else:
-            changed = differences(row, wanted)
-            if changed:
-                session.update(menu, row[".id"], **changed)
-                outcome.changes.append("updated " + ", ".join(sorted(changed)))
+            return True
+        changed = differences(row, wanted)
+        if changed:
+            session.update(menu, row[".id"], **changed)
+            outcome.changes.append("updated " + ", ".join(sorted(changed)))
+            return True
     elif row is not None and owner_of(row.get("comment")) == account.pk:
         # Only an item we made is removed; a same-named item of someone else is drift.
         session.remove(menu, row[".id"])
         outcome.changes.append("removed")
+        return True
+    return False
 
 
 def _verify(account, row, router_id):
@@ -300,53 +386,65 @@ def _verify(account, row, router_id):
         raise NotApplied(f"{key_for(account)} is still on the router after removing it")
 
 
-def _apply_sessions_and_lists(session, accounts, outcomes, router_id):
-    """Suspended: session dropped and address listed; otherwise: address not listed."""
+def _apply_sessions_and_lists(session, accounts, outcomes, router_id, old_comments):
+    """Suspended: address listed, then the session dropped; otherwise: address not listed.
+
+    Many accounts out of a short list: the list is read once. Otherwise each account's
+    entries are asked for by its comment (what we wrote), so a job costs the same however
+    many subscribers are suspended."""
     listname = settings.SUSPENDED_ADDRESS_LIST
-    listed = {}
-    for row in session.rows(ADDRESS_LIST, list=listname):
-        owner = owner_of(row.get("comment"))
-        if owner is not None:
-            listed.setdefault(owner, []).append(row)
     suspended = [a for a in accounts if a.status == Status.SUSPENDED and should_exist(a, router_id)]
-    live_ppp = {
-        str(r.get("name")): r
-        for r in (
-            session.rows(PPP_ACTIVE)
-            if len(suspended) >= BULK_READ_FROM
-            else [
-                row
-                for a in suspended
-                if a.service == ServiceType.PPPOE
-                for row in session.rows(PPP_ACTIVE, name=a.username)
-            ]
-        )
-    }
-    live_hs = {
-        str(r.get("user")): r
-        for a in suspended
-        if a.service == ServiceType.HOTSPOT
-        for r in session.rows(HS_ACTIVE, user=a.username)
-    }
+    suspended_ids = {a.pk for a in suspended}
+    listed = None
+    if session.read_whole(ADDRESS_LIST, len(accounts), list=listname):
+        listed = {}
+        for row in session.rows(ADDRESS_LIST, props=LIST_PROPS, list=listname):
+            owner = owner_of(row.get("comment"))
+            if owner is not None:
+                listed.setdefault(owner, []).append(row)
+    live_ppp = session.by_name(
+        PPP_ACTIVE,
+        [a.username for a in suspended if a.service == ServiceType.PPPOE],
+        props=(".id", "name", "address"),
+    )
+    live_hs = session.by_name(
+        HS_ACTIVE,
+        [a.username for a in suspended if a.service == ServiceType.HOTSPOT],
+        key="user",
+        props=(".id", "user", "address"),
+    )
     for account in accounts:
         outcome = outcomes[account.pk]
-        entries = listed.get(account.pk, [])
-        if account in suspended:
-            live = (
-                live_ppp.get(account.username)
-                if account.service == ServiceType.PPPOE
-                else live_hs.get(account.username)
+        if account.pk in suspended_ids:
+            live = (live_ppp if account.service == ServiceType.PPPOE else live_hs).get(
+                account.username
             )
-            address = account.static_ip or (live or {}).get("address")
+            address = str(account.static_ip or (live or {}).get("address") or "")
+            # Listed before the session drops, so a reconnection is already walled in.
+            entries = (listed or {}).get(account.pk, [])
+            known = any(str(e.get("address")) == address for e in entries)
+            if address and not known:
+                fields = {"list": listname, "address": address, "comment": comment_for(account)}
+                if session.add_unless_present(ADDRESS_LIST, **fields):
+                    outcome.changes.append(f"{address} listed as suspended")
             if live is not None:
                 menu = PPP_ACTIVE if account.service == ServiceType.PPPOE else HS_ACTIVE
                 session.remove(menu, live[".id"])
                 outcome.changes.append("session dropped")
-            if address and not any(str(e.get("address")) == str(address) for e in entries):
-                session.add(
-                    ADDRESS_LIST, list=listname, address=str(address), comment=comment_for(account)
-                )
-                outcome.changes.append(f"{address} listed as suspended")
-        elif entries:
+            continue
+        if listed is not None:
+            entries = listed.get(account.pk, [])
+        else:
+            entries = _entries_of(session, account, listname, old_comments.get(account.pk))
+        if entries:
             session.remove(ADDRESS_LIST, *[e[".id"] for e in entries])
             outcome.changes.append("removed from the suspended list")
+
+
+def _entries_of(session, account, listname, old_comment=None) -> list[dict]:
+    """The account's entries in the suspended list, found by the comment we wrote (and
+    the one written before the customer's account number changed, if it did)."""
+    rows = []
+    for comment in dict.fromkeys(c for c in (comment_for(account), old_comment) if c):
+        rows += session.rows(ADDRESS_LIST, props=(".id",), list=listname, comment=comment)
+    return rows

@@ -1,16 +1,29 @@
-"""Talking to a MikroTik over its API with librouteros: one connection per unit of work,
-and failures turned into three plain kinds staff can act on.
+"""Talking to a MikroTik over its API with librouteros, and failures turned into three
+plain kinds staff can act on.
 
 - RouterUnreachable: refused, timed out, dropped (retry later; the job waits);
 - RouterLoginFailed: the router refused our API username or password (fix the record);
 - RouterRefused: the router rejected a command (its own message is kept).
+
+`connect()` opens a connection for one unit of work and closes it. `pooled()` keeps it
+open afterwards for the next unit of work on the same router with the same credentials
+(router jobs: a connection and login per job batch cost more than the job itself). Every
+socket has TCP_NODELAY set: each API command is one small write answered by a small
+reply, the pattern Nagle's algorithm and a delayed ACK turn into a ~40 ms stall.
 """
 
+import hashlib
+import os
+import select
+import socket
 import ssl
+import threading
+import time
 from contextlib import contextmanager, suppress
 
 import librouteros
 from django.conf import settings
+from django.db import connection
 from librouteros.exceptions import (
     ConnectionClosed,
     FatalError,
@@ -36,27 +49,34 @@ class RouterRefused(RouterError):
     pass
 
 
-def _tls_wrapper():
-    # MikroTik api-ssl runs on a self-signed certificate almost everywhere.
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    return context.wrap_socket
+def _socket_wrapper(use_tls: bool):
+    """librouteros hands the connected socket to this before logging in: the one place to
+    set socket options on it."""
+    if use_tls:
+        # MikroTik api-ssl runs on a self-signed certificate almost everywhere.
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+
+    def wrap(sock):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return context.wrap_socket(sock) if use_tls else sock
+
+    return wrap
 
 
-@contextmanager
-def connect(router, timeout: float | None = None):
-    """An open librouteros Api for `router` (a network.models.Router), closed afterwards."""
+def _open(router, timeout: float | None = None):
+    """A logged-in librouteros Api for `router` (a network.models.Router)."""
     timeout = timeout or settings.ROUTER_API_TIMEOUT
     where = f"{router.host}:{router.port}"
     try:
-        api = librouteros.connect(
+        return librouteros.connect(
             router.host,
             router.username,
             router.password or "",
             port=router.port,
             timeout=timeout,
-            ssl_wrapper=_tls_wrapper() if router.use_tls else None,
+            ssl_wrapper=_socket_wrapper(router.use_tls),
         )
     except TrapError as exc:
         if "invalid user name or password" in str(exc.message) or "cannot log in" in str(
@@ -82,18 +102,170 @@ def connect(router, timeout: float | None = None):
         raise RouterUnreachable(
             f"{router.name} ({where}) cannot be reached: {exc.strerror or exc}"
         ) from None
+
+
+@contextmanager
+def _translated(router):
+    """librouteros and socket errors raised while using a connection, as RouterErrors."""
+    where = f"{router.host}:{router.port}"
     try:
-        yield api
+        yield
     except (TrapError, MultiTrapError) as exc:
         raise RouterRefused(f"{router.name}: {exc}") from None
     except (ConnectionClosed, FatalError, TimeoutError, OSError) as exc:
         raise RouterUnreachable(f"{router.name} ({where}) dropped the connection: {exc}") from None
     except LibRouterosError as exc:
         raise RouterUnreachable(f"{router.name} ({where}): {exc}") from None
+
+
+def _close(api) -> None:
+    # Closing a broken socket must not mask the error being raised.
+    with suppress(Exception):
+        api.close()
+
+
+@contextmanager
+def connect(router, timeout: float | None = None):
+    """An open librouteros Api for `router` (a network.models.Router), closed afterwards."""
+    api = _open(router, timeout)
+    try:
+        with _translated(router):
+            yield api
     finally:
-        # Closing a broken socket must not mask the error being raised.
-        with suppress(Exception):
-            api.close()
+        _close(api)
+
+
+# --- the connection pool ----------------------------------------------------------------
+
+# A connection idle longer than this is closed rather than reused: firewalls and NAT on
+# the way to a router forget quiet connections, and a dead one costs a full timeout.
+POOL_MAX_IDLE = 300.0
+# Idle connections kept per router and in all (a worker process uses one at a time).
+POOL_PER_ROUTER = 2
+POOL_MAX = 64
+
+
+class Link:
+    """A pooled connection: the Api, and what this connection has already learnt about
+    the router (`cache`, e.g. the plan profiles checked), which lives as long as it."""
+
+    def __init__(self, api):
+        self.api = api
+        self.cache: dict = {}
+        self.reused = False
+        self.idle_since = time.monotonic()
+
+    @property
+    def sock(self):
+        return self.api.protocol.transport.sock
+
+    def alive(self) -> bool:
+        """True unless the router closed it or it sat idle too long. A closed socket reads
+        as ready (EOF); so does a `!fatal` the router sent while we were away: either way
+        the connection is not in a state to send a command on."""
+        if time.monotonic() - self.idle_since > POOL_MAX_IDLE:
+            return False
+        try:
+            sock = self.sock
+            if isinstance(sock, ssl.SSLSocket) and sock.pending():
+                return False
+            ready, _, _ = select.select([sock], [], [], 0)
+        except (OSError, ValueError):
+            return False
+        return not ready
+
+
+class _Pool:
+    """Per process: idle Links by router (schema, id, where and credentials)."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.idle: dict[tuple, list[Link]] = {}
+        self.pid = os.getpid()
+
+    def take(self, key) -> Link | None:
+        with self.lock:
+            self._check_pid()
+            links = self.idle.get(key) or []
+            while links:
+                link = links.pop()
+                if link.alive():
+                    return link
+                _close(link.api)
+        return None
+
+    def give(self, key, link: Link) -> None:
+        link.idle_since = time.monotonic()
+        with self.lock:
+            self._check_pid()
+            links = self.idle.setdefault(key, [])
+            if len(links) < POOL_PER_ROUTER and self._count() < POOL_MAX:
+                links.append(link)
+                return
+        _close(link.api)
+
+    def close_all(self) -> int:
+        with self.lock:
+            links = [link for links in self.idle.values() for link in links]
+            self.idle.clear()
+        for link in links:
+            _close(link.api)
+        return len(links)
+
+    def _count(self) -> int:
+        return sum(len(links) for links in self.idle.values())
+
+    def _check_pid(self):
+        # A forked child must not talk over its parent's sockets: forget (not close) them.
+        if self.pid != os.getpid():
+            self.idle, self.pid = {}, os.getpid()
+
+
+_pool = _Pool()
+
+
+def _pool_key(router) -> tuple:
+    # Router ids are per ISP schema; the credentials are part of the key so that a changed
+    # password or address opens a new connection (the digest keeps them out of memory dumps).
+    secret = hashlib.sha256(
+        f"{router.host}\0{router.port}\0{router.username}\0{router.password}\0"
+        f"{router.use_tls}".encode()
+    ).hexdigest()
+    return (connection.schema_name, router.pk, secret)
+
+
+@contextmanager
+def pooled(router, timeout: float | None = None):
+    """A Link to `router`: a live pooled connection if there is one, else a new one. It
+    goes back to the pool afterwards unless something failed on it (then it is closed,
+    since a connection cut mid-reply cannot be trusted). `link.reused` says whether it had
+    served before: a command failing on a reused connection may only mean the router
+    dropped it while idle, so the caller can try once more on a fresh one."""
+    key = _pool_key(router)
+    link = _pool.take(key)
+    if link is not None:
+        link.reused = True
+    else:
+        link = Link(_open(router, timeout))
+    healthy = False
+    try:
+        with _translated(router):
+            yield link
+        healthy = True
+    except RouterRefused:
+        # A trap is a whole reply: the connection is still in step.
+        healthy = True
+        raise
+    finally:
+        if healthy:
+            _pool.give(key, link)
+        else:
+            _close(link.api)
+
+
+def close_pool() -> int:
+    """Close every pooled connection (a worker process shutting down); returns how many."""
+    return _pool.close_all()
 
 
 def identify(api) -> dict:

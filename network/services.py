@@ -1,23 +1,26 @@
 """Network operations other apps call: router records, router jobs (queue, run, retry,
-sweep), drift checks and syncing a router with the database."""
+sweep; they live in network.jobs), drift checks and syncing a router with the database."""
 
 import logging
 import re
 import time
-import zlib
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import timedelta
 from decimal import Decimal
 
-from django.db import connection, transaction
-from django.db.models import F
+from django.db import transaction
 from django.utils import timezone
 from librouteros.query import Key
 
 from ispops import audit
-from network import provisioning, routeros
+from network import jobs, provisioning, routeros
 from network.models import DriftItem, Router, RouterJob
+
+log = logging.getLogger(__name__)
+
+# Router jobs live in network.jobs; other apps (and staff pages) reach them from here.
+queue_account, queue_plan, retry_job = jobs.queue_account, jobs.queue_plan, jobs.retry_job
+run_jobs, send_router_jobs, sweep_jobs = jobs.run_jobs, jobs.send_router_jobs, jobs.sweep_jobs
+backoff, STUCK_AFTER = jobs.backoff, jobs.STUCK_AFTER
 
 _HOST_RE = re.compile(r"^[A-Za-z0-9.-]{1,253}$|^\[?[0-9a-fA-F:]+\]?$")
 
@@ -115,245 +118,6 @@ def update_router(
             fields.append("password")
         router.save(update_fields=fields)
     return router
-
-
-# --- jobs -----------------------------------------------------------------------------
-
-MAX_REFUSED_ATTEMPTS = 8
-STUCK_AFTER = timedelta(minutes=10)
-log = logging.getLogger(__name__)
-
-
-def backoff(attempts: int) -> timedelta:
-    """15 s, 30 s, 1 min, ... capped at 30 min: an unreachable router is retried for ever."""
-    return timedelta(seconds=min(15 * 2 ** max(attempts - 1, 0), 1800))
-
-
-def queue_account(
-    account, *, actor, action=RouterJob.Action.PROVISION, router_id=None
-) -> RouterJob | None:
-    """Ask a router (the account's, unless named) to match the account, in the caller's
-    transaction; the job is sent to a worker once that transaction commits."""
-    router_id = router_id or account.router_id
-    if router_id is None:
-        return None
-    _, label = audit.describe_actor(actor)
-    job = RouterJob.objects.create(
-        router_id=router_id, service_account=account, action=action, created_by=label
-    )
-    transaction.on_commit(lambda: send_router_jobs(router_id))
-    return job
-
-
-def queue_plan(plan, *, actor) -> int:
-    """A plan's speeds changed: update its profile on every router that serves it."""
-    from subscribers.models import ServiceAccount
-
-    _, label = audit.describe_actor(actor)
-    router_ids = set(
-        ServiceAccount.objects.filter(plan=plan, router__isnull=False)
-        .exclude(status=ServiceAccount.Status.TERMINATED)
-        .values_list("router_id", flat=True)
-    )
-    for router_id in router_ids:
-        RouterJob.objects.create(
-            router_id=router_id, plan=plan, action=RouterJob.Action.SYNC_PLAN, created_by=label
-        )
-        transaction.on_commit(lambda r=router_id: send_router_jobs(r))
-    return len(router_ids)
-
-
-def send_router_jobs(router_id: int) -> None:
-    """Hand the router's jobs to a worker. If Redis is down the jobs stay in the database
-    and the sweep sends them when it is back."""
-    from ispops.tasks import hand_to_worker
-    from network.tasks import run_router_jobs
-
-    hand_to_worker(run_router_jobs, router_id, what=f"router jobs for router {router_id}")
-
-
-@contextmanager
-def _router_lock(router_id: int):
-    """One worker at a time applies a router's jobs (a session-level advisory lock)."""
-    key = zlib.crc32(f"{connection.schema_name}:router:{router_id}".encode())
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_try_advisory_lock(%s)", [key])
-        got = cursor.fetchone()[0]
-    try:
-        yield got
-    finally:
-        if got:
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_unlock(%s)", [key])
-
-
-def run_jobs(router_id: int, *, limit: int = 20000) -> str:
-    """Claim the router's due jobs and apply them over one connection."""
-    router = Router.objects.filter(pk=router_id).first()
-    if router is None:
-        return "no such router"
-    with _router_lock(router_id) as got:
-        if not got:
-            return "another worker has this router"
-        now = timezone.now()
-        ids = list(
-            RouterJob.objects.due(now)
-            .filter(router=router)
-            .order_by("created_at", "id")
-            .values_list("id", flat=True)[:limit]
-        )
-        if not ids:
-            return "nothing due"
-        # Claim with a conditional update: a duplicate delivery finds nothing to claim.
-        claimed = RouterJob.objects.filter(
-            id__in=ids, state__in=[RouterJob.State.PENDING, RouterJob.State.RETRY]
-        ).update(state=RouterJob.State.RUNNING, started_at=now, attempts=F("attempts") + 1)
-        if not claimed:
-            return "nothing due"
-        jobs = list(
-            RouterJob.objects.filter(id__in=ids, state=RouterJob.State.RUNNING).select_related(
-                "service_account__plan", "service_account__customer", "plan"
-            )
-        )
-        return _apply_jobs(router, jobs)
-
-
-def _apply_jobs(router, jobs) -> str:
-    accounts = {j.service_account_id: j.service_account for j in jobs if j.service_account_id}
-    plans = {j.plan for j in jobs if j.plan_id}
-    try:
-        with routeros.connect(router) as api:
-            session = provisioning.RouterSession(api)
-            if plans:
-                provisioning.ensure_profiles(session, plans)
-            outcomes, failures = _apply_isolating_failures(
-                session, list(accounts.values()), router.pk
-            )
-    except (routeros.RouterUnreachable, routeros.RouterLoginFailed) as exc:
-        _retry(jobs, str(exc))
-        _mark_router(router, online=False, error=str(exc))
-        return f"router unavailable: {exc}"
-    except (routeros.RouterRefused, provisioning.NotApplied) as exc:
-        # A profile the router would not take: every job waits, staff see why.
-        _retry(jobs, str(exc), refused=True)
-        return f"refused: {exc}"
-    finished = timezone.now()
-    for job in jobs:
-        failure = failures.get(job.service_account_id)
-        if failure:
-            _retry([job], failure, refused=True)
-            continue
-        outcome = outcomes.get(job.service_account_id)
-        job.result = (outcome.summary if outcome else "profile in place")[:255]
-        job.state, job.finished_at, job.last_error = RouterJob.State.DONE, finished, ""
-    RouterJob.objects.bulk_update(
-        [j for j in jobs if j.state == RouterJob.State.DONE],
-        ["state", "finished_at", "last_error", "result"],
-        batch_size=2000,
-    )
-    _mark_router(router, online=True)
-    return f"{len(jobs) - len(failures)} done, {len(failures)} refused"
-
-
-def _apply_isolating_failures(session, accounts, router_id):
-    """All accounts in one pass; if the router refuses something, again one by one so
-    only the refused account's job waits."""
-    try:
-        return provisioning.apply_accounts(session, accounts, router_id), {}
-    except (routeros.RouterRefused, provisioning.NotApplied) as exc:
-        if len(accounts) == 1:
-            return {}, {accounts[0].pk: str(exc)}
-    outcomes, failures = {}, {}
-    for account in accounts:
-        try:
-            outcomes.update(provisioning.apply_accounts(session, [account], router_id))
-        except (routeros.RouterRefused, provisioning.NotApplied) as exc:
-            failures[account.pk] = str(exc)
-    return outcomes, failures
-
-
-def _retry(jobs, error: str, *, refused: bool = False) -> None:
-    now = timezone.now()
-    for job in jobs:
-        job.last_error = error[:2000]
-        if refused and job.attempts >= MAX_REFUSED_ATTEMPTS:
-            job.state, job.finished_at = RouterJob.State.FAILED, now
-        else:
-            job.state = RouterJob.State.RETRY
-            job.next_attempt_at = now + backoff(job.attempts)
-    RouterJob.objects.bulk_update(
-        jobs, ["state", "next_attempt_at", "last_error", "finished_at"], batch_size=2000
-    )
-
-
-def _mark_router(router, *, online: bool, error: str = "") -> None:
-    fields = {
-        "status": Router.Status.ONLINE if online else Router.Status.OFFLINE,
-        "last_error": error[:255],
-    }
-    if online:
-        fields["last_seen_at"] = timezone.now()
-    Router.objects.filter(pk=router.pk).update(**fields)
-
-
-def retry_job(job: RouterJob, *, actor) -> RouterJob:
-    """Staff asked to try again now."""
-    RouterJob.objects.filter(pk=job.pk).exclude(state=RouterJob.State.RUNNING).update(
-        state=RouterJob.State.PENDING, next_attempt_at=timezone.now(), finished_at=None
-    )
-    _, label = audit.describe_actor(actor)
-    log.info("router job %s retried by %s", job.pk, label)
-    transaction.on_commit(lambda: send_router_jobs(job.router_id))
-    job.refresh_from_db()
-    return job
-
-
-def sweep_jobs() -> int:
-    """Jobs whose task was lost go out again: those stuck running (a worker died) and
-    every router with due jobs (Redis lost the message, or was down when sent)."""
-    now = timezone.now()
-    RouterJob.objects.filter(
-        state=RouterJob.State.RUNNING, started_at__lt=now - STUCK_AFTER
-    ).update(
-        state=RouterJob.State.RETRY,
-        next_attempt_at=now,
-        last_error="the worker running this job stopped; retrying",
-    )
-    _jobs_from_pending_intents()
-    router_ids = set(RouterJob.objects.due(now).values_list("router_id", flat=True))
-    for router_id in router_ids:
-        send_router_jobs(router_id)
-    return len(router_ids)
-
-
-def _jobs_from_pending_intents() -> None:
-    """Router intents recorded before the network app existed become jobs, once."""
-    from subscribers.models import ServiceIntent
-
-    kinds = {
-        ServiceIntent.Kind.PROVISION: RouterJob.Action.PROVISION,
-        ServiceIntent.Kind.SUSPEND: RouterJob.Action.SUSPEND,
-        ServiceIntent.Kind.RESTORE: RouterJob.Action.RESTORE,
-        ServiceIntent.Kind.REMOVE: RouterJob.Action.REMOVE,
-    }
-    with transaction.atomic():
-        pending = list(
-            ServiceIntent.objects.select_for_update(skip_locked=True)
-            .filter(kind__in=kinds, processed_at__isnull=True)
-            .select_related("service_account")[:5000]
-        )
-        for intent in pending:
-            account = intent.service_account
-            if account.router_id:
-                RouterJob.objects.create(
-                    router_id=account.router_id,
-                    service_account=account,
-                    action=kinds[intent.kind],
-                    created_by=intent.actor_label,
-                )
-        ServiceIntent.objects.filter(pk__in=[i.pk for i in pending]).update(
-            processed_at=timezone.now()
-        )
 
 
 # --- drift ----------------------------------------------------------------------------
@@ -513,7 +277,7 @@ def check_drift_all() -> int:
             check_drift(router)
             checked += 1
         except routeros.RouterError as exc:
-            _mark_router(router, online=False, error=str(exc))
+            jobs.mark_router(router, online=False, error=str(exc))
     return checked
 
 
@@ -527,12 +291,12 @@ def sync_router(router: Router, *, actor, disable_unbilled: bool = False) -> tup
     accounts = list(ServiceAccount.objects.filter(router=router).select_related("plan", "customer"))
     with routeros.connect(router) as api:
         session = provisioning.RouterSession(api)
-        outcomes = provisioning.apply_accounts(session, accounts, router.pk)
+        outcomes = provisioning.apply_accounts(session, accounts, router.pk, recheck_profiles=True)
         if disable_unbilled:
             _disable_unbilled(
                 session, [i for i in report.items if i.kind == DriftItem.Kind.UNBILLED]
             )
-    _mark_router(router, online=True)
+    jobs.mark_router(router, online=True)
     check_drift(router)
     _, label = audit.describe_actor(actor)
     log.info("router %s synced by %s: %d drift items", router, label, len(report.items))

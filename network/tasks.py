@@ -1,8 +1,11 @@
-"""Celery wrappers for the network app; each runs in the ISP's schema it was sent from."""
+"""Celery wrappers for the network app; each runs in the ISP's schema it was sent from.
+Router connections opened by run_router_jobs stay open in the worker process between
+tasks (network.routeros.pooled) and are closed when the process shuts down."""
 
 from celery import shared_task
+from celery.signals import worker_process_shutdown
 
-from network import monitoring, services
+from network import monitoring, routeros, services
 
 
 @shared_task
@@ -41,3 +44,9 @@ def fix_drift(router_id: int, actor_label: str) -> int:
 
     router = Router.objects.filter(pk=router_id).first()
     return services.fix_drift(router, actor=actor_label) if router else 0
+
+
+@worker_process_shutdown.connect
+def _close_router_connections(**_):
+    """A worker process going away says goodbye to the routers it kept connections to."""
+    routeros.close_pool()

@@ -33,6 +33,11 @@ def _typed(key: str, value: str):
     return ("str", value)
 
 
+def is_plain_string(key: str, value: str) -> bool:
+    """Whether `value` compares as a plain string (equal only to the same text)."""
+    return _typed(key, value)[0] == "str"
+
+
 def compare(key: str, left: str, right: str) -> int:
     """-1, 0 or 1 as left is less than, equal to or greater than right."""
     a, b = _typed(key, left), _typed(key, right)

@@ -23,7 +23,7 @@ import time
 import zlib
 from dataclasses import dataclass
 
-from network.emulator.query import Query, QueryError
+from network.emulator.query import Query, QueryError, is_plain_string
 
 # ---------------------------------------------------------------------------- errors
 
@@ -598,6 +598,33 @@ class Reply:
     listing: bool = False
 
 
+def _indexed(menu: Menu, queries) -> list[int] | None:
+    """The ids of the only rows a print query can match, found through the menu's name
+    or unique-key index; None when every row must be tested. What a real router does in
+    its own code, a table scan here would make every `?name=` query cost the whole table.
+
+    Only plain conditions qualify (no `?#` operation, so they are ANDed: any one of them
+    narrows the rows) with a non-empty string value (booleans and numbers compare typed,
+    `yes` equals `true`, which an exact-string index would miss)."""
+    equal = {}
+    for word in queries:
+        body = word[1:]
+        if body.startswith("#"):
+            return None
+        body = body[1:] if body.startswith("=") else body
+        if body[:1] in ("<", ">", "-") or "=" not in body:
+            continue
+        name, _, value = body.partition("=")
+        if name and value and is_plain_string(name, value):
+            equal.setdefault(name, value)
+    if menu.key and all(k in equal for k in menu.key):
+        row_id = menu.index.get(tuple(equal[k] for k in menu.key))
+        return [] if row_id is None else [row_id]
+    if "name" in equal:
+        return list(menu.names.get(equal["name"], ()))
+    return None
+
+
 # ---------------------------------------------------------------------------- state
 
 
@@ -786,7 +813,8 @@ class RouterState:
     # ------------------------------------------------------------------ print
 
     def _print(self, menu: Menu, args, queries) -> Reply:
-        rows = self.printed(menu)
+        candidates = _indexed(menu, queries)
+        rows = self.printed(menu, candidates)
         wanted = args.get(".id") or args.get("numbers") or args.get("from")
         if wanted:
             keep = {format_id(row_id) for row_id in self.resolve(menu, wanted)}
@@ -812,14 +840,24 @@ class RouterState:
             rows = [dict(row) for row in rows]
         return Reply(rows, {}, listing=True)
 
-    def printed(self, menu: Menu) -> list[dict]:
-        """Rows as the router prints them now, live values included. Not copies: do not
-        change them, and use them only while holding the lock."""
-        if menu.live is None:
+    def printed(self, menu: Menu, ids=None) -> list[dict]:
+        """Rows as the router prints them now, live values included (only rows `ids`, in
+        print order, when given). Not copies: do not change them, and use them only while
+        holding the lock."""
+        if ids is not None:
+            items = sorted((i, menu.rows[i]) for i in ids if i in menu.rows)
+            if len(items) > 1 and not menu.sorted:
+                order = {row_id: n for n, row_id in enumerate(menu.rows)}
+                items.sort(key=lambda item: order[item[0]])
+        elif menu.live is None:
             return list(menu.rows.values()) if not menu.sorted else [r for _, r in menu.ordered()]
+        else:
+            items = menu.ordered()
+        if menu.live is None:
+            return [row for _, row in items]
         now = self.clock()
         out = []
-        for row_id, row in menu.ordered():
+        for row_id, row in items:
             extra = menu.live(row_id, row, now)
             out.append({**row, **extra} if extra else row)
         return out

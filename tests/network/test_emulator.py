@@ -304,6 +304,34 @@ def test_presence_and_stack_operations(api, people):
     assert raw("?name=ann", "?name=ben", "?#1|") == ["ann"]
 
 
+def test_lookups_through_an_index_answer_as_a_scan_would(api, emu):
+    path = secrets(api)
+    for name in ("ann", "Ann", "007", "yes"):
+        path.add(name=name, service="pppoe")
+    emu.add_row("/ip/firewall/address-list", list="cut", address="10.0.0.1")
+    emu.add_row("/ip/firewall/address-list", list="cut", address="10.0.0.2", comment="x")
+
+    def ids(menu, *words):
+        return sorted(r[".id"] for r in api.rawCmd(f"{menu}/print", "=.proplist=.id", *words))
+
+    def same_as_a_scan(menu, *words):
+        # The same conditions ANDed by `?#&`: a stack operation makes the emulator test
+        # every row.
+        scanned = ids(menu, *words, *["?#&"] * (len(words) - 1))
+        return ids(menu, *words) == scanned
+
+    for value in ("ann", "Ann", "7", "007", "true", "yes", "nobody"):
+        assert same_as_a_scan("/ppp/secret", f"?=name={value}", "?=service=pppoe"), value
+    assert len(ids("/ppp/secret", "?name=7")) == 1  # numbers compare as numbers: 007
+    for words in (
+        ["?=list=cut", "?=address=10.0.0.2"],
+        ["?=address=10.0.0.1", "?=list=cut"],
+        ["?=list=cut", "?=address=10.0.0.2", "?=comment=y"],
+        ["?=list=other", "?=address=10.0.0.1"],
+    ):
+        assert same_as_a_scan("/ip/firewall/address-list", *words), words
+
+
 def test_empty_result_is_harmless_for_librouteros(api, emu):
     assert list(secrets(api).select(Key("name")).where(Key("name") == "nobody")) == []
     raw = Raw(emu.port)
