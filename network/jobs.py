@@ -25,6 +25,7 @@ STUCK_AFTER = timedelta(minutes=10)
 HOLD_ROUTER_SECONDS = 120.0
 # How long a router's "sent" mark lasts if nobody clears it (a task lost on the way).
 SENT_MARK_MS = 5000
+SEEN_FRESH = timedelta(seconds=30)
 log = logging.getLogger(__name__)
 
 
@@ -286,13 +287,26 @@ def _retry(jobs, error: str, *, refused: bool = False) -> None:
 
 
 def mark_router(router, *, online: bool, error: str = "") -> None:
+    """Record whether the router answered. A router seen online, without error, in the
+    last SEEN_FRESH is left as it is: a burst of job batches needs no write each."""
+    now = timezone.now()
     fields = {
         "status": Router.Status.ONLINE if online else Router.Status.OFFLINE,
         "last_error": error[:255],
     }
     if online:
-        fields["last_seen_at"] = timezone.now()
+        fields["last_seen_at"] = now
+        seen = router.last_seen_at
+        if (
+            router.status == Router.Status.ONLINE
+            and not router.last_error
+            and seen is not None
+            and now - seen < SEEN_FRESH
+        ):
+            return
     Router.objects.filter(pk=router.pk).update(**fields)
+    for name, value in fields.items():
+        setattr(router, name, value)
 
 
 def retry_job(job: RouterJob, *, actor) -> RouterJob:
