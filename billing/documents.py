@@ -8,7 +8,7 @@ settings) is locked last in a transaction (billing.ledger says the order) and he
 until the transaction ends.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 
@@ -54,7 +54,6 @@ class Draft:
     credits: Invoice | None = None
     reason: str = ""
     period: tuple[date, date] | None = None  # [start, end) of the billing period
-    extra: dict = field(default_factory=dict)
 
     @property
     def kind(self) -> str:

@@ -21,10 +21,12 @@ from django.db.models import Exists, F, OuterRef, Q, Sum
 from django.utils import timezone
 
 from billing import expiry
-from billing.ledger import dues, lock_customer
+from billing.ledger import dues_many, lock_customer
 from billing.models import BillingSettings, DunningAction, DunningHold, Invoice
 from billing.services import day_start, moment_for
 from ispops import audit
+from ispops.messaging import services as messaging
+from subscribers.models import Billing, ServiceAccount
 
 log = logging.getLogger(__name__)
 
@@ -168,26 +170,28 @@ def _postpaid_reminders(day: date, cfg: BillingSettings) -> list[_Reminder]:
     if not wanted:
         return []
     invoices = _not_exempt(_open_with_balance().filter(due_on__in=list(wanted)), day)
-    found = []
-    for invoice in invoices.select_related("customer").order_by("id"):
-        for side, d in wanted[invoice.due_on]:
-            found.append(
-                _Reminder(
-                    customer=invoice.customer,
-                    key=f"inv{invoice.pk}:{side}:{d}",
-                    template=f"payment_reminder_{side}",
-                    context={
-                        "invoice": {"number": invoice.number},
-                        "amount": invoice.outstanding,
-                        "due_on": invoice.due_on,
-                        "paybill": cfg.paybill,
-                    },
-                    related=f"invoice:{invoice.pk}",
-                    invoice=invoice,
-                    account=invoice.service_account_id,
-                )
-            )
-    return found
+    return [
+        _invoice_reminder(invoice, f"inv{invoice.pk}:{side}:{d}", side, cfg)
+        for invoice in invoices.select_related("customer").order_by("id")
+        for side, d in wanted[invoice.due_on]
+    ]
+
+
+def _invoice_reminder(invoice, key: str, side: str, cfg: BillingSettings) -> _Reminder:
+    return _Reminder(
+        customer=invoice.customer,
+        key=key,
+        template=f"payment_reminder_{side}",
+        context={
+            "invoice": {"number": invoice.number},
+            "amount": invoice.outstanding,
+            "due_on": invoice.due_on,
+            "paybill": cfg.paybill,
+        },
+        related=f"invoice:{invoice.pk}",
+        invoice=invoice,
+        account=invoice.service_account_id,
+    )
 
 
 def _sends_reminders(cfg: BillingSettings) -> bool:
@@ -210,29 +214,12 @@ def _missed_reminders(day: date, cfg: BillingSettings) -> list[_Reminder]:
         if late in cfg.reminder_days_after:
             continue  # today's own reminder is on its way (_postpaid_reminders)
         key = f"inv{invoice.pk}:after:{max(passed)}" if passed else f"inv{invoice.pk}:overdue"
-        found.append(
-            _Reminder(
-                customer=invoice.customer,
-                key=key,
-                template="payment_reminder_after",
-                context={
-                    "invoice": {"number": invoice.number},
-                    "amount": invoice.outstanding,
-                    "due_on": invoice.due_on,
-                    "paybill": cfg.paybill,
-                },
-                related=f"invoice:{invoice.pk}",
-                invoice=invoice,
-                account=invoice.service_account_id,
-            )
-        )
+        found.append(_invoice_reminder(invoice, key, "after", cfg))
     return found
 
 
 def _prepaid_reminders(day: date, cfg: BillingSettings) -> list[_Reminder]:
     """Active prepaid accounts expiring `d` days after `day`."""
-    from subscribers.models import Billing, ServiceAccount
-
     days = sorted(set(cfg.reminder_days_before))
     if not days:
         return []
@@ -301,8 +288,6 @@ def _send_reminders(reminders: list[_Reminder], day: date, report: DunningReport
 
 
 def _remind(reminders: list[_Reminder], day: date) -> int:
-    from ispops.messaging import services as messaging
-
     rows = [
         DunningAction(
             customer=r.customer,
@@ -353,16 +338,8 @@ def _claim(customer_id, step: str, key: str, day: date, *, account=None, invoice
     return True
 
 
-def _lock_customer(customer_id):
-    """The lock a payment takes first (billing.ledger): a payment and a suspension of
-    one customer are serialised, so a suspension never follows a payment it did not see."""
-    return lock_customer(customer_id)
-
-
 def _owed(customer_id, day: date) -> Decimal:
-    from subscribers.models import Customer
-
-    return dues(Customer(pk=customer_id), day).owed
+    return dues_many([customer_id], day)[customer_id].owed
 
 
 def _grace_cutoff(day: date, cfg: BillingSettings) -> date:
@@ -372,8 +349,6 @@ def _grace_cutoff(day: date, cfg: BillingSettings) -> date:
 
 
 def _soft_postpaid(day: date, cfg: BillingSettings, report: DunningReport, actor, at) -> None:
-    from subscribers.models import Billing, ServiceAccount
-
     # Driven from the overdue invoices (few) on their own, then their accounts by key:
     # no join the planner could misjudge into a scan of every account per invoice.
     overdue = (
@@ -423,12 +398,12 @@ def _soft_postpaid(day: date, cfg: BillingSettings, report: DunningReport, actor
 
 
 def _suspend_for_invoices(account_id, customer_id, invoice_ids, day, cfg, actor, at) -> bool:
-    from ispops.messaging import services as messaging
     from subscribers import services as subscribers
-    from subscribers.models import ServiceAccount
 
     with transaction.atomic():
-        customer = _lock_customer(customer_id)
+        # The lock a payment takes first (billing.ledger): a suspension never follows
+        # a payment it did not see.
+        customer = lock_customer(customer_id)
         account = ServiceAccount.objects.select_for_update().get(pk=account_id)
         if account.status != ServiceAccount.Status.ACTIVE:
             return False
@@ -471,12 +446,18 @@ def _suspend_for_invoices(account_id, customer_id, invoice_ids, day, cfg, actor,
     return True
 
 
+def enforce_prepaid_expiry(at, *, actor) -> expiry.ExpiryReport:
+    """Suspend expired prepaid accounts as of `at` (billing.expiry), holds respected:
+    what the every-minute task and the daily run both do."""
+    cfg = BillingSettings.load()
+    expired = expiry.expired_accounts(at, cfg).values_list("customer_id", flat=True)
+    held = held_customers(timezone.localdate(at), set(expired))
+    return expiry.enforce_expiry(at, actor=actor, held_customers=held)
+
+
 def _soft_prepaid(day: date, cfg: BillingSettings, report: DunningReport, actor, at) -> None:
-    """The daily backstop of the frequent expiry task (billing.expiry)."""
-    held = held_customers(
-        day, set(expiry.expired_accounts(at, cfg).values_list("customer_id", flat=True))
-    )
-    done = expiry.enforce_expiry(at, actor=actor, held_customers=held)
+    """The daily backstop of the every-minute expiry task."""
+    done = enforce_prepaid_expiry(at, actor=actor)
     report.soft += done.suspended
     report.held += done.held
     report.errors += done.errors
@@ -486,8 +467,6 @@ def _soft_suspended_due(day: date, cfg: BillingSettings, until: date, at=None):
     """Soft-suspended accounts whose customer still owes (an open invoice past due; for
     prepaid, also the paid period over at `at`) and whose hard suspension falls on or
     before `until`."""
-    from subscribers.models import Billing, ServiceAccount
-
     overdue = _open_with_balance().filter(customer_id=OuterRef("customer_id"), due_on__lt=day)
     latest = day_start(until - timedelta(days=cfg.hard_suspend_after_days - 1))
     return (
@@ -523,11 +502,12 @@ def _harden(day: date, cfg: BillingSettings, report: DunningReport, actor, at) -
 
 
 def _harden_one(account_id, customer_id, day, cfg, actor, at) -> bool:
-    from ispops.messaging import services as messaging
     from subscribers import services as subscribers
 
     with transaction.atomic():
-        customer = _lock_customer(customer_id)
+        # The lock a payment takes first (billing.ledger): a suspension never follows
+        # a payment it did not see.
+        customer = lock_customer(customer_id)
         account = (
             _soft_suspended_due(day, cfg, day, at)
             .select_for_update(of=("self",))
@@ -564,8 +544,6 @@ def dunning_queue(day: date, *, customers=None, days: int = QUEUE_DAYS) -> list[
     customer, account, step ("soft" / "hard"), reason, amount, the date it will happen
     (None while an exemption holds) and the hold in force, soonest first. `customers`
     (a queryset) limits it to those customers."""
-    from subscribers.models import Billing, ServiceAccount
-
     cfg = BillingSettings.load()
     horizon = day + timedelta(days=days)
     grace = timedelta(days=max(cfg.grace_days, 1))

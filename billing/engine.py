@@ -39,6 +39,7 @@ from billing.models import (
     Waiver,
 )
 from billing.periods import last_day
+from subscribers.models import AddOn, Discount, Plan
 
 log = logging.getLogger(__name__)
 # At most this many periods are opened for one account in one go (catching up a long
@@ -67,36 +68,33 @@ def _local_day(moment: datetime) -> date:
     return timezone.localtime(moment).date()
 
 
+def _entry(account_id, at: datetime, status: str, plan, reason: str, cfg) -> TimelineEntry:
+    return TimelineEntry(
+        service_account_id=account_id,
+        starts_on=_local_day(at),
+        at=at,
+        status=status,
+        plan=plan,
+        mode=plan.billing,
+        cycle=plan.cycle,
+        billable=is_billable(status, plan.billing, cfg),
+        reason=reason[:255],
+    )
+
+
 def _implied_entries(account, cfg) -> list[TimelineEntry]:
     """The timeline of an account made before timelines were kept, or in bulk (imports,
     router imports): its activation, then its present suspension or termination."""
-    plan = account.plan
-    rows = []
-
-    def entry(status, at, reason):
-        rows.append(
-            TimelineEntry(
-                service_account_id=account.pk,
-                starts_on=_local_day(at),
-                at=at,
-                status=status,
-                plan=plan,
-                mode=plan.billing,
-                cycle=plan.cycle,
-                billable=is_billable(status, plan.billing, cfg),
-                reason=reason,
-            )
-        )
-
+    steps = []
     if account.activated_at:
-        entry("active", account.activated_at, "activated")
-    if account.status == "suspended" and account.suspended_at:
-        entry("suspended", account.suspended_at, "suspended")
-    if account.status == "terminated" and account.terminated_at:
-        entry("terminated", account.terminated_at, "terminated")
-    if not rows:
-        entry(account.status, account.created_at, "created")
-    return rows
+        steps.append(("active", account.activated_at, "activated"))
+    if account.status in ("suspended", "terminated"):
+        stamp = account.suspended_at if account.status == "suspended" else account.terminated_at
+        if stamp:
+            steps.append((account.status, stamp, account.status))
+    if not steps:
+        steps.append((account.status, account.created_at, "created"))
+    return [_entry(account.pk, at, status, account.plan, why, cfg) for status, at, why in steps]
 
 
 def ensure_timeline(account, *, plan=None, cfg=None) -> None:
@@ -114,17 +112,9 @@ def append_entry(account, *, at: datetime, status: str, plan, reason: str, cfg=N
     """Record the account's state from the day of `at` on."""
     cfg = cfg or BillingSettings.load()
     ensure_timeline(account, cfg=cfg)
-    return TimelineEntry.objects.create(
-        service_account_id=account.pk,
-        starts_on=_local_day(at),
-        at=at,
-        status=status,
-        plan=plan,
-        mode=plan.billing,
-        cycle=plan.cycle,
-        billable=is_billable(status, plan.billing, cfg),
-        reason=reason[:255],
-    )
+    entry = _entry(account.pk, at, status, plan, reason, cfg)
+    entry.save(force_insert=True)
+    return entry
 
 
 @dataclass
@@ -166,8 +156,6 @@ class PriceBook:
 def load(accounts, cfg: BillingSettings) -> Book:
     """The timelines (with waivers cut out), add-ons, discounts and prices of
     `accounts` (ServiceAccount rows with their plan)."""
-    from subscribers.models import AddOn, Discount, Plan
-
     ids = [a.pk for a in accounts]
     entries: dict[int, list[timeline.Entry]] = defaultdict(list)
     plan_names = dict(Plan.objects.values_list("id", "name"))
@@ -413,7 +401,6 @@ def bill_accounts(accounts, day: date, *, as_of: datetime, run=None, actor) -> l
         for period in new:
             draft = _opening(account, period, expected_lines(book, account.pk, period), cfg, day)
             if draft is not None:
-                draft.extra["run"] = True
                 drafts.append(draft)
             opened.append((account, period, draft))
     docs = iter(documents.save(drafts, cfg, actor=actor, at=as_of, run=run))

@@ -17,6 +17,8 @@ from django.utils import timezone
 from billing.ledger import dues, lock_customer
 from billing.models import BillingSettings, DunningAction, TimelineEntry
 from billing.prepaid import SUB_DAY
+from ispops.messaging import services as messaging
+from subscribers.models import Billing, ServiceAccount
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +32,6 @@ class ExpiryReport:
 
 def expired_accounts(at: datetime, cfg: BillingSettings):
     """Active prepaid accounts whose expiry plus grace is before `at`."""
-    from subscribers.models import Billing, ServiceAccount
-
     hours = at - timedelta(hours=cfg.grace_hours)
     days = at - timedelta(days=cfg.grace_days)
     return ServiceAccount.objects.filter(
@@ -77,7 +77,6 @@ def enforce_expiry(at: datetime, *, actor, held_customers=frozenset()) -> Expiry
 
 
 def suspend_expired(account_id, customer_id, at, cfg, *, actor) -> bool:
-    from ispops.messaging import services as messaging
     from subscribers import services as subscribers
 
     with transaction.atomic():

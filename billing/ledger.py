@@ -23,6 +23,7 @@ from django.utils import timezone
 from billing.models import Invoice, LedgerEntry
 from billing.periods import CENT
 from ispops import audit
+from subscribers.models import Customer
 
 ZERO = Decimal("0.00")
 Kind = LedgerEntry.Kind
@@ -35,8 +36,6 @@ class BillingError(ValueError):
 
 def lock_customer(customer_id: int):
     """The customer's row lock: the first lock of every money transaction."""
-    from subscribers.models import Customer
-
     return Customer.objects.select_for_update().get(pk=customer_id)
 
 
@@ -201,6 +200,27 @@ def unallocate_excess(customer) -> None:
         excess -= take
 
 
+def credits_many(customer_ids) -> dict[int, Decimal]:
+    """`unallocated_credit` of many customers in two grouped queries (those with none
+    are left out)."""
+    ids = list(customer_ids)
+    wanted = dict(
+        Invoice.objects.invoices()
+        .filter(customer_id__in=ids)
+        .exclude(status=Invoice.Status.VOID)
+        .values_list("customer_id")
+        .annotate(s=Sum(F("total") - F("amount_paid") - F("amount_credited")))
+        .order_by()
+    )
+    owed = balances(ids)
+    found = {}
+    for cid in ids:
+        credit = (wanted.get(cid) or ZERO) - (owed.get(cid) or ZERO)
+        if credit > 0:
+            found[cid] = credit
+    return found
+
+
 # --- what is owed --------------------------------------------------------------------------
 
 
@@ -243,20 +263,10 @@ def dues_many(customer_ids, day: date) -> dict[int, Dues]:
         .annotate(m=Min("due_on"))
         .order_by()
     )
-    wanted = {}
-    for row in (
-        Invoice.objects.invoices()
-        .filter(customer_id__in=ids)
-        .exclude(status=Invoice.Status.VOID)
-        .values("customer_id")
-        .annotate(s=Sum(F("total") - F("amount_paid") - F("amount_credited")))
-        .order_by()
-    ):
-        wanted[row["customer_id"]] = row["s"] or ZERO
-    owed_ledger = balances(ids)
+    credits = credits_many(ids)
     out = {}
     for cid in ids:
-        credit = max(ZERO, wanted.get(cid, ZERO) - (owed_ledger.get(cid) or ZERO))
+        credit = credits.get(cid, ZERO)
         row = open_by.get(cid, {})
         owed = max(ZERO, (row.get("owed") or ZERO) - credit)
         overdue = max(ZERO, (row.get("overdue") or ZERO) - credit)

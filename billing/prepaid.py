@@ -29,6 +29,7 @@ from billing.documents import Draft
 from billing.engine import PriceBook
 from billing.ledger import ZERO, BillingError, allocate, unallocated_credit
 from billing.models import BillingSettings, Invoice, PrepaidTerm
+from subscribers.models import ServiceAccount
 
 SUB_DAY = ("hourly", "daily")
 
@@ -104,8 +105,6 @@ def _term_invoice(account, plan, amount, start, end, day, cfg, *, actor, at, not
 def buy_terms(customer, at: datetime, *, actor, paid_by=None) -> int:
     """Spend the customer's credit on prepaid terms (the rule in the module docstring).
     The caller holds the customer lock. Returns the number of terms bought."""
-    from subscribers.models import ServiceAccount
-
     cfg = BillingSettings.load()
     day = timezone.localdate(at)
     accounts = list(

@@ -14,7 +14,7 @@ from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 
 from django.db import IntegrityError, transaction
-from django.db.models import F, Sum
+from django.db.models import F
 from django.utils import timezone
 
 from billing import documents, engine, prepaid
@@ -26,6 +26,7 @@ from billing.ledger import (  # noqa: F401 (the billing API other apps use)
     Kind,
     allocate,
     balances,
+    credits_many,
     customer_balance,
     dues,
     dues_many,
@@ -35,8 +36,17 @@ from billing.ledger import (  # noqa: F401 (the billing API other apps use)
     unallocate_excess,
     unallocated_credit,
 )
-from billing.models import BillingRun, BillingSettings, Invoice, LedgerEntry, PlanPrice, Waiver
+from billing.models import (
+    BillingRun,
+    BillingSettings,
+    ChargedPeriod,
+    Invoice,
+    LedgerEntry,
+    PlanPrice,
+    Waiver,
+)
 from ispops import audit
+from subscribers.models import Billing, Customer, ServiceAccount
 
 log = logging.getLogger(__name__)
 
@@ -106,8 +116,6 @@ def on_terms_change(account, since: date, *, actor, at: datetime, reason: str) -
 
 
 def _settle(account, at, *, actor, reason, since=None, first=None) -> list[Invoice]:
-    from billing.models import ChargedPeriod
-
     has_postpaid = (
         account.plan.billing == "postpaid"
         or ChargedPeriod.objects.filter(service_account_id=account.pk).exists()
@@ -126,8 +134,6 @@ def _settle(account, at, *, actor, reason, since=None, first=None) -> list[Invoi
 
 def billable_accounts():
     """Accounts a run may open periods for: in service on a postpaid plan."""
-    from subscribers.models import Billing, ServiceAccount
-
     return ServiceAccount.objects.filter(
         status__in=["active", "suspended"],
         plan__billing=Billing.POSTPAID,
@@ -139,8 +145,6 @@ def bill_chunk(account_ids, day: date, *, at: datetime, run=None, actor) -> list
     """Open the periods due by `day` of these accounts in one transaction: customers,
     then accounts locked in id order (the ledger's lock order, so a dunning run or a
     payment beside it never deadlocks with it), then the documents numbered."""
-    from subscribers.models import Customer, ServiceAccount
-
     with transaction.atomic():
         customer_ids = sorted(
             set(
@@ -172,19 +176,8 @@ def _use_credit(customer_ids) -> None:
     queries find the few who have any."""
     if not customer_ids:
         return
-    from subscribers.models import Customer
-
-    owed = balances(customer_ids)
-    wanted = dict(
-        Invoice.objects.invoices()
-        .filter(customer_id__in=customer_ids)
-        .exclude(status=Invoice.Status.VOID)
-        .values_list("customer_id")
-        .annotate(s=Sum(F("total") - F("amount_paid") - F("amount_credited")))
-        .order_by()
-    )
-    with_credit = [c for c in customer_ids if wanted.get(c, ZERO) - (owed.get(c) or ZERO) > 0]
-    for customer in Customer.objects.filter(pk__in=with_credit).order_by("id"):
+    with_credit = credits_many(customer_ids)
+    for customer in Customer.objects.filter(pk__in=list(with_credit)).order_by("id"):
         allocate(customer)
 
 

@@ -97,13 +97,7 @@ def enforce_expiry() -> str:
     and grace are over, holds respected."""
     from django.utils import timezone
 
-    from billing import dunning, expiry
-    from billing.models import BillingSettings
+    from billing import dunning
 
-    now = timezone.now()
-    expired = expiry.expired_accounts(now, BillingSettings.load())
-    held = dunning.held_customers(
-        timezone.localdate(now), set(expired.values_list("customer_id", flat=True))
-    )
-    report = expiry.enforce_expiry(now, actor="prepaid expiry", held_customers=held)
+    report = dunning.enforce_prepaid_expiry(timezone.now(), actor="prepaid expiry")
     return f"{report.suspended} suspended, {report.held} held, {len(report.errors)} errors"
