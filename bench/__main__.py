@@ -12,7 +12,15 @@ import django
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ispops.settings")
 django.setup()
 
-from bench import billing, expiry, foundation, payments, routeros, subscribers  # noqa: E402
+from bench import (  # noqa: E402
+    billing,
+    expiry,
+    foundation,
+    payments,
+    properties,
+    routeros,
+    subscribers,
+)
 
 SUITES = {
     "foundation": foundation.run,
@@ -21,6 +29,7 @@ SUITES = {
     "billing": billing.run,
     "payments": payments.run,
     "expiry": expiry.run,
+    "properties": properties.run,
 }
 
 
