@@ -404,7 +404,7 @@ def _suspend_for_invoices(account_id, customer_id, invoice_ids, day, cfg, actor,
         # The lock a payment takes first (billing.ledger): a suspension never follows
         # a payment it did not see.
         customer = lock_customer(customer_id)
-        account = ServiceAccount.objects.select_for_update().get(pk=account_id)
+        account = ServiceAccount.objects.select_for_update(no_key=True).get(pk=account_id)
         if account.status != ServiceAccount.Status.ACTIVE:
             return False
         # Still unpaid now that no payment can slip in: the oldest first. Once per
@@ -510,7 +510,7 @@ def _harden_one(account_id, customer_id, day, cfg, actor, at) -> bool:
         customer = lock_customer(customer_id)
         account = (
             _soft_suspended_due(day, cfg, day, at)
-            .select_for_update(of=("self",))
+            .select_for_update(of=("self",), no_key=True)
             .select_related("plan")
             .filter(pk=account_id)
             .first()

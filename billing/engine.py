@@ -82,9 +82,10 @@ def _entry(account_id, at: datetime, status: str, plan, reason: str, cfg) -> Tim
     )
 
 
-def _implied_entries(account, cfg) -> list[TimelineEntry]:
+def _implied_steps(account) -> list[tuple[str, datetime, str]]:
     """The timeline of an account made before timelines were kept, or in bulk (imports,
-    router imports): its activation, then its present suspension or termination."""
+    router imports), as (status, at, reason): its activation, then its present
+    suspension or termination."""
     steps = []
     if account.activated_at:
         steps.append(("active", account.activated_at, "activated"))
@@ -94,7 +95,14 @@ def _implied_entries(account, cfg) -> list[TimelineEntry]:
             steps.append((account.status, stamp, account.status))
     if not steps:
         steps.append((account.status, account.created_at, "created"))
-    return [_entry(account.pk, at, status, account.plan, why, cfg) for status, at, why in steps]
+    return steps
+
+
+def _implied_entries(account, cfg) -> list[TimelineEntry]:
+    return [
+        _entry(account.pk, at, status, account.plan, why, cfg)
+        for status, at, why in _implied_steps(account)
+    ]
 
 
 def ensure_timeline(account, *, plan=None, cfg=None) -> None:
@@ -106,6 +114,21 @@ def ensure_timeline(account, *, plan=None, cfg=None) -> None:
     if plan is not None:
         before.plan = plan
     TimelineEntry.objects.bulk_create(_implied_entries(before, cfg or BillingSettings.load()))
+
+
+def append_entries(accounts, *, at: datetime, status: str, reason: str, cfg=None) -> None:
+    """`append_entry` for many accounts (ServiceAccount rows with their plan) at once, all
+    moving to `status` on their present plans: a bulk suspension."""
+    cfg = cfg or BillingSettings.load()
+    ids = [a.pk for a in accounts]
+    have = set(
+        TimelineEntry.objects.filter(service_account_id__in=ids).values_list(
+            "service_account_id", flat=True
+        )
+    )
+    rows = [e for a in accounts if a.pk not in have for e in _implied_entries(a, cfg)]
+    rows += [_entry(a.pk, at, status, a.plan, reason, cfg) for a in accounts]
+    TimelineEntry.objects.bulk_create(rows, batch_size=2000)
 
 
 def append_entry(account, *, at: datetime, status: str, plan, reason: str, cfg=None):
@@ -169,11 +192,18 @@ def load(accounts, cfg: BillingSettings) -> Book:
         entries[row[0]].append(timeline.Entry(row[1], row[2], row[3], plan_names[row[3]], *row[4:]))
     for account in accounts:
         if account.pk not in entries:
+            plan = account.plan
             entries[account.pk] = [
                 timeline.Entry(
-                    e.starts_on, e.status, e.plan_id, account.plan.name, e.mode, e.cycle, e.billable
+                    _local_day(at),
+                    status,
+                    plan.pk,
+                    plan.name,
+                    plan.billing,
+                    plan.cycle,
+                    is_billable(status, plan.billing, cfg),
                 )
-                for e in _implied_entries(account, cfg)
+                for status, at, _ in _implied_steps(account)
             ]
     waived = defaultdict(list)
     for account_id, start, end in Waiver.objects.filter(service_account_id__in=ids).values_list(

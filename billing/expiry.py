@@ -1,9 +1,9 @@
 """Prepaid expiry, enforced within minutes of the moment: a frequent task (beat, every
 minute) suspends (walled garden) every active prepaid account whose paid time and grace
 are over (grace in hours for hourly and daily plans, in days for the others; see
-billing.prepaid.grace). Each account is suspended in its own short transaction, so its
-router job leaves at once instead of after the whole batch; the daily dunning run calls
-the same function as a backstop.
+billing.prepaid.grace). Accounts are suspended a small batch per transaction
+(subscribers.bulk.suspend_many), so the first router jobs leave at once while the rest
+are written; the daily dunning run calls the same function as a backstop.
 """
 
 import logging
@@ -11,16 +11,19 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Max, Q
 from django.utils import timezone
 
-from billing.ledger import dues, lock_customer
+from billing.ledger import dues_many, lock_customers
 from billing.models import BillingSettings, DunningAction, TimelineEntry
 from billing.prepaid import SUB_DAY
 from ispops.messaging import services as messaging
+from subscribers.bulk import suspend_many
 from subscribers.models import Billing, ServiceAccount
 
 log = logging.getLogger(__name__)
+# Accounts suspended per transaction: small, so the first router jobs leave at once.
+BATCH = 25
 
 
 @dataclass
@@ -57,52 +60,73 @@ def episode(account_id: int) -> int:
 
 def enforce_expiry(at: datetime, *, actor, held_customers=frozenset()) -> ExpiryReport:
     """Suspend every expired prepaid account (past its grace) as of `at`, except those
-    of `held_customers` (a dunning hold)."""
+    of `held_customers` (a dunning hold): soonest expired first, BATCH accounts per
+    transaction, so the first router jobs leave while the rest are written."""
     cfg = BillingSettings.load()
     report = ExpiryReport()
     rows = list(
         expired_accounts(at, cfg).order_by("expires_at", "id").values_list("id", "customer_id")
     )
-    for account_id, customer_id in rows:
-        if customer_id in held_customers:
-            report.held += 1
-            continue
+    todo = [account_id for account_id, customer_id in rows if customer_id not in held_customers]
+    report.held = len(rows) - len(todo)
+    for offset in range(0, len(todo), BATCH):
+        batch = todo[offset : offset + BATCH]
         try:
-            if suspend_expired(account_id, customer_id, at, cfg, actor=actor):
-                report.suspended += 1
+            report.suspended += suspend_expired(batch, at, cfg, actor=actor)
         except Exception as exc:
-            log.exception("expiry: suspending account %s failed", account_id)
-            report.errors.append(f"account {account_id}: {exc}"[:300])
+            log.exception("expiry: suspending accounts %s..%s failed", batch[0], batch[-1])
+            report.errors.append(f"accounts {batch[0]}..{batch[-1]}: {exc}"[:300])
     return report
 
 
-def suspend_expired(account_id, customer_id, at, cfg, *, actor) -> bool:
-    from subscribers import services as subscribers
-
+def suspend_expired(account_ids, at, cfg, *, actor) -> int:
+    """Suspend those of `account_ids` still expired once their customers are locked (a
+    payment that came meanwhile wins), each step logged once per stretch of service."""
     with transaction.atomic():
-        customer = lock_customer(customer_id)
-        account = expired_accounts(at, cfg).select_for_update(of=("self",)).filter(pk=account_id)
-        account = account.select_related("plan").first()
-        if account is None:
-            return False  # paid or changed meanwhile
-        ended = timezone.localtime(account.expires_at)
-        reason = f"Prepaid period ended {ended:%d %b %Y %H:%M}"
-        DunningAction.objects.create(
-            customer=customer,
-            service_account=account,
-            step=DunningAction.Step.SOFT_SUSPEND,
-            key=f"acct{account.pk}:soft:exp{ended:%Y%m%d%H%M}:e{episode(account.pk)}",
-            on_date=timezone.localdate(at),
-            detail=reason,
+        lock_customers(
+            ServiceAccount.objects.filter(pk__in=account_ids).values_list("customer_id", flat=True)
         )
-        subscribers.change_status(
-            account, "suspended", actor=actor, reason=reason, suspension="soft", at=at
+        still = list(
+            expired_accounts(at, cfg)
+            .filter(pk__in=account_ids)
+            .values_list("id", "expires_at", flat=False)
         )
-        owed = dues(customer, timezone.localdate(at)).owed
-        messaging.notify(
-            customer,
-            "suspended_soft",
-            {"amount": max(owed, account.plan.price), "paybill": cfg.paybill},
-            related=f"account:{account.pk}",
+        if not still:
+            return 0
+        stretch = dict(
+            TimelineEntry.objects.filter(service_account_id__in=[i for i, _ in still])
+            .values_list("service_account_id")
+            .annotate(m=Max("id"))
+            .order_by()
         )
-    return True
+        reasons = {
+            account_id: f"Prepaid period ended {timezone.localtime(expiry):%d %b %Y %H:%M}"
+            for account_id, expiry in still
+        }
+        accounts = suspend_many(list(reasons), actor=actor, reasons=reasons, at=at)
+        DunningAction.objects.bulk_create(
+            [
+                DunningAction(
+                    customer_id=a.customer_id,
+                    service_account=a,
+                    step=DunningAction.Step.SOFT_SUSPEND,
+                    key=f"acct{a.pk}:soft:exp"
+                    f"{timezone.localtime(a.expires_at):%Y%m%d%H%M}:e{stretch.get(a.pk, 0)}",
+                    on_date=timezone.localdate(at),
+                    detail=reasons[a.pk],
+                )
+                for a in accounts
+            ],
+            ignore_conflicts=True,
+        )
+        owed = dues_many({a.customer_id for a in accounts}, timezone.localdate(at))
+        messaging.notify_many(
+            (
+                a.customer,
+                "suspended_soft",
+                {"amount": max(owed[a.customer_id].owed, a.plan.price), "paybill": cfg.paybill},
+                f"account:{a.pk}",
+            )
+            for a in accounts
+        )
+    return len(accounts)

@@ -35,8 +35,21 @@ class BillingError(ValueError):
 
 
 def lock_customer(customer_id: int):
-    """The customer's row lock: the first lock of every money transaction."""
-    return Customer.objects.select_for_update().get(pk=customer_id)
+    """The customer's row lock: the first lock of every money transaction. NO KEY
+    UPDATE, the mode an UPDATE takes: it serialises those transactions but not the rows
+    that merely reference the customer (an invoice or ledger entry inserted by a billing
+    run takes KEY SHARE on it, which this lock lets through)."""
+    return Customer.objects.select_for_update(no_key=True).get(pk=customer_id)
+
+
+def lock_customers(customer_ids) -> None:
+    """`lock_customer` for many, in ascending id (the ledger's order)."""
+    list(
+        Customer.objects.select_for_update(no_key=True)
+        .filter(pk__in=list(customer_ids))
+        .order_by("id")
+        .values_list("id", flat=True)
+    )
 
 
 def customer_balance(customer) -> Decimal:

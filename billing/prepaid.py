@@ -108,7 +108,7 @@ def buy_terms(customer, at: datetime, *, actor, paid_by=None) -> int:
     cfg = BillingSettings.load()
     day = timezone.localdate(at)
     accounts = list(
-        ServiceAccount.objects.select_for_update()
+        ServiceAccount.objects.select_for_update(no_key=True)
         .select_related("plan")
         .filter(customer=customer, plan__billing="prepaid", status__in=["active", "suspended"])
         .order_by("id")

@@ -92,6 +92,21 @@ def on_status_change(account, current: str, to: str, *, actor, at: datetime) -> 
     _settle(account, at, actor=actor, reason=reason)
 
 
+def on_suspended_many(accounts, *, actor, at: datetime) -> None:
+    """`on_status_change` for many accounts suspended at once (a bulk suspension;
+    `accounts` as they were before it, with their plan): the timelines grow in one
+    insert, and accounts with postpaid periods are recomputed one by one."""
+    engine.append_entries(accounts, at=at, status="suspended", reason=_REASONS["suspended"])
+    opened = set(
+        ChargedPeriod.objects.filter(service_account__in=accounts).values_list(
+            "service_account_id", flat=True
+        )
+    )
+    for account in accounts:
+        if account.pk in opened or account.plan.billing == "postpaid":
+            _settle(account, at, actor=actor, reason=_REASONS["suspended"])
+
+
 def on_plan_change(account, old_plan, new_plan, *, actor, at: datetime) -> None:
     """A plan change from the day of `at`: the timeline grows; postpaid periods are
     recomputed (the engine), prepaid terms adjusted (billing.prepaid)."""
@@ -142,32 +157,23 @@ def billable_accounts():
 
 
 def bill_chunk(account_ids, day: date, *, at: datetime, run=None, actor) -> list[Invoice]:
-    """Open the periods due by `day` of these accounts in one transaction: customers,
-    then accounts locked in id order (the ledger's lock order, so a dunning run or a
-    payment beside it never deadlocks with it), then the documents numbered."""
+    """Open the periods due by `day` of these accounts in one transaction holding only
+    their account rows (id order) and, last, the numbering row: it never waits for a
+    customer row while holding an account, so it cannot close a circle with an event,
+    a payment or a dunning run (customer, then account, then numbering). Customers who
+    already hold credit have their new invoices paid from it just after, each in a
+    transaction of its own (the ledger's order)."""
     with transaction.atomic():
-        customer_ids = sorted(
-            set(
-                ServiceAccount.objects.filter(pk__in=account_ids).values_list(
-                    "customer_id", flat=True
-                )
-            )
-        )
-        list(
-            Customer.objects.select_for_update()
-            .filter(pk__in=customer_ids)
-            .order_by("id")
-            .values_list("id", flat=True)
-        )
         accounts = list(
             billable_accounts()
-            .select_for_update(of=("self",))
+            .select_for_update(of=("self",), no_key=True)
             .select_related("plan")
+            .defer("password")  # a Fernet decryption per row, and billing never reads it
             .filter(pk__in=account_ids)
             .order_by("id")
         )
         invoices = engine.bill_accounts(accounts, day, as_of=at, run=run, actor=actor)
-        _use_credit({invoice.customer_id for invoice in invoices})
+    _use_credit({invoice.customer_id for invoice in invoices})
     return invoices
 
 

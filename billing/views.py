@@ -305,7 +305,7 @@ def _record_payment(request, customer, form: PaymentForm) -> bool:
     data = form.cleaned_data
     try:
         with transaction.atomic():
-            Customer.objects.select_for_update().filter(pk=customer.pk).first()
+            services.lock_customer(customer.pk)
             if reference_used(customer, data["reference"]):
                 raise payments.PaymentError(
                     f"reference {data['reference']} is already on this customer's statement"

@@ -50,6 +50,21 @@ def queue_account(
     return job
 
 
+def queue_accounts(accounts, *, actor, action=RouterJob.Action.PROVISION) -> int:
+    """`queue_account` for many accounts at once (a bulk suspension): one insert, and
+    one hand-over per router once the caller's transaction commits."""
+    _, label = audit.describe_actor(actor)
+    jobs = [
+        RouterJob(router_id=a.router_id, service_account=a, action=action, created_by=label)
+        for a in accounts
+        if a.router_id is not None
+    ]
+    RouterJob.objects.bulk_create(jobs)
+    for router_id in {job.router_id for job in jobs}:
+        transaction.on_commit(lambda r=router_id: send_router_jobs(r))
+    return len(jobs)
+
+
 def queue_plan(plan, *, actor) -> int:
     """A plan's speeds changed: update its profile on every router that serves it."""
     from subscribers.models import ServiceAccount

@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 
 # Router jobs live in network.jobs; other apps (and staff pages) reach them from here.
 queue_account, queue_plan, retry_job = jobs.queue_account, jobs.queue_plan, jobs.retry_job
+queue_accounts = jobs.queue_accounts
 run_jobs, send_router_jobs, sweep_jobs = jobs.run_jobs, jobs.send_router_jobs, jobs.sweep_jobs
 backoff, STUCK_AFTER = jobs.backoff, jobs.STUCK_AFTER
 

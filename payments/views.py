@@ -23,7 +23,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path
 from django.utils import timezone
 
-from billing.services import day_start
+from billing.services import day_start, lock_customer
 from ispops.lib.htmx import render_partial
 from ispops.staff.access import roles
 from ispops.staff.models import Role
@@ -419,7 +419,7 @@ def _record(request, form: ManualPaymentForm) -> Payment | None:
     data, customer = form.cleaned_data, form.customer
     try:
         with transaction.atomic():
-            Customer.objects.select_for_update().filter(pk=customer.pk).first()
+            lock_customer(customer.pk)
             if taken := reference_taken(customer, data["method"], data["reference"]):
                 raise services.PaymentError(taken)
             payment = services.record_manual_payment(

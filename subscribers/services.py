@@ -163,11 +163,16 @@ def search_text(customer: Customer, usernames=()) -> str:
     return " ".join(p for p in parts if p).lower()
 
 
+def customer_summary(customer: Customer, rows) -> tuple[str, str]:
+    """The customer's status summary and search text, from (status, username) rows of
+    their accounts."""
+    return summary_status(s for s, _ in rows), search_text(customer, [u for _, u in rows if u])
+
+
 def refresh_customer(customer: Customer) -> None:
     """Recompute the customer's status summary and search text from their accounts."""
     rows = list(customer.service_accounts.values_list("status", "username"))
-    customer.status = summary_status(status for status, _ in rows)
-    customer.search = search_text(customer, [u for _, u in rows if u])
+    customer.status, customer.search = customer_summary(customer, rows)
     Customer.objects.filter(pk=customer.pk).update(status=customer.status, search=customer.search)
 
 
@@ -278,8 +283,8 @@ def change_status(
     at = at or timezone.now()
     user, label = audit.describe_actor(actor)
     with transaction.atomic(), audit.acting_as(actor):
-        Customer.objects.select_for_update().filter(pk=account.customer_id).first()
-        locked = ServiceAccount.objects.select_for_update().get(pk=account.pk)
+        billing_services.lock_customer(account.customer_id)
+        locked = ServiceAccount.objects.select_for_update(no_key=True).get(pk=account.pk)
         current = locked.status
         if to not in TRANSITIONS[current]:
             raise IllegalTransition(
@@ -320,7 +325,7 @@ def harden_suspension(account: ServiceAccount, *, actor, reason: str) -> Service
     """A soft-suspended account (walled garden) gets its login disabled as well."""
     user, label = audit.describe_actor(actor)
     with transaction.atomic(), audit.acting_as(actor):
-        locked = ServiceAccount.objects.select_for_update().get(pk=account.pk)
+        locked = ServiceAccount.objects.select_for_update(no_key=True).get(pk=account.pk)
         if locked.status != Status.SUSPENDED or locked.suspension == "hard":
             return locked
         locked.suspension = "hard"
@@ -472,9 +477,11 @@ def change_plan(
     at = at or timezone.now()
     try:
         with transaction.atomic(), audit.acting_as(actor):
-            Customer.objects.select_for_update().filter(pk=account.customer_id).first()
+            billing_services.lock_customer(account.customer_id)
             locked = (
-                ServiceAccount.objects.select_for_update().select_related("plan").get(pk=account.pk)
+                ServiceAccount.objects.select_for_update(no_key=True)
+                .select_related("plan")
+                .get(pk=account.pk)
             )
             old_plan = locked.plan
             locked.plan = plan
@@ -490,8 +497,8 @@ def change_plan(
 
 
 def _terms_changed(account: ServiceAccount, since, *, actor, at, reason: str) -> None:
-    Customer.objects.select_for_update().filter(pk=account.customer_id).first()
-    ServiceAccount.objects.select_for_update().filter(pk=account.pk).first()
+    billing_services.lock_customer(account.customer_id)
+    ServiceAccount.objects.select_for_update(no_key=True).filter(pk=account.pk).first()
     billing_services.on_terms_change(account, since, actor=actor, at=at, reason=reason)
 
 
