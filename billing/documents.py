@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 
+from django.db import connection
 from django.db.models import F
 
 from billing import periods
@@ -129,9 +130,7 @@ def save(drafts: list[Draft], cfg: BillingSettings, *, actor, at: datetime, run=
         )
     InvoiceLine.objects.bulk_create(lines, batch_size=5000)
     LedgerEntry.objects.bulk_create(entries, batch_size=5000)
-    for doc in docs:
-        if doc.kind == CREDIT_NOTE:
-            settle_credit_note(doc)
+    settle_credit_notes([doc for doc in docs if doc.kind == CREDIT_NOTE])
     return docs
 
 
@@ -143,19 +142,37 @@ def _entry_text(doc: Invoice, draft: Draft) -> str:
     return f"{text}: {draft.reason}"[:255] if draft.reason else text
 
 
-def settle_credit_note(note: Invoice) -> None:
-    """Take a credit note off what its invoice still wants; what the invoice no longer
-    wants (it was paid) stays with the customer as credit for `allocate`."""
-    invoice = Invoice.objects.select_for_update().get(pk=note.credits_id)
-    take = min(-note.total, max(ZERO, invoice.outstanding))
-    if take <= 0:
+def settle_credit_notes(notes: list[Invoice]) -> None:
+    """Take credit notes off what their invoices still want (the invoices locked, in id
+    order); what an invoice no longer wants (it was paid) stays with the customer as
+    credit for `allocate`."""
+    if not notes:
         return
-    invoice.amount_credited += take
-    fields = ["amount_credited"]
-    if invoice.outstanding <= 0 and invoice.status == Invoice.Status.OPEN:
-        invoice.status = Invoice.Status.PAID
-        fields.append("status")
-    invoice.save(update_fields=fields)
+    invoices = {
+        i.pk: i
+        for i in Invoice.objects.select_for_update()
+        .filter(pk__in={n.credits_id for n in notes})
+        .order_by("id")
+    }
+    for note in notes:
+        invoice = invoices[note.credits_id]
+        take = min(-note.total, max(ZERO, invoice.outstanding))
+        if take <= 0:
+            continue
+        invoice.amount_credited += take
+        if invoice.outstanding <= 0 and invoice.status == Invoice.Status.OPEN:
+            invoice.status = Invoice.Status.PAID
+    _store_settled(list(invoices.values()))
+
+
+def _store_settled(invoices: list[Invoice]) -> None:
+    """Write invoices' credited amounts and statuses: one statement per row, sent in one
+    pipeline (bulk_update's CASE expressions cost more Python than the rows do)."""
+    with connection.cursor() as cursor:
+        cursor.executemany(
+            f"UPDATE {Invoice._meta.db_table} SET amount_credited = %s, status = %s WHERE id = %s",
+            [(i.amount_credited, i.status, i.pk) for i in invoices],
+        )
 
 
 def line(

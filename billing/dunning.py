@@ -17,15 +17,16 @@ from datetime import date, timedelta
 from decimal import Decimal
 
 from django.db import IntegrityError, transaction
-from django.db.models import Exists, F, OuterRef, Q, Sum
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from billing import expiry
-from billing.ledger import dues_many, lock_customer
+from billing.ledger import dues_many, lock_customer, lock_customers
 from billing.models import BillingSettings, DunningAction, DunningHold, Invoice
 from billing.services import day_start, moment_for
 from ispops import audit
 from ispops.messaging import services as messaging
+from subscribers.bulk import suspend_many
 from subscribers.models import Billing, ServiceAccount
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,8 @@ Step = DunningAction.Step
 # Reminders are written (and their messages queued) this many at a time, one
 # transaction each.
 BATCH = 500
+# Accounts soft-suspended per transaction.
+SUSPEND_BATCH = 100
 QUEUE_DAYS = 7
 
 
@@ -383,67 +386,84 @@ def _soft_postpaid(day: date, cfg: BillingSettings, report: DunningReport, actor
             )
             owners[account_id] = customer_id
     held = held_customers(day, set(owners.values()))
+    todo = []
     for account_id in sorted(targets):
         if owners[account_id] in held:
             report.held += 1
-            continue
+        else:
+            todo.append(account_id)
+    for offset in range(0, len(todo), SUSPEND_BATCH):
+        batch = {i: targets[i] for i in todo[offset : offset + SUSPEND_BATCH]}
         try:
-            if _suspend_for_invoices(
-                account_id, owners[account_id], targets[account_id], day, cfg, actor, at
-            ):
-                report.soft += 1
+            report.soft += _suspend_for_invoices(batch, owners, day, cfg, actor, at)
         except Exception as exc:
-            log.exception("dunning %s: soft suspension of account %s failed", day, account_id)
-            report.errors.append(f"account {account_id}: {exc}"[:300])
+            first, last = min(batch), max(batch)
+            log.exception("dunning %s: soft suspension of accounts %s..%s failed", day, first, last)
+            report.errors.append(f"accounts {first}..{last}: {exc}"[:300])
 
 
-def _suspend_for_invoices(account_id, customer_id, invoice_ids, day, cfg, actor, at) -> bool:
-    from subscribers import services as subscribers
-
+def _suspend_for_invoices(targets: dict, owners: dict, day, cfg, actor, at) -> int:
+    """Soft-suspend a batch of accounts for their unpaid invoices (account -> invoice
+    ids) in one transaction. Customers are locked first, as a payment does, so a
+    suspension never follows a payment it did not see. An account is suspended for its
+    oldest invoice still unpaid that had a reminder on an earlier day, once per stretch
+    of service (a customer restored and unpaid again is suspended again)."""
     with transaction.atomic():
-        # The lock a payment takes first (billing.ledger): a suspension never follows
-        # a payment it did not see.
-        customer = lock_customer(customer_id)
-        account = ServiceAccount.objects.select_for_update(no_key=True).get(pk=account_id)
-        if account.status != ServiceAccount.Status.ACTIVE:
-            return False
-        # Still unpaid now that no payment can slip in: the oldest first. Once per
-        # stretch of service (a customer restored and unpaid again is suspended again),
-        # and only after a reminder on an earlier day.
-        still_open = _open_with_balance().filter(pk__in=invoice_ids).order_by("due_on", "id")
-        stretch = expiry.episode(account.pk)
+        lock_customers({owners[a] for a in targets})
+        wanted = {i for ids in targets.values() for i in ids}
+        still_open = list(
+            _open_with_balance().filter(pk__in=wanted).order_by("due_on", "id").only("id", "number")
+        )
         reminded = set(
             DunningAction.objects.filter(
-                invoice_id__in=invoice_ids, step=Step.REMINDER, on_date__lt=day
+                invoice_id__in=wanted, step=Step.REMINDER, on_date__lt=day
             ).values_list("invoice_id", flat=True)
         )
-        for invoice in still_open:
-            if _sends_reminders(cfg) and invoice.pk not in reminded:
-                continue
-            key = f"acct{account.pk}:soft:inv{invoice.pk}:e{stretch}"
-            reason = f"Unpaid invoice {invoice.number}"
-            if _claim(
-                customer.pk,
-                Step.SOFT_SUSPEND,
-                key,
-                day,
-                account=account,
-                invoice=invoice,
-                detail=reason,
-            ):
+        stretch = expiry.episodes(list(targets))
+        claims = {}
+        for account_id, ids in targets.items():
+            for invoice in still_open:
+                if invoice.pk not in ids:
+                    continue
+                if _sends_reminders(cfg) and invoice.pk not in reminded:
+                    continue
+                key = f"acct{account_id}:soft:inv{invoice.pk}:e{stretch.get(account_id, 0)}"
+                claims[account_id] = (key, invoice, f"Unpaid invoice {invoice.number}")
                 break
-        else:
-            return False
-        subscribers.change_status(
-            account, "suspended", actor=actor, reason=reason, suspension="soft", at=at
+        taken = set(
+            DunningAction.objects.filter(
+                customer_id__in={owners[a] for a in claims},
+                step=Step.SOFT_SUSPEND,
+                key__in=[k for k, _, _ in claims.values()],
+            ).values_list("key", flat=True)
         )
-        messaging.notify(
-            customer,
-            "suspended_soft",
-            {"amount": _owed(customer.pk, day), "paybill": cfg.paybill},
-            related=f"account:{account.pk}",
+        claims = {a: c for a, c in claims.items() if c[0] not in taken}
+        accounts = suspend_many(
+            list(claims), actor=actor, reasons={a: c[2] for a, c in claims.items()}, at=at
         )
-    return True
+        DunningAction.objects.bulk_create(
+            DunningAction(
+                customer_id=a.customer_id,
+                service_account=a,
+                invoice=claims[a.pk][1],
+                step=Step.SOFT_SUSPEND,
+                key=claims[a.pk][0],
+                on_date=day,
+                detail=claims[a.pk][2],
+            )
+            for a in accounts
+        )
+        owed = dues_many({a.customer_id for a in accounts}, day)
+        messaging.notify_many(
+            (
+                a.customer,
+                "suspended_soft",
+                {"amount": owed[a.customer_id].owed, "paybill": cfg.paybill},
+                f"account:{a.pk}",
+            )
+            for a in accounts
+        )
+    return len(accounts)
 
 
 def enforce_prepaid_expiry(at, *, actor) -> expiry.ExpiryReport:
@@ -643,7 +663,12 @@ def dunning_queue(day: date, *, customers=None, days: int = QUEUE_DAYS) -> list[
         current = holds.get(hold.customer_id)
         if current is None or current.kind != DunningHold.Kind.EXEMPT:
             holds[hold.customer_id] = hold
-    owed = _amounts_owed({r["customer"].pk for r in rows if r["amount"] is None})
+    owed = {
+        cid: d.owed
+        for cid, d in dues_many(
+            {r["customer"].pk for r in rows if r["amount"] is None}, day
+        ).items()
+    }
     for row in rows:
         hold = holds.get(row["customer"].pk)
         row["hold"] = hold
@@ -656,15 +681,3 @@ def dunning_queue(day: date, *, customers=None, days: int = QUEUE_DAYS) -> list[
                 row["on"] = hold.until + timedelta(days=1)
     rows.sort(key=lambda r: (r["on"] or date.max, r["customer"].name, r["account"].pk))
     return rows
-
-
-def _amounts_owed(customer_ids) -> dict[int, Decimal]:
-    if not customer_ids:
-        return {}
-    return dict(
-        _open_with_balance()
-        .filter(customer_id__in=customer_ids)
-        .values_list("customer_id")
-        .annotate(s=Sum(F("total") - F("amount_paid")))
-        .order_by()
-    )

@@ -264,15 +264,22 @@ class _Charged:
     invoices: dict  # invoice id -> Invoice
 
 
-def _charged(account_id: int, starts) -> dict[date, _Charged]:
-    found: dict[date, _Charged] = {}
+def _charged(account_ids, starts) -> dict[tuple[int, date], _Charged]:
+    """What was charged for these accounts' periods starting on `starts`, by (account,
+    period start)."""
+    found: dict[tuple[int, date], _Charged] = {}
     rows = (
-        InvoiceLine.objects.filter(service_account_id=account_id, billing_period__in=list(starts))
+        InvoiceLine.objects.filter(
+            service_account_id__in=list(account_ids), billing_period__in=list(starts)
+        )
         .select_related("invoice")
         .order_by("id")
     )
     for ln in rows:
-        c = found.setdefault(ln.billing_period, _Charged({}, defaultdict(lambda: ZERO), {}))
+        c = found.setdefault(
+            (ln.service_account_id, ln.billing_period),
+            _Charged({}, defaultdict(lambda: ZERO), {}),
+        )
         amount, name = c.by_key.get(ln.key, (ZERO, ln.description))
         c.by_key[ln.key] = (amount + ln.amount, name)
         target = ln.invoice if ln.invoice.kind == Invoice.Kind.INVOICE else None
@@ -284,45 +291,58 @@ def _charged(account_id: int, starts) -> dict[date, _Charged]:
 
 
 def settle_account(
-    account, as_of: datetime, *, actor, since: date | None, reason: str, first: Invoice = None
+    account, as_of: datetime, *, actor, since: date, reason: str, first: Invoice = None
 ) -> list[Invoice]:
-    """Make what `account` was charged match its timeline: the periods opened (by billing
-    runs) that end after `since` are recomputed and the difference posted. Periods not
-    opened yet are left to the run, which bills them from the timeline as it then is.
-    Credit notes go to `first` before the period's other invoices (newest first).
-    Returns the documents posted."""
+    """`settle_accounts` for one account."""
+    return settle_accounts([account], as_of, actor=actor, since=since, reason=reason, first=first)
+
+
+def settle_accounts(
+    accounts, as_of: datetime, *, actor, since: date, reason: str, first: Invoice = None
+) -> list[Invoice]:
+    """Make what these accounts were charged match their timelines: the periods opened
+    (by billing runs) that end on or after `since` are recomputed and the difference
+    posted, for all of them in a few statements. Periods not opened yet are left to the
+    run, which bills them from the timeline as it then is. Credit notes go to `first`
+    before a period's other invoices (newest first). Returns the documents posted."""
     cfg = BillingSettings.load()
     day = _local_day(as_of)
-    account = type(account).objects.select_related("plan").get(pk=account.pk)
-    book = load([account], cfg)
-    grid = timeline.periods_until(book.segments[account.pk], day, fixed_day(cfg))
-    opened = {cp.period_start: cp for cp in ChargedPeriod.objects.filter(service_account=account)}
-    to_check = [
-        p
-        for p in grid
-        if p.start in opened
-        and since is not None
-        and (p.end > since or opened[p.start].period_end >= since)
-    ]
-    # Periods opened before that the timeline no longer has (a regime cut short before
-    # they began): they should cost nothing.
-    grid_starts = {p.start for p in grid}
-    gone = [
-        timeline.Period(cp.period_start, cp.period_end + timedelta(days=1), 1, "")
-        for start, cp in opened.items()
-        if start not in grid_starts and since is not None and cp.period_end >= since
-    ]
-    work = [(p, expected_lines(book, account.pk, p)) for p in to_check] + [(p, {}) for p in gone]
-    charged = _charged(account.pk, [p.start for p, _ in work])
+    opened: dict[int, dict[date, ChargedPeriod]] = defaultdict(dict)
+    for cp in ChargedPeriod.objects.filter(
+        service_account_id__in=[a.pk for a in accounts], period_end__gte=since
+    ):
+        opened[cp.service_account_id][cp.period_start] = cp
+    if not opened:
+        return []  # nothing billed from `since` on (prepaid, or not billed yet)
+    model = type(accounts[0])
+    accounts = list(model.objects.select_related("plan").filter(pk__in=list(opened)))
+    book = load(accounts, cfg)
+    work = []  # (account, period, what it should cost)
+    for account in accounts:
+        mine = opened.get(account.pk, {})
+        if not mine:
+            continue
+        grid = timeline.periods_until(book.segments[account.pk], day, fixed_day(cfg))
+        for period in grid:
+            if period.start in mine:
+                work.append((account, period, expected_lines(book, account.pk, period)))
+                cp = mine[period.start]
+                if cp.period_end != last_day(period.end):
+                    ChargedPeriod.objects.filter(pk=cp.pk).update(period_end=last_day(period.end))
+        # Periods opened before that the timeline no longer has (a regime cut short
+        # before they began): they should cost nothing.
+        grid_starts = {p.start for p in grid}
+        work += [
+            (account, timeline.Period(start, cp.period_end + timedelta(days=1), 1, ""), {})
+            for start, cp in mine.items()
+            if start not in grid_starts
+        ]
+    charged = _charged({a.pk for a, _, _ in work}, {p.start for _, p, _ in work})
     drafts: list[Draft] = []
-    for period, want in work:
-        have = charged.get(period.start)
+    for account, period, want in work:
+        have = charged.get((account.pk, period.start))
         diffs = timeline.difference(want, have.by_key if have else {})
         drafts += _post(account, period, diffs, have, cfg, day, reason, first)
-    for period in to_check:
-        cp = opened[period.start]
-        if cp.period_end != last_day(period.end):
-            ChargedPeriod.objects.filter(pk=cp.pk).update(period_end=last_day(period.end))
     return documents.save(drafts, cfg, actor=actor, at=as_of)
 
 

@@ -45,16 +45,15 @@ def expired_accounts(at: datetime, cfg: BillingSettings):
     )
 
 
-def episode(account_id: int) -> int:
-    """The account's present stretch of service (the id of its latest timeline entry):
-    dunning steps are taken once per stretch, so a customer restored and unpaid again
-    is suspended again."""
-    return (
-        TimelineEntry.objects.filter(service_account_id=account_id)
-        .order_by("-id")
-        .values_list("id", flat=True)
-        .first()
-        or 0
+def episodes(account_ids) -> dict[int, int]:
+    """Each account's present stretch of service (the id of its latest timeline entry;
+    none yet: left out, read as 0): dunning steps are taken once per stretch, so a
+    customer restored and unpaid again is suspended again."""
+    return dict(
+        TimelineEntry.objects.filter(service_account_id__in=list(account_ids))
+        .values_list("service_account_id")
+        .annotate(m=Max("id"))
+        .order_by()
     )
 
 
@@ -93,12 +92,7 @@ def suspend_expired(account_ids, at, cfg, *, actor) -> int:
         )
         if not still:
             return 0
-        stretch = dict(
-            TimelineEntry.objects.filter(service_account_id__in=[i for i, _ in still])
-            .values_list("service_account_id")
-            .annotate(m=Max("id"))
-            .order_by()
-        )
+        stretch = episodes(i for i, _ in still)
         reasons = {
             account_id: f"Prepaid period ended {timezone.localtime(expiry):%d %b %Y %H:%M}"
             for account_id, expiry in still

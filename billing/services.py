@@ -95,16 +95,12 @@ def on_status_change(account, current: str, to: str, *, actor, at: datetime) -> 
 def on_suspended_many(accounts, *, actor, at: datetime) -> None:
     """`on_status_change` for many accounts suspended at once (a bulk suspension;
     `accounts` as they were before it, with their plan): the timelines grow in one
-    insert, and accounts with postpaid periods are recomputed one by one."""
+    insert, and the engine recomputes their billed periods together."""
     engine.append_entries(accounts, at=at, status="suspended", reason=_REASONS["suspended"])
-    opened = set(
-        ChargedPeriod.objects.filter(service_account__in=accounts).values_list(
-            "service_account_id", flat=True
-        )
+    docs = engine.settle_accounts(
+        accounts, at, actor=actor, since=timezone.localdate(at), reason=_REASONS["suspended"]
     )
-    for account in accounts:
-        if account.pk in opened or account.plan.billing == "postpaid":
-            _settle(account, at, actor=actor, reason=_REASONS["suspended"])
+    _use_credit({doc.customer_id for doc in docs})
 
 
 def on_plan_change(account, old_plan, new_plan, *, actor, at: datetime) -> None:

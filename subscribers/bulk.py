@@ -83,16 +83,18 @@ def suspend_many(
 
 def refresh_customers(customer_ids) -> None:
     """`services.refresh_customer` for many customers: their status summaries and search
-    text from their accounts, in two reads and one write."""
+    text from their accounts, in two reads and a write per status."""
     rows: dict[int, list] = {}
     for customer_id, status, username in ServiceAccount.objects.filter(
         customer_id__in=customer_ids
     ).values_list("customer_id", "status", "username"):
         rows.setdefault(customer_id, []).append((status, username))
-    changed = []
+    by_status: dict[str, list[int]] = {}
     for customer in Customer.objects.filter(pk__in=customer_ids):
         status, search = customer_summary(customer, rows.get(customer.pk, []))
-        if (status, search) != (customer.status, customer.search):
-            customer.status, customer.search = status, search
-            changed.append(customer)
-    Customer.objects.bulk_update(changed, ["status", "search"], batch_size=1000)
+        if search != customer.search:  # rare here: a login changed
+            Customer.objects.filter(pk=customer.pk).update(search=search)
+        if status != customer.status:
+            by_status.setdefault(status, []).append(customer.pk)
+    for status, ids in by_status.items():
+        Customer.objects.filter(pk__in=ids).update(status=status)
