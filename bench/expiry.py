@@ -57,8 +57,8 @@ WAIT_SECONDS = 300  # give up on a run that has not converged by then
 
 def expire(as_of):
     """The expiry run, as beat starts it every minute: every active prepaid account whose
-    expiry and grace are over is suspended (walled garden), each in its own transaction
-    whose router job leaves on commit. (Before billing.expiry existed this was a loop of
+    expiry and grace are over is suspended (walled garden), a small batch per transaction
+    whose router jobs leave on commit. (Before billing.expiry existed this was a loop of
     subscribers.change_status(account, "suspended", suspension="soft"); swapping was this
     one line.)"""
     return enforce_expiry(as_of, actor="bench")
@@ -73,8 +73,8 @@ def run():
         worker = _start_worker(log)
         _drain()  # tasks an interrupted run left behind
         with tenant_context(isp):
-            # As the expiry run commits: each account in its own transaction.
-            _scenario("one transaction per account", _one_by_one, payments=PAYMENTS)
+            # As the expiry run commits: a small batch per transaction.
+            _scenario("as the expiry run commits", _one_by_one, payments=PAYMENTS)
             # Every router job committed at once (the router side's best case).
             _scenario("all in one transaction", _all_at_once)
         connection.set_schema_to_public()
