@@ -302,6 +302,23 @@ def is_settled(account, at: datetime) -> bool:
     return dues(account.customer, timezone.localdate(at)).overdue <= 0
 
 
+def to_pay(customer, at: datetime) -> Decimal:
+    """What the customer must pay at `at` to be settled: every open invoice, and a term
+    of each prepaid account in service whose paid time is over, less credit held. What
+    the pay page asks for and suspension messages quote."""
+    owing = dues(customer, timezone.localdate(at))
+    renewals = sum(
+        (
+            a.plan.price
+            for a in customer.service_accounts.filter(
+                plan__billing="prepaid", status__in=["active", "suspended"], expires_at__lte=at
+            ).select_related("plan")
+        ),
+        ZERO,
+    )
+    return max(ZERO, owing.owed + renewals - owing.credit)
+
+
 def restore_if_settled(customer, *, actor, at: datetime | None = None) -> list:
     """Every suspended service account of the customer with nothing overdue goes back
     to active (the router job follows)."""

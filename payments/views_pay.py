@@ -71,7 +71,7 @@ def customer_from_walled_garden(request):
 def _initial(customer) -> dict:
     if customer is None:
         return {}
-    due = billing.customer_balance(customer)
+    due = billing.to_pay(customer, timezone.now())
     return {
         "account": customer.account,
         "phone": customer.phone,

@@ -515,3 +515,15 @@ def test_an_isp_may_make_upgrades_wait_for_renewal(plans):
     account.refresh_from_db()
     assert account.plan == plans["pre5"]
     assert timedelta(0) < account.expires_at - moment(date(2026, 4, 16))
+
+
+def test_what_to_pay_counts_open_invoices_and_lapsed_prepaid_terms_less_credit(plans):
+    postpaid = activate(plans["home10"], date(2026, 1, 1))
+    bill(date(2026, 1, 1))
+    change(postpaid, "suspended", date(2026, 1, 12))
+    assert billing.to_pay(postpaid.customer, moment(date(2026, 1, 12), 12)) == D("1100.00")
+    prepaid = activate(plans["pre5"], date(2026, 3, 1), name="Baraka")
+    with at(date(2026, 3, 1), 10):
+        billing.record_payment(prepaid.customer, D("300"), actor="t", reference="PART")
+    # Lapsed since activation: a term of 1,000, less the 300 held as credit.
+    assert billing.to_pay(prepaid.customer, moment(date(2026, 3, 2), 9)) == D("700.00")
