@@ -34,6 +34,7 @@ from django_tenants.utils import tenant_context
 from bench.util import p95, percentile
 from billing.expiry import enforce_expiry
 from billing.models import BillingSettings
+from ispops.celery import app
 from ispops.tenancy.models import Isp
 from ispops.tenancy.services import create_isp
 from network.emulator.process import EmulatorProcess
@@ -117,6 +118,14 @@ def _drain(timeout: float = 180) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and sum(client.llen(k) for k in keys):
         time.sleep(0.2)
+    # Tasks the worker already took off the queues (prefetched, or running: a batch of
+    # suspension SMS) are not in those lists: wait until it says it has none.
+    while time.monotonic() < deadline:
+        inspect = app.control.inspect(timeout=1.0)
+        busy = [*(inspect.active() or {}).values(), *(inspect.reserved() or {}).values()]
+        if not any(busy):
+            break
+        time.sleep(0.5)
     time.sleep(0.5)  # the last tasks taken off the queue finish
 
 

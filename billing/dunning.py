@@ -420,24 +420,27 @@ def _suspend_for_invoices(targets: dict, owners: dict, day, cfg, actor, at) -> i
             ).values_list("invoice_id", flat=True)
         )
         stretch = expiry.episodes(list(targets))
-        claims = {}
-        for account_id, ids in targets.items():
-            for invoice in still_open:
-                if invoice.pk not in ids:
-                    continue
-                if _sends_reminders(cfg) and invoice.pk not in reminded:
-                    continue
-                key = f"acct{account_id}:soft:inv{invoice.pk}:e{stretch.get(account_id, 0)}"
-                claims[account_id] = (key, invoice, f"Unpaid invoice {invoice.number}")
-                break
+        candidates = {  # account -> [(key, invoice)], oldest invoice first
+            account_id: [
+                (f"acct{account_id}:soft:inv{invoice.pk}:e{stretch.get(account_id, 0)}", invoice)
+                for invoice in still_open
+                if invoice.pk in ids and (invoice.pk in reminded or not _sends_reminders(cfg))
+            ]
+            for account_id, ids in targets.items()
+        }
         taken = set(
             DunningAction.objects.filter(
-                customer_id__in={owners[a] for a in claims},
+                customer_id__in={owners[a] for a in targets},
                 step=Step.SOFT_SUSPEND,
-                key__in=[k for k, _, _ in claims.values()],
+                key__in=[key for pairs in candidates.values() for key, _ in pairs],
             ).values_list("key", flat=True)
         )
-        claims = {a: c for a, c in claims.items() if c[0] not in taken}
+        claims = {}
+        for account_id, pairs in candidates.items():
+            free = [(key, invoice) for key, invoice in pairs if key not in taken]
+            if free:
+                key, invoice = free[0]
+                claims[account_id] = (key, invoice, f"Unpaid invoice {invoice.number}")
         accounts = suspend_many(
             list(claims), actor=actor, reasons={a: c[2] for a, c in claims.items()}, at=at
         )
