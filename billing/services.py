@@ -465,17 +465,31 @@ def charge_once(customer, amount, *, actor, reason: str, at=None) -> Invoice:
     return invoice
 
 
-def set_plan_price(plan, price, *, effective_on: date, actor) -> PlanPrice:
-    """A new list price from `effective_on` (today or later): each account pays it from
-    its next period (prepaid: next term) on."""
+def set_plan_price(
+    plan, price, *, effective_on: date, actor, today: date | None = None, before=None
+) -> PlanPrice:
+    """A new list price from `effective_on`, a day to come (periods that began today
+    may be billed already, and a period keeps the price it began with): each account
+    pays it from its first period (prepaid: term) starting on or after that day. The
+    plan shows the new price at once. `before`: the price until then, when the plan row
+    already holds the new one (the plan form saved it)."""
+    today = today or timezone.localdate()
+    if effective_on <= today:
+        raise BillingError(
+            f"a new price starts on {today + timedelta(days=1):%d %b %Y} at the earliest: "
+            "periods that began today may be billed already"
+        )
     with transaction.atomic(), audit.acting_as(actor):
         if not PlanPrice.objects.filter(plan=plan).exists():
-            PlanPrice.objects.create(plan=plan, price=plan.price, effective_on=date(2000, 1, 1))
+            PlanPrice.objects.create(
+                plan=plan,
+                price=plan.price if before is None else before,
+                effective_on=date(2000, 1, 1),
+            )
         row, _ = PlanPrice.objects.update_or_create(
             plan=plan, effective_on=effective_on, defaults={"price": price}
         )
-        if effective_on <= timezone.localdate():
-            type(plan).objects.filter(pk=plan.pk).update(price=price)
+        type(plan).objects.filter(pk=plan.pk).update(price=price)
     return row
 
 

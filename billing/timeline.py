@@ -215,22 +215,23 @@ def period_lines(
 ) -> dict[str, Line]:
     """What `period` should cost, line by line (keyed "plan:<id>", "addon:<id>",
     "discount:<id>"); lines worth nothing are left out."""
+    since = _plan_since(segs)
     pieces = [
-        (s, hit)
-        for s in segs
+        (s, hit, since[i])
+        for i, s in enumerate(segs)
         if s.billable and (hit := s.overlap(period.start, period.end)) is not None
     ]
     lines: dict[str, Line] = {}
     # The plan's amount per billable day range, for percentage discounts.
     plan_days: list[tuple[date, date, Decimal]] = []
-    for s, (lo, hi) in pieces:
-        price = Decimal(price_of(s.plan_id, max(period.start, s.start)))
+    for s, (lo, hi), plan_began in pieces:
+        price = Decimal(price_of(s.plan_id, max(period.start, plan_began)))
         per_day = price / period.days
         plan_days.append((lo, hi, per_day))
         _add(lines, f"plan:{s.plan_id}", "plan", s.plan_name, lo, hi, per_day)
     for addon in addons:
         last = addon.ends_on or date.max - timedelta(days=1)
-        for _, (lo, hi) in pieces:
+        for _, (lo, hi), _ in pieces:
             hit = _clip(lo, hi, addon.starts_on, last + timedelta(days=1))
             if hit:
                 _add(
@@ -252,6 +253,17 @@ def period_lines(
             line.name = f"{line.name}, {_span(line.first, line.last)}"
             line.name += _days_note(line.days, period.days)
         out[key] = line
+    return out
+
+
+def _plan_since(segs: list[Segment]) -> list[date]:
+    """For each segment, the day its plan began: a status change (a suspension, a
+    restoration) does not start the plan again, a plan change does."""
+    out: list[date] = []
+    for i, s in enumerate(segs):
+        prev = segs[i - 1] if i else None
+        same = prev is not None and prev.plan_id == s.plan_id and prev.end == s.start
+        out.append(out[-1] if same else s.start)
     return out
 
 

@@ -1,12 +1,16 @@
 """Plans pages: the price list with how many live accounts each plan carries, and the
 form that creates or changes a plan (owners, admins and finance only: prices are money)."""
 
+from datetime import timedelta
+
 from django.contrib import messages
 from django.db import transaction
 from django.db.models import Count, Q
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path
+from django.utils import timezone
 
+from billing import services as billing_services
 from ispops import audit
 from ispops.staff.access import ALL_STAFF, roles
 from ispops.staff.models import Role
@@ -61,10 +65,20 @@ def plan_edit(request, pk):
 
 
 def _save(request, form) -> Plan:
-    # One row and its audit entry; charges copy the price when they are made, so a new
-    # price reaches future charges only and needs nothing else done here.
+    # A changed price goes into the plan's price history from tomorrow: a period keeps
+    # the price it began with (billing.services.set_plan_price).
+    before = Plan.objects.filter(pk=form.instance.pk).values_list("price", flat=True).first()
     with transaction.atomic(), audit.acting_as(request.user):
-        return form.save()
+        plan = form.save()
+        if before is not None and before != plan.price:
+            billing_services.set_plan_price(
+                plan,
+                plan.price,
+                effective_on=timezone.localdate() + timedelta(days=1),
+                actor=request.user,
+                before=before,
+            )
+    return plan
 
 
 urls = [

@@ -265,8 +265,12 @@ def test_a_credit_uses_the_price_invoiced_not_a_later_one(plans):
     bill(date(2026, 1, 1))
     with at(date(2026, 1, 10)):
         billing.set_plan_price(
-            plans["home10"], D("4650"), effective_on=date(2026, 1, 10), actor="t"
+            plans["home10"], D("4650"), effective_on=date(2026, 1, 11), actor="t"
         )
+        with pytest.raises(billing.BillingError, match="at the earliest"):
+            billing.set_plan_price(
+                plans["home10"], D("4650"), effective_on=date(2026, 1, 10), actor="t"
+            )
     change(account, "terminated", date(2026, 1, 16))
     assert balance(account) == D("1500.00")
 
@@ -527,3 +531,25 @@ def test_what_to_pay_counts_open_invoices_and_lapsed_prepaid_terms_less_credit(p
         billing.record_payment(prepaid.customer, D("300"), actor="t", reference="PART")
     # Lapsed since activation: a term of 1,000, less the 300 held as credit.
     assert billing.to_pay(prepaid.customer, moment(date(2026, 3, 2), 9)) == D("700.00")
+
+
+def test_a_price_changed_on_the_plan_page_reaches_periods_from_tomorrow(plans, alpha):
+    from django.db import connection
+
+    from tests.subscribers.test_plans import plan_data
+
+    account = activate(plans["home10"], date(2026, 1, 1))
+    bill(date(2026, 1, 1))
+    plan = plans["home10"]
+    client = alpha.client(alpha.owner)
+    connection.set_tenant(alpha.isp)  # the client's login left the public schema set
+    data = plan_data(plan, price="4650", billing="postpaid", download_kbps="10M")
+    with at(date(2026, 1, 1), 12):
+        response = client.post(f"/plans/{plan.pk}/edit/", data)
+    connection.set_tenant(alpha.isp)
+    assert response.status_code == 302
+    plan.refresh_from_db()
+    assert plan.price == D("4650.00")
+    # January began at the old price and keeps it: 15 of 31 days used at 3,100.
+    change(account, "terminated", date(2026, 1, 16))
+    assert balance(account) == D("1500.00")

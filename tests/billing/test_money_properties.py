@@ -190,8 +190,12 @@ class World:
                 ends_on=self.day + timedelta(days=days),
             )
         elif name == "price":
+            # From tomorrow at the earliest: a period keeps the price it began with.
             billing.set_plan_price(
-                self.plans[action[1]], D(action[2]), effective_on=self.day, actor="t"
+                self.plans[action[1]],
+                D(action[2]),
+                effective_on=self.day + timedelta(days=1),
+                actor="t",
             )
         elif name == "void":
             invoices = list(
