@@ -26,7 +26,7 @@ from django_tenants.utils import tenant_context
 
 from bench.loadgen import send_schedule
 from bench.subscribers import HOST, ensure_bench_isp
-from bench.util import free_port, p95, percentile
+from bench.util import free_port, p95, percentile, production_env
 from network.models import RouterJob
 from network.services import add_router, run_jobs
 from payments import services
@@ -79,7 +79,7 @@ def run():
     web_port = free_port()
     (ROOT / "var").mkdir(exist_ok=True)
     log = open(ROOT / "var" / "bench-payments.log", "w")  # noqa: SIM115 (closed below)
-    env = {**os.environ}
+    env = production_env()
     procs = []
     try:
         # The worker as `make run` starts it: prefork, two processes, at a lower CPU

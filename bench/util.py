@@ -17,6 +17,22 @@ def p95(samples_ms) -> float:
     return percentile(samples_ms, 0.95)
 
 
+def production_env() -> dict:
+    """The environment for a worker or web server a bench starts: this one, with DEBUG
+    off as in production (and so the secret and encryption keys production must be
+    given: this machine's development ones)."""
+    from django.conf import settings
+
+    from ispops.lib import crypto
+
+    return {
+        **os.environ,
+        "ISPOPS_DEBUG": "0",
+        "SECRET_KEY": settings.SECRET_KEY,
+        "ISPOPS_ENCRYPTION_KEY": ",".join(crypto.keys_in_use()),
+    }
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

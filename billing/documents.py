@@ -13,7 +13,6 @@ from datetime import date, datetime
 from decimal import Decimal
 
 from django.db import connection
-from django.db.models import F
 
 from billing import periods
 from billing.ledger import ZERO, Kind
@@ -34,11 +33,21 @@ def take_numbers(kind: str, count: int) -> list[str]:
         if kind == INVOICE
         else ("next_credit_note_number", "credit_note_prefix")
     )
-    BillingSettings.load()
-    cfg = BillingSettings.objects.select_for_update().get(pk=1)
-    first = getattr(cfg, field_name)
-    BillingSettings.objects.filter(pk=1).update(**{field_name: F(field_name) + count})
-    prefix = getattr(cfg, prefix_name)
+    table = connection.ops.quote_name(BillingSettings._meta.db_table)
+    field, prefix_field = (connection.ops.quote_name(n) for n in (field_name, prefix_name))
+    # One statement: the UPDATE takes the row lock and returns the numbers it reserved.
+    sql = (
+        f"UPDATE {table} SET {field} = {field} + %s WHERE id = 1 "
+        f"RETURNING {field} - %s, {prefix_field}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [count, count])
+        row = cursor.fetchone()
+        if row is None:  # no settings row yet: make it, then number
+            BillingSettings.load()
+            cursor.execute(sql, [count, count])
+            row = cursor.fetchone()
+    first, prefix = row
     return [f"{prefix}-{n:06d}" for n in range(first, first + count)]
 
 

@@ -14,14 +14,13 @@ import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from decimal import Decimal
 
 from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
-from billing import expiry
-from billing.ledger import dues_many, lock_customer, lock_customers
+from billing import expiry, prepaid
+from billing.ledger import lock_customer, lock_customers
 from billing.models import BillingSettings, DunningAction, DunningHold, Invoice
 from billing.services import day_start, moment_for
 from ispops import audit
@@ -37,7 +36,6 @@ Step = DunningAction.Step
 BATCH = 500
 # Accounts soft-suspended per transaction.
 SUSPEND_BATCH = 100
-QUEUE_DAYS = 7
 
 
 class DunningError(ValueError):
@@ -139,7 +137,7 @@ class _Reminder:
     account: object = None
 
 
-def _open_with_balance():
+def open_with_balance():
     return Invoice.objects.unpaid()
 
 
@@ -172,7 +170,7 @@ def _postpaid_reminders(day: date, cfg: BillingSettings) -> list[_Reminder]:
         wanted[day - timedelta(days=d)].append(("after", d))
     if not wanted:
         return []
-    invoices = _not_exempt(_open_with_balance().filter(due_on__in=list(wanted)), day)
+    invoices = _not_exempt(open_with_balance().filter(due_on__in=list(wanted)), day)
     return [
         _invoice_reminder(invoice, f"inv{invoice.pk}:{side}:{d}", side, cfg)
         for invoice in invoices.select_related("customer").order_by("id")
@@ -208,7 +206,7 @@ def _missed_reminders(day: date, cfg: BillingSettings) -> list[_Reminder]:
         return []
     reminded = DunningAction.objects.filter(invoice_id=OuterRef("pk"), step=Step.REMINDER)
     invoices = _not_exempt(
-        _open_with_balance().filter(due_on__lt=day).filter(~Exists(reminded)), day
+        open_with_balance().filter(due_on__lt=day).filter(~Exists(reminded)), day
     ).select_related("customer")
     found = []
     for invoice in invoices.order_by("id"):
@@ -250,7 +248,7 @@ def _prepaid_reminders(day: date, cfg: BillingSettings) -> list[_Reminder]:
                 context={
                     "plan": account.plan.name,
                     "expires_at": expiry,
-                    "amount": account.plan.price,
+                    "amount": prepaid.term_cost(account.plan, day, cfg),
                     "paybill": cfg.paybill,
                 },
                 related=f"account:{account.pk}",
@@ -341,10 +339,6 @@ def _claim(customer_id, step: str, key: str, day: date, *, account=None, invoice
     return True
 
 
-def _owed(customer_id, day: date) -> Decimal:
-    return dues_many([customer_id], day)[customer_id].owed
-
-
 def _grace_cutoff(day: date, cfg: BillingSettings) -> date:
     """The latest due date whose invoice is past its grace on `day`. An invoice is
     payable all of its due day, so it is never acted on before the day after."""
@@ -355,7 +349,7 @@ def _soft_postpaid(day: date, cfg: BillingSettings, report: DunningReport, actor
     # Driven from the overdue invoices (few) on their own, then their accounts by key:
     # no join the planner could misjudge into a scan of every account per invoice.
     overdue = (
-        _open_with_balance()
+        open_with_balance()
         .filter(due_on__lte=_grace_cutoff(day, cfg))
         .order_by("due_on", "id")
         .values_list("id", "service_account_id", "customer_id")
@@ -412,7 +406,7 @@ def _suspend_for_invoices(targets: dict, owners: dict, day, cfg, actor, at) -> i
         lock_customers({owners[a] for a in targets})
         wanted = {i for ids in targets.values() for i in ids}
         still_open = list(
-            _open_with_balance().filter(pk__in=wanted).order_by("due_on", "id").only("id", "number")
+            open_with_balance().filter(pk__in=wanted).order_by("due_on", "id").only("id", "number")
         )
         reminded = set(
             DunningAction.objects.filter(
@@ -456,12 +450,12 @@ def _suspend_for_invoices(targets: dict, owners: dict, day, cfg, actor, at) -> i
             )
             for a in accounts
         )
-        owed = dues_many({a.customer_id for a in accounts}, day)
+        owed = prepaid.to_pay_many({a.customer_id for a in accounts}, at)
         messaging.notify_many(
             (
                 a.customer,
                 "suspended_soft",
-                {"amount": owed[a.customer_id].owed, "paybill": cfg.paybill},
+                {"amount": owed[a.customer_id], "paybill": cfg.paybill},
                 f"account:{a.pk}",
             )
             for a in accounts
@@ -486,11 +480,11 @@ def _soft_prepaid(day: date, cfg: BillingSettings, report: DunningReport, actor,
     report.errors += done.errors
 
 
-def _soft_suspended_due(day: date, cfg: BillingSettings, until: date, at=None):
+def soft_suspended_due(day: date, cfg: BillingSettings, until: date, at=None):
     """Soft-suspended accounts whose customer still owes (an open invoice past due; for
     prepaid, also the paid period over at `at`) and whose hard suspension falls on or
     before `until`."""
-    overdue = _open_with_balance().filter(customer_id=OuterRef("customer_id"), due_on__lt=day)
+    overdue = open_with_balance().filter(customer_id=OuterRef("customer_id"), due_on__lt=day)
     latest = day_start(until - timedelta(days=cfg.hard_suspend_after_days - 1))
     return (
         ServiceAccount.objects.filter(
@@ -509,7 +503,7 @@ def _soft_suspended_due(day: date, cfg: BillingSettings, until: date, at=None):
 
 def _harden(day: date, cfg: BillingSettings, report: DunningReport, actor, at) -> None:
     rows = list(
-        _soft_suspended_due(day, cfg, day, at).order_by("id").values_list("id", "customer_id")
+        soft_suspended_due(day, cfg, day, at).order_by("id").values_list("id", "customer_id")
     )
     held = held_customers(day, {customer_id for _, customer_id in rows})
     for account_id, customer_id in rows:
@@ -530,16 +524,17 @@ def _harden_one(account_id, customer_id, day, cfg, actor, at) -> bool:
     with transaction.atomic():
         # The lock a payment takes first (billing.ledger): a suspension never follows
         # a payment it did not see.
-        customer = lock_customer(customer_id)
+        lock_customer(customer_id)
         account = (
-            _soft_suspended_due(day, cfg, day, at)
+            soft_suspended_due(day, cfg, day, at)
             .select_for_update(of=("self",), no_key=True)
-            .select_related("plan")
+            .select_related("plan", "customer")
             .filter(pk=account_id)
             .first()
         )
         if account is None:
             return False  # restored or settled meanwhile
+        customer = account.customer
         since = timezone.localtime(account.suspended_at)
         reason = f"unpaid since the soft suspension of {since:%d %b %Y}"
         # Once per soft suspension: a later one (after a restore) may harden again.
@@ -547,9 +542,7 @@ def _harden_one(account_id, customer_id, day, cfg, actor, at) -> bool:
         if not _claim(customer.pk, Step.HARD_SUSPEND, key, day, account=account, detail=reason):
             return False
         subscribers.harden_suspension(account, actor=actor, reason=reason)
-        amount = _owed(customer.pk, day)
-        if account.plan.billing == "prepaid":
-            amount = max(amount, account.plan.price)
+        amount = prepaid.to_pay_many([customer.pk], at)[customer.pk]
         messaging.notify(
             customer,
             "suspended_hard",
@@ -557,130 +550,3 @@ def _harden_one(account_id, customer_id, day, cfg, actor, at) -> bool:
             related=f"account:{account.pk}",
         )
     return True
-
-
-# --- what comes next ---------------------------------------------------------------------
-
-
-def dunning_queue(day: date, *, customers=None, days: int = QUEUE_DAYS) -> list[dict]:
-    """Who is about to be suspended in the `days` days from `day`, and why: rows of
-    customer, account, step ("soft" / "hard"), reason, amount, the date it will happen
-    (None while an exemption holds) and the hold in force, soonest first. `customers`
-    (a queryset) limits it to those customers."""
-    cfg = BillingSettings.load()
-    horizon = day + timedelta(days=days)
-    grace = timedelta(days=max(cfg.grace_days, 1))
-    accounts = ServiceAccount.objects.select_related("customer", "plan")
-    invoices = _open_with_balance()
-    if customers is not None:
-        accounts = accounts.filter(customer__in=customers)
-        invoices = invoices.filter(customer__in=customers)
-    rows = []
-
-    # Postpaid: the oldest unpaid invoice of each active account (or, for an invoice
-    # of no account, of each active postpaid account of its customer).
-    due = invoices.filter(due_on__lte=horizon - grace).order_by("due_on", "id")
-    due = list(
-        due.values_list(
-            "id", "number", "due_on", "total", "amount_paid", "customer_id", "service_account_id"
-        )
-    )
-    active_postpaid = accounts.filter(
-        status=ServiceAccount.Status.ACTIVE, plan__billing=Billing.POSTPAID
-    )
-    wanted_accounts = {r[6] for r in due if r[6]}
-    loose_customers = {r[5] for r in due if not r[6]}
-    live = {
-        a.pk: a
-        for a in active_postpaid.filter(
-            Q(pk__in=wanted_accounts) | Q(customer_id__in=loose_customers)
-        )
-    }
-    by_customer = defaultdict(list)
-    for account in live.values():
-        by_customer[account.customer_id].append(account)
-    seen = set()
-    for _, number, due_on, total, paid, customer_id, account_id in due:
-        targets = [live[account_id]] if account_id in live else []
-        if not account_id:
-            targets = by_customer.get(customer_id, [])
-        for account in targets:
-            if account.pk in seen:
-                continue
-            seen.add(account.pk)
-            rows.append(
-                {
-                    "customer": account.customer,
-                    "account": account,
-                    "step": Step.SOFT_SUSPEND,
-                    "reason": f"Invoice {number} overdue since {due_on + timedelta(1):%d %b %Y}",
-                    "amount": total - paid,
-                    "on": max(due_on + grace, day),
-                }
-            )
-
-    # Prepaid: active accounts whose paid period has ended or ends soon.
-    latest_expiry = day_start(horizon - timedelta(days=cfg.grace_days))
-    for account in accounts.filter(
-        status=ServiceAccount.Status.ACTIVE,
-        plan__billing=Billing.PREPAID,
-        expires_at__lt=latest_expiry,
-    ).order_by("expires_at", "id"):
-        ended = timezone.localtime(account.expires_at).date()
-        verb = "ended" if account.expires_at <= day_start(day) else "ends"
-        rows.append(
-            {
-                "customer": account.customer,
-                "account": account,
-                "step": Step.SOFT_SUSPEND,
-                "reason": f"Prepaid period {verb} on {ended:%d %b %Y}",
-                "amount": account.plan.price,
-                "on": max(ended + timedelta(days=cfg.grace_days + 1), day),
-            }
-        )
-
-    # Hard: soft-suspended accounts still unsettled.
-    hard = _soft_suspended_due(day, cfg, horizon).select_related("customer", "plan")
-    if customers is not None:
-        hard = hard.filter(customer__in=customers)
-    for account in hard.order_by("suspended_at", "id"):
-        since = timezone.localtime(account.suspended_at).date()
-        rows.append(
-            {
-                "customer": account.customer,
-                "account": account,
-                "step": Step.HARD_SUSPEND,
-                "reason": f"Soft-suspended since {since:%d %b %Y}, still unpaid",
-                "amount": account.plan.price if account.plan.billing == "prepaid" else None,
-                "on": max(since + timedelta(days=cfg.hard_suspend_after_days), day),
-            }
-        )
-
-    holds: dict[int, DunningHold] = {}
-    for hold in (
-        active_holds(day)
-        .filter(customer_id__in={r["customer"].pk for r in rows})
-        .order_by("created_at")
-    ):
-        # An exemption outranks a promise; else the latest promise.
-        current = holds.get(hold.customer_id)
-        if current is None or current.kind != DunningHold.Kind.EXEMPT:
-            holds[hold.customer_id] = hold
-    owed = {
-        cid: d.owed
-        for cid, d in dues_many(
-            {r["customer"].pk for r in rows if r["amount"] is None}, day
-        ).items()
-    }
-    for row in rows:
-        hold = holds.get(row["customer"].pk)
-        row["hold"] = hold
-        if row["amount"] is None:
-            row["amount"] = owed.get(row["customer"].pk, Decimal("0.00"))
-        if hold is not None:
-            if hold.until is None:
-                row["on"] = None
-            elif hold.until >= row["on"]:
-                row["on"] = hold.until + timedelta(days=1)
-    rows.sort(key=lambda r: (r["on"] or date.max, r["customer"].name, r["account"].pk))
-    return rows

@@ -14,9 +14,9 @@ from django.db import transaction
 from django.db.models import Max, Q
 from django.utils import timezone
 
-from billing.ledger import dues_many, lock_customers
+from billing.ledger import lock_customers
 from billing.models import BillingSettings, DunningAction, TimelineEntry
-from billing.prepaid import SUB_DAY
+from billing.prepaid import SUB_DAY, to_pay_many
 from ispops.messaging import services as messaging
 from subscribers.bulk import suspend_many
 from subscribers.models import Billing, ServiceAccount
@@ -113,12 +113,12 @@ def suspend_expired(account_ids, at, cfg, *, actor) -> int:
             ],
             ignore_conflicts=True,
         )
-        owed = dues_many({a.customer_id for a in accounts}, timezone.localdate(at))
+        owed = to_pay_many({a.customer_id for a in accounts}, at)
         messaging.notify_many(
             (
                 a.customer,
                 "suspended_soft",
-                {"amount": max(owed[a.customer_id].owed, a.plan.price), "paybill": cfg.paybill},
+                {"amount": owed[a.customer_id], "paybill": cfg.paybill},
                 f"account:{a.pk}",
             )
             for a in accounts

@@ -12,12 +12,14 @@
   a document).
 """
 
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 
-from django.db import transaction
-from django.db.models import F, Min, Q, Sum
+from django.db import connection, transaction
+from django.db.models import F, Sum
 from django.utils import timezone
 
 from billing.models import Invoice, LedgerEntry
@@ -34,12 +36,35 @@ class BillingError(ValueError):
     """A billing operation the rules refuse; str() is the reason."""
 
 
-def lock_customer(customer_id: int):
+# Customers whose row lock the running transaction holds, inside `holding` blocks: the
+# operations below that lock the customer themselves skip the round trip there.
+_held: ContextVar[frozenset] = ContextVar("held_customer_locks", default=frozenset())
+
+
+def lock_customer(customer_id: int) -> None:
     """The customer's row lock: the first lock of every money transaction. NO KEY
     UPDATE, the mode an UPDATE takes: it serialises those transactions but not the rows
     that merely reference the customer (an invoice or ledger entry inserted by a billing
     run takes KEY SHARE on it, which this lock lets through)."""
-    return Customer.objects.select_for_update(no_key=True).get(pk=customer_id)
+    if customer_id in _held.get():
+        return
+    Customer.objects.select_for_update(no_key=True).values_list("id", flat=True).get(pk=customer_id)
+
+
+@contextmanager
+def holding(customer_id: int):
+    """Lock the customer (`lock_customer`) for the rest of the transaction; calls made
+    inside the block do not lock it again. The block sits inside `transaction.atomic`
+    (with-blocks nest, so no savepoint that took the lock can roll back before the block
+    ends, and the lock lasts as long as the block)."""
+    if not connection.in_atomic_block:
+        raise RuntimeError("holding() needs a transaction: the lock would end at once")
+    lock_customer(customer_id)
+    token = _held.set(_held.get() | {customer_id})
+    try:
+        yield
+    finally:
+        _held.reset(token)
 
 
 def lock_customers(customer_ids) -> None:
@@ -98,7 +123,9 @@ def record_entry(
     """Add one ledger entry (the customer row locked first)."""
     amount = signed(kind, amount)
     user, label = audit.describe_actor(actor)
-    with transaction.atomic():
+    # No savepoint of its own: nothing in here fails but the database, and then the
+    # caller's whole transaction is lost anyway.
+    with transaction.atomic(savepoint=False):
         lock_customer(customer.pk)
         entry = LedgerEntry.objects.create(
             customer=customer,
@@ -139,22 +166,20 @@ def statement(customer):
 # --- settling invoices -------------------------------------------------------------------
 
 
-def _still_wanted(customer_id) -> Decimal:
-    row = (
-        Invoice.objects.invoices()
-        .filter(customer_id=customer_id)
-        .exclude(status=Invoice.Status.VOID)
-        .aggregate(s=Sum(F("total") - F("amount_paid") - F("amount_credited")))
-    )
-    return row["s"] or ZERO
-
-
 def credit_left(customer_id) -> Decimal:
     """What invoices still want minus what the ledger says is owed: money paid or
     credited that no invoice has taken yet (negative when invoices hold more than was
-    paid: after a reversal, until `unallocate_excess`)."""
-    balance = LedgerEntry.objects.filter(customer_id=customer_id).aggregate(s=Sum("amount"))["s"]
-    return _still_wanted(customer_id) - (balance or ZERO)
+    paid: after a reversal, until `unallocate_excess`). One statement: a payment asks
+    this up to three times while a subscriber waits to get back online."""
+    invoices, ledger = Invoice._meta.db_table, LedgerEntry._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT COALESCE((SELECT SUM(total - amount_paid - amount_credited) FROM "
+            f"{invoices} WHERE customer_id = %s AND kind = %s AND status <> %s), 0) "
+            f"- COALESCE((SELECT SUM(amount) FROM {ledger} WHERE customer_id = %s), 0)",
+            [customer_id, Invoice.Kind.INVOICE, Invoice.Status.VOID, customer_id],
+        )
+        return cursor.fetchone()[0]
 
 
 def unallocated_credit(customer) -> Decimal:
@@ -165,18 +190,19 @@ def unallocated_credit(customer) -> Decimal:
 def allocate(customer) -> list[Invoice]:
     """Spread the customer's unallocated credit over their open invoices, oldest due
     first."""
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):  # as record_entry
         lock_customer(customer.pk)
-        available = unallocated_credit(customer)
-        if available <= 0:
-            return []
-        touched = []
-        for invoice in (
+        # The open invoices first: a customer with none (most payments of a prepaid
+        # subscriber) needs no credit worked out.
+        open_invoices = list(
             Invoice.objects.unpaid()
             .select_for_update()
             .filter(customer=customer)
             .order_by("due_on", "id")
-        ):
+        )
+        available = unallocated_credit(customer) if open_invoices else ZERO
+        touched = []
+        for invoice in open_invoices:
             if available <= 0:
                 break
             take = min(available, invoice.outstanding)
@@ -240,12 +266,14 @@ def credits_many(customer_ids) -> dict[int, Decimal]:
 @dataclass(frozen=True)
 class Dues:
     """What a customer owes on `day`: `owed` in all, `overdue` of it past its due date,
-    `credit` held (paid or credited and not yet used), the oldest unpaid due date."""
+    `credit` held (paid or credited and not yet used), the oldest unpaid due date, and
+    `spare`: the credit the open invoices leave over."""
 
     owed: Decimal
     overdue: Decimal
     credit: Decimal
     oldest_due: date | None
+    spare: Decimal = ZERO
 
 
 def dues(customer, day: date) -> Dues:
@@ -253,35 +281,49 @@ def dues(customer, day: date) -> Dues:
     return dues_many([customer.pk], day).get(customer.pk, Dues(ZERO, ZERO, ZERO, None))
 
 
+_DUES_SQL = """
+SELECT c.id, i.owed, i.overdue, i.oldest, i.wanted, l.balance
+FROM unnest(%(ids)s::bigint[]) AS c(id)
+LEFT JOIN (
+    SELECT customer_id,
+        SUM(total - amount_paid - amount_credited) FILTER (WHERE status = %(open)s) AS owed,
+        SUM(total - amount_paid - amount_credited)
+            FILTER (WHERE status = %(open)s AND due_on < %(day)s) AS overdue,
+        MIN(due_on) FILTER (WHERE status = %(open)s) AS oldest,
+        SUM(total - amount_paid - amount_credited) AS wanted
+    FROM {invoices}
+    WHERE customer_id = ANY(%(ids)s) AND kind = %(invoice)s AND status <> %(void)s
+    GROUP BY customer_id
+) AS i ON i.customer_id = c.id
+LEFT JOIN (
+    SELECT customer_id, SUM(amount) AS balance FROM {ledger}
+    WHERE customer_id = ANY(%(ids)s) GROUP BY customer_id
+) AS l ON l.customer_id = c.id
+"""
+
+
 def dues_many(customer_ids, day: date) -> dict[int, Dues]:
-    ids = list(customer_ids)
-    open_by = {}
-    for row in (
-        Invoice.objects.unpaid()
-        .filter(customer_id__in=ids)
-        .values("customer_id")
-        .annotate(
-            owed=Sum(F("total") - F("amount_paid") - F("amount_credited")),
-            overdue=Sum(
-                F("total") - F("amount_paid") - F("amount_credited"), filter=Q(due_on__lt=day)
-            ),
-        )
-        .order_by()
-    ):
-        open_by[row["customer_id"]] = row
-    oldest = dict(
-        Invoice.objects.unpaid()
-        .filter(customer_id__in=ids)
-        .values_list("customer_id")
-        .annotate(m=Min("due_on"))
-        .order_by()
-    )
-    credits = credits_many(ids)
+    """`dues` of many customers in one statement: what their open invoices want (past
+    due and not, the oldest due date), and what every invoice still wants and the
+    ledger balance, whose difference is the credit held."""
+    sql = _DUES_SQL.format(invoices=Invoice._meta.db_table, ledger=LedgerEntry._meta.db_table)
+    params = {
+        "ids": list(customer_ids),
+        "day": day,
+        "open": Invoice.Status.OPEN,
+        "void": Invoice.Status.VOID,
+        "invoice": Invoice.Kind.INVOICE,
+    }
     out = {}
-    for cid in ids:
-        credit = credits.get(cid, ZERO)
-        row = open_by.get(cid, {})
-        owed = max(ZERO, (row.get("owed") or ZERO) - credit)
-        overdue = max(ZERO, (row.get("overdue") or ZERO) - credit)
-        out[cid] = Dues(owed, overdue, credit, oldest.get(cid))
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        for cid, owed, overdue, oldest, wanted, balance in cursor.fetchall():
+            credit = max(ZERO, (wanted or ZERO) - (balance or ZERO))
+            out[cid] = Dues(
+                max(ZERO, (owed or ZERO) - credit),
+                max(ZERO, (overdue or ZERO) - credit),
+                credit,
+                oldest,
+                max(ZERO, credit - (owed or ZERO)),
+            )
     return out

@@ -5,12 +5,13 @@ and reversed payments do to them. The rules an ISP will ask about (README, "Prep
   a prepaid plan, it expires at that moment (nothing is paid yet: the grace period,
   then suspension); an imported row without one expires at the import.
 - Money buys terms: the customer's unallocated credit buys one period at a time for the
-  soonest-expiring prepaid account whose price it covers, again and again, so one
-  payment for two lines renews each in turn. A term starts at the later of now and the
-  expiry; a term that continues a chain keeps the chain's day of the month (31 Jan ->
-  28 Feb -> 31 Mar), one that starts after a lapse starts a new chain. Each term is an
-  invoice, paid at once from the credit. What is left is held as credit, or (ISP
-  setting) buys the soonest-expiring account a part term.
+  soonest-expiring prepaid account whose term it covers (the price, plus VAT where the
+  ISP's prices exclude it), again and again, so one payment for two lines renews each
+  in turn. A term starts at the later of now and the expiry; a term that continues a
+  chain keeps the chain's day of the month (31 Jan -> 28 Feb -> 31 Mar), one that
+  starts after a lapse starts a new chain. Each term is an invoice, paid at once from
+  the credit. What is left is held as credit, or (ISP setting) buys the
+  soonest-expiring account a part term.
 - A reversed payment takes back the terms it bought, newest first: each term's invoice
   is credited in full and the expiry moves back by the term's length.
 - A change to a plan of the same cycle: an upgrade is charged (new price - old price) x
@@ -19,15 +20,16 @@ and reversed payments do to them. The rules an ISP will ask about (README, "Prep
   or to postpaid) credits the unused share of the current term and ends it now.
 """
 
+from collections import defaultdict
 from datetime import datetime, timedelta
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
 
 from django.utils import timezone
 
 from billing import documents, periods
 from billing.documents import Draft
 from billing.engine import PriceBook
-from billing.ledger import ZERO, BillingError, allocate, unallocated_credit
+from billing.ledger import ZERO, BillingError, allocate, dues_many, unallocated_credit
 from billing.models import BillingSettings, Invoice, PrepaidTerm
 from subscribers.models import ServiceAccount
 
@@ -58,6 +60,50 @@ def grace(cycle: str, cfg: BillingSettings) -> timedelta:
 
 def _price(plan, day) -> Decimal:
     return PriceBook({plan.pk: plan.price}).price_of(plan.pk, day)
+
+
+def term_cost(plan, day, cfg: BillingSettings, book: PriceBook | None = None) -> Decimal:
+    """What a term of `plan` bought on `day` costs the customer: the total of its
+    invoice, the plan's price on that day with VAT added where the ISP's prices
+    exclude it. What credit must cover to buy one, and what the pay page asks.
+    `book`: the prices of many plans, read once."""
+    price = book.price_of(plan.pk, day) if book is not None else _price(plan, day)
+    return _with_vat(price, cfg)
+
+
+def to_pay_many(customer_ids, at: datetime) -> dict[int, Decimal]:
+    """What each customer must pay at `at` to be settled: every open invoice, and a
+    term of each prepaid account in service whose paid time is over, less the credit
+    held. What the pay page asks for and every suspension message quotes."""
+    ids = list(customer_ids)
+    day = timezone.localdate(at)
+    owing = dues_many(ids, day)
+    lapsed = list(
+        ServiceAccount.objects.filter(
+            customer_id__in=ids,
+            plan__billing="prepaid",
+            status__in=["active", "suspended"],
+            expires_at__lte=at,
+        ).select_related("plan")
+    )
+    renewals: dict[int, Decimal] = defaultdict(lambda: ZERO)
+    if lapsed:
+        cfg = BillingSettings.load()
+        book = PriceBook({a.plan_id: a.plan.price for a in lapsed})
+        for account in lapsed:
+            renewals[account.customer_id] += term_cost(account.plan, day, cfg, book)
+    return {cid: d.owed + max(ZERO, renewals[cid] - d.spare) for cid, d in owing.items()}
+
+
+def _with_vat(price: Decimal, cfg: BillingSettings) -> Decimal:
+    return periods.split_vat(price, cfg.vat_rate, cfg.vat_inclusive)[2]
+
+
+def _before_vat(gross: Decimal, cfg: BillingSettings) -> Decimal:
+    """The line amount whose invoice total is at most `gross`."""
+    if cfg.vat_inclusive:
+        return gross
+    return (gross * 100 / (100 + cfg.vat_rate)).quantize(periods.CENT, ROUND_DOWN)
 
 
 def _last_term(account):
@@ -108,26 +154,30 @@ def buy_terms(customer, at: datetime, *, actor, paid_by=None) -> int:
     cfg = BillingSettings.load()
     day = timezone.localdate(at)
     accounts = list(
-        ServiceAccount.objects.select_for_update(no_key=True)
+        # OF self: the plan row is read, not locked (every payment of a customer on
+        # the same plan would otherwise wait for the others).
+        ServiceAccount.objects.select_for_update(of=("self",), no_key=True)
         .select_related("plan")
         .filter(customer=customer, plan__billing="prepaid", status__in=["active", "suspended"])
         .order_by("id")
     )
     prices = {a.pk: _price(a.plan, day) for a in accounts}
+    costs = {pk: _with_vat(price, cfg) for pk, price in prices.items()}
     credit = unallocated_credit(customer)
     bought = 0
     while True:
-        affordable = [a for a in accounts if 0 < prices[a.pk] <= credit]
+        affordable = [a for a in accounts if 0 < costs[a.pk] <= credit]
         if not affordable:
             break
         account = min(affordable, key=lambda a: (a.expires_at or at, a.pk))
         _buy(account, prices[account.pk], at, day, cfg, actor=actor, paid_by=paid_by)
-        credit -= prices[account.pk]
+        credit -= costs[account.pk]
         bought += 1
-    partial = [a for a in accounts if credit > 0 and prices[a.pk] > credit]
+    partial = [a for a in accounts if credit > 0 and costs[a.pk] > credit]
     if cfg.prepaid_partial == BillingSettings.Partial.PRORATE and partial:
         account = min(partial, key=lambda a: (a.expires_at or at, a.pk))
-        _buy(account, prices[account.pk], at, day, cfg, actor=actor, paid_by=paid_by, part=credit)
+        part = _before_vat(credit, cfg)
+        _buy(account, prices[account.pk], at, day, cfg, actor=actor, paid_by=paid_by, part=part)
     if bought or partial:
         allocate(customer)
     return bought
@@ -214,7 +264,11 @@ def cancel_term(term: PrepaidTerm, at, cfg, *, actor, reason: str) -> None:
     """Give a term's time back: the expiry (and later terms) move back by its length,
     and its invoice is credited for what it still has."""
     length = term.ends_at - term.starts_at
-    account = type(term.service_account).objects.select_for_update().get(pk=term.service_account_id)
+    account = (
+        type(term.service_account)
+        .objects.select_for_update(no_key=True)
+        .get(pk=term.service_account_id)
+    )
     for later in PrepaidTerm.objects.filter(
         service_account=account, cancelled_at__isnull=True, starts_at__gte=term.ends_at
     ):

@@ -30,6 +30,7 @@ from billing.ledger import (  # noqa: F401 (the billing API other apps use)
     customer_balance,
     dues,
     dues_many,
+    holding,
     lock_customer,
     record_entry,
     statement,
@@ -80,9 +81,9 @@ _REASONS = {
 
 def on_status_change(account, current: str, to: str, *, actor, at: datetime) -> None:
     """What billing does when a service account moves (subscribers calls it in the same
-    transaction, holding the customer and account locks): the timeline grows, a prepaid
-    account in service gets an expiry, and the engine posts what the change is worth."""
-    account.plan = type(account.plan).objects.get(pk=account.plan_id)
+    transaction, holding the customer and account locks, `account` read with its plan
+    under the lock): the timeline grows, a prepaid account in service gets an expiry,
+    and the engine posts what the change is worth."""
     reason = _REASONS.get(to, to)
     if to == "active" and current != "suspended":
         reason = "Activated"
@@ -250,8 +251,7 @@ def record_payment(
     oldest open invoices, then buying prepaid terms; the customer restored if now
     settled."""
     at = at or timezone.now()
-    with transaction.atomic():
-        lock_customer(customer.pk)
+    with transaction.atomic(), holding(customer.pk):
         entry = record_entry(
             customer,
             Kind.PAYMENT,
@@ -275,8 +275,7 @@ def reverse_payment_entry(entry: LedgerEntry, *, actor, reason: str, at=None) ->
     if entry is None or entry.kind != Kind.PAYMENT:
         raise BillingError("only a payment can be reversed")
     at = at or timezone.now()
-    with transaction.atomic():
-        lock_customer(entry.customer_id)
+    with transaction.atomic(), holding(entry.customer_id):
         reversal = record_entry(
             entry.customer,
             Kind.ADJUSTMENT,
@@ -303,20 +302,9 @@ def is_settled(account, at: datetime) -> bool:
 
 
 def to_pay(customer, at: datetime) -> Decimal:
-    """What the customer must pay at `at` to be settled: every open invoice, and a term
-    of each prepaid account in service whose paid time is over, less credit held. What
-    the pay page asks for and suspension messages quote."""
-    owing = dues(customer, timezone.localdate(at))
-    renewals = sum(
-        (
-            a.plan.price
-            for a in customer.service_accounts.filter(
-                plan__billing="prepaid", status__in=["active", "suspended"], expires_at__lte=at
-            ).select_related("plan")
-        ),
-        ZERO,
-    )
-    return max(ZERO, owing.owed + renewals - owing.credit)
+    """What the customer must pay at `at` to be settled (billing.prepaid.to_pay_many):
+    what the pay page asks for."""
+    return prepaid.to_pay_many([customer.pk], at)[customer.pk]
 
 
 def restore_if_settled(customer, *, actor, at: datetime | None = None) -> list:
@@ -347,8 +335,7 @@ def void_invoice(invoice: Invoice, *, actor, reason: str, at=None) -> Invoice | 
     if not reason:
         raise BillingError("say why the invoice is voided")
     at = at or timezone.now()
-    with transaction.atomic():
-        lock_customer(invoice.customer_id)
+    with transaction.atomic(), holding(invoice.customer_id):
         locked = Invoice.objects.select_for_update().get(pk=invoice.pk)
         if locked.is_credit_note:
             raise BillingError(f"{locked.number} is a credit note; it cannot be voided")
@@ -370,7 +357,7 @@ def _void_effects(invoice: Invoice, at, *, actor, reason: str):
     engine_lines = list(invoice.lines.filter(billing_period__isnull=False))
     if engine_lines and invoice.service_account_id:
         account = invoice.service_account
-        type(account).objects.select_for_update().get(pk=account.pk)
+        type(account).objects.select_for_update(no_key=True).get(pk=account.pk)
         Waiver.objects.bulk_create(
             [
                 Waiver(
@@ -415,8 +402,7 @@ def issue_credit_note(customer, amount, *, actor, reason: str, invoice=None, at=
     Allocated at once; the customer restored if that settles them."""
     at = at or timezone.now()
     amount = Decimal(amount)
-    with transaction.atomic():
-        lock_customer(customer.pk)
+    with transaction.atomic(), holding(customer.pk):
         if invoice is not None:
             cfg = BillingSettings.load()
             draft = Draft(
@@ -450,8 +436,7 @@ def charge_once(customer, amount, *, actor, reason: str, at=None) -> Invoice:
     at = at or timezone.now()
     cfg = BillingSettings.load()
     day = timezone.localdate(at)
-    with transaction.atomic():
-        lock_customer(customer.pk)
+    with transaction.atomic(), holding(customer.pk):
         draft = Draft(
             customer_id=customer.pk,
             account=None,

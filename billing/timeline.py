@@ -22,7 +22,8 @@ the whole period), summed per line and rounded half-up to the cent once, per lin
   are billable;
 - each discount, on the days from its start to its end (inclusive) that are billable:
   a percentage of the plan's amount on those days, or a fixed amount prorated like a
-  plan (never more than the plan's amount on those days).
+  plan; discounts together never take more than the plan's amount on a day (the
+  oldest first, a later one gets what is left).
 """
 
 from collections.abc import Callable, Iterable
@@ -237,8 +238,7 @@ def period_lines(
                 _add(
                     lines, f"addon:{addon.id}", "addon", addon.name, *hit, addon.price / period.days
                 )
-    for discount in discounts:
-        _discount(lines, discount, plan_days, period)
+    _discounts(lines, discounts, plan_days, period)
     out = {}
     for key, line in lines.items():
         line.amount = _round(line.exact)
@@ -284,30 +284,40 @@ def _add(lines, key, kind, name, lo: date, hi: date, per_day: Decimal) -> None:
     line.last = last if line.last is None else max(line.last, last)
 
 
-def _discount(lines, discount: DiscountTerm, plan_days, period: Period) -> None:
-    end = discount.ends_on + timedelta(days=1)
-    plan_amount = Decimal(0)
-    days = 0
-    for lo, hi, per_day in plan_days:
-        hit = _clip(lo, hi, discount.starts_on, end)
-        if hit:
-            n = (hit[1] - hit[0]).days
-            plan_amount += per_day * n
-            days += n
-    if not days:
+def _discounts(lines, discounts, plan_days, period: Period) -> None:
+    """Each discount on its billable days, oldest first: a percentage of the plan's
+    amount that day, or a fixed amount spread over the period's days. Together they
+    never take more than the plan's amount on a day: a later one gets what is left."""
+    discounts = sorted(discounts, key=lambda d: d.id)
+    if not discounts:
         return
-    if discount.kind == "percent":
-        value = plan_amount * Decimal(discount.value) / 100
-    else:
-        value = min(Decimal(discount.value) * days / period.days, plan_amount)
-    lines[f"discount:{discount.id}"] = Line(
-        key=f"discount:{discount.id}",
-        kind="discount",
-        name=f"Discount: {discount.reason}",
-        amount=Decimal(0),
-        days=days,
-        exact=-value,
-    )
+    plan: dict[date, Decimal] = {}
+    for lo, hi, per_day in plan_days:
+        for n in range((hi - lo).days):
+            plan[lo + timedelta(days=n)] = per_day
+    left = dict(plan)
+    for discount in discounts:
+        value, days = Decimal(0), 0
+        for day, per_day in plan.items():
+            if not discount.starts_on <= day <= discount.ends_on:
+                continue
+            if discount.kind == "percent":
+                wanted = per_day * Decimal(discount.value) / 100
+            else:
+                wanted = Decimal(discount.value) / period.days
+            take = min(wanted, left[day])
+            left[day] -= take
+            value += take
+            days += 1
+        if days:
+            lines[f"discount:{discount.id}"] = Line(
+                key=f"discount:{discount.id}",
+                kind="discount",
+                name=f"Discount: {discount.reason}",
+                amount=Decimal(0),
+                days=days,
+                exact=-value,
+            )
 
 
 def difference(expected: dict[str, Line], charged: dict[str, tuple[Decimal, str]]) -> list[Line]:

@@ -9,7 +9,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path
 from django.utils import timezone
 
-from billing import dunning
+from billing import dunning, dunning_queue
 from billing.models import DunningAction, DunningHold
 from ispops.staff.access import roles
 from ispops.staff.models import Role
@@ -57,7 +57,7 @@ def dunning_page(request, form=None, status=200):
     visible = Customer.objects.visible_to(request.user)
     # Staff who see every branch need no filter (an IN over every customer costs).
     scope = None if request.user.branch_ids() is None else visible
-    rows = dunning.dunning_queue(today, customers=scope)
+    rows = dunning_queue.upcoming(today, customers=scope)
     can_act = request.user.role in ACTORS
     if can_act and form is None:
         form = HoldForm(initial={"customer": request.GET.get("customer", "")}, customers=visible)

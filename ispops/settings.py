@@ -222,6 +222,12 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# A worker keeps its database connection between tasks, as a web process does between
+# requests (ispops.celery drops one that is broken or older than CONN_MAX_AGE before each
+# task): opening one costs more than a restoration's whole router job. Celery's default
+# closes it after every task. The tenant of a task's schema is looked up once a minute.
+CELERY_DB_REUSE_MAX = 1_000_000
+CELERY_TASK_TENANT_CACHE_SECONDS = 60
 # Two queues, which every worker consumes: "urgent" (crediting a payment, applying router
 # jobs: a subscriber waits to get back online) is always taken before "celery" (SMS,
 # billing runs, polls), so a restoration never queues behind a bulk send.

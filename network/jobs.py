@@ -11,7 +11,6 @@ from datetime import timedelta
 import redis
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F
 from django.utils import timezone
 from librouteros.exceptions import MultiTrapError, TrapError
 
@@ -152,16 +151,13 @@ def run_jobs(router_id: int, *, limit: int = 20000) -> str:
     the router, or turned away by a holder), clears the mark and looks after the job was
     committed. Claiming stays a conditional UPDATE, so no job is applied twice.
     """
-    router = Router.objects.filter(pk=router_id).first()
-    if router is None:
-        return "no such router"
     results: list[str] = []
     deadline = time.monotonic() + HOLD_ROUTER_SECONDS
     while True:
         with _router_lock(router_id) as got:
             if not got:
                 return "; ".join(results) or "another worker has this router"
-            while (result := _run_due(router, limit)) is not None:
+            while (result := _run_due(router_id, limit)) is not None:
                 results.append(result)
                 if time.monotonic() > deadline:
                     break
@@ -176,29 +172,34 @@ def run_jobs(router_id: int, *, limit: int = 20000) -> str:
     return "; ".join(results) or "nothing due"
 
 
-def _run_due(router, limit: int) -> str | None:
+def _run_due(router_id: int, limit: int) -> str | None:
     """Claim and apply one batch of the router's due jobs; None when none were due."""
     now = timezone.now()
-    ids = list(
+    due = (
         RouterJob.objects.due(now)
-        .filter(router=router)
+        .filter(router_id=router_id)
         .order_by("created_at", "id")
-        .values_list("id", flat=True)[:limit]
+        .values("id")[:limit]
     )
+    due_sql, due_params = due.query.sql_with_params()
+    table = connection.ops.quote_name(RouterJob._meta.db_table)
+    # Claimed by one conditional UPDATE: a duplicate delivery finds nothing to claim,
+    # and a restoration waits a statement less than a select then an update.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET state = %s, started_at = %s, attempts = attempts + 1 "
+            f"WHERE id IN ({due_sql}) AND state = ANY(%s) RETURNING id",
+            [RouterJob.State.RUNNING, now, *due_params, list(RouterJob.DUE_STATES)],
+        )
+        ids = [row[0] for row in cursor.fetchall()]
     if not ids:
         return None
-    # Claim with a conditional update: a duplicate delivery finds nothing to claim.
-    claimed = RouterJob.objects.filter(
-        id__in=ids, state__in=[RouterJob.State.PENDING, RouterJob.State.RETRY]
-    ).update(state=RouterJob.State.RUNNING, started_at=now, attempts=F("attempts") + 1)
-    if not claimed:
-        return None
     jobs = list(
-        RouterJob.objects.filter(id__in=ids, state=RouterJob.State.RUNNING).select_related(
-            "service_account__plan", "service_account__customer", "plan"
-        )
+        RouterJob.objects.filter(id__in=ids)
+        .select_related("router", "service_account__plan", "service_account__customer", "plan")
+        .order_by("created_at", "id")
     )
-    return _apply_jobs(router, jobs)
+    return _apply_jobs(jobs[0].router, jobs)
 
 
 def _apply_jobs(router, jobs) -> str:

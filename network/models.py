@@ -52,9 +52,7 @@ class Router(models.Model):
 class RouterJobQuerySet(models.QuerySet):
     def due(self, now=None):
         now = now or timezone.now()
-        return self.filter(
-            state__in=[RouterJob.State.PENDING, RouterJob.State.RETRY], next_attempt_at__lte=now
-        )
+        return self.filter(state__in=RouterJob.DUE_STATES, next_attempt_at__lte=now)
 
 
 class RouterJob(models.Model):
@@ -78,6 +76,9 @@ class RouterJob(models.Model):
         RETRY = "retry", "Waiting to retry"
         DONE = "done", "Done"
         FAILED = "failed", "Failed"
+
+    # The states a job can be claimed in (once its next attempt is due).
+    DUE_STATES = (State.PENDING, State.RETRY)
 
     router = models.ForeignKey(Router, on_delete=models.CASCADE, related_name="jobs")
     service_account = models.ForeignKey(

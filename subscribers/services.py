@@ -284,7 +284,11 @@ def change_status(
     user, label = audit.describe_actor(actor)
     with transaction.atomic(), audit.acting_as(actor):
         billing_services.lock_customer(account.customer_id)
-        locked = ServiceAccount.objects.select_for_update(no_key=True).get(pk=account.pk)
+        locked = (
+            ServiceAccount.objects.select_for_update(of=("self",), no_key=True)
+            .select_related("customer", "plan")
+            .get(pk=account.pk)
+        )
         current = locked.status
         if to not in TRANSITIONS[current]:
             raise IllegalTransition(
@@ -479,7 +483,7 @@ def change_plan(
         with transaction.atomic(), audit.acting_as(actor):
             billing_services.lock_customer(account.customer_id)
             locked = (
-                ServiceAccount.objects.select_for_update(no_key=True)
+                ServiceAccount.objects.select_for_update(of=("self",), no_key=True)
                 .select_related("plan")
                 .get(pk=account.pk)
             )

@@ -24,9 +24,14 @@ def generate_key() -> str:
     return Fernet.generate_key().decode()
 
 
+def keys_in_use() -> list[str]:
+    """The keys this process encrypts and decrypts with, the encrypting one first."""
+    return list(settings.ENCRYPTION_KEYS) or [_development_key()]
+
+
 @functools.cache
 def _fernet() -> MultiFernet:
-    keys = list(settings.ENCRYPTION_KEYS) or [_development_key()]
+    keys = keys_in_use()
     try:
         return MultiFernet([Fernet(key.encode()) for key in keys])
     except ValueError:

@@ -14,7 +14,7 @@ from django.urls import NoReverseMatch, include, path, reverse
 from django.utils import timezone
 from django_tenants.utils import tenant_context
 
-from billing import dunning
+from billing import dunning, dunning_queue
 from billing import services as billing
 from billing.models import BillingSettings, DunningAction, DunningHold, Invoice
 from ispops import urls as tenant_urls
@@ -353,7 +353,7 @@ def test_the_queue_says_who_is_next_why_and_when(alpha, in_alpha):
     other, other_account, _ = postpaid_customer("Baraka Mwangi")
     with at(date(2026, 3, 6)):
         dunning.add_hold(other, "promise", date(2026, 3, 12), "", actor=alpha.owner)
-        rows = dunning.dunning_queue(date(2026, 3, 6))
+        rows = dunning_queue.upcoming(date(2026, 3, 6))
     assert [(r["customer"], r["account"], r["step"], r["on"]) for r in rows] == [
         (customer, account, "soft", SOFT_DAY),
         (other, other_account, "soft", date(2026, 3, 13)),
@@ -365,7 +365,7 @@ def test_the_queue_says_who_is_next_why_and_when(alpha, in_alpha):
     run_on(DUE + timedelta(days=1))
     run_on(SOFT_DAY)
     with at(date(2026, 3, 20)):
-        rows = dunning.dunning_queue(date(2026, 3, 20))
+        rows = dunning_queue.upcoming(date(2026, 3, 20))
     hard = [r for r in rows if r["customer"] == customer]
     assert [(r["step"], r["on"]) for r in hard] == [("hard", HARD_DAY)]
 

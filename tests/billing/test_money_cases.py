@@ -553,3 +553,52 @@ def test_a_price_changed_on_the_plan_page_reaches_periods_from_tomorrow(plans, a
     # January began at the old price and keeps it: 15 of 31 days used at 3,100.
     change(account, "terminated", date(2026, 1, 16))
     assert balance(account) == D("1500.00")
+
+
+def test_a_vat_exclusive_prepaid_term_costs_its_price_plus_vat_and_the_pay_page_asks_it(plans):
+    BillingSettings.load()
+    BillingSettings.objects.filter(pk=1).update(vat_inclusive=False)
+    account = activate(plans["pre5"], date(2026, 3, 1))
+    # Lapsed since activation: the pay page asks for a term with its VAT.
+    assert billing.to_pay(account.customer, moment(date(2026, 3, 1), 10)) == D("1160.00")
+    with at(date(2026, 3, 1), 10):
+        billing.record_payment(account.customer, D("1000"), actor="t", reference="SHORT")
+    account.refresh_from_db()
+    # 1,000 does not buy a term of 1,160: held as credit, the account still lapsed.
+    assert account.expires_at == moment(date(2026, 3, 1), 9)
+    assert billing.to_pay(account.customer, moment(date(2026, 3, 1), 11)) == D("160.00")
+    with at(date(2026, 3, 1), 11):
+        billing.record_payment(account.customer, D("160"), actor="t", reference="REST")
+    account.refresh_from_db()
+    assert account.expires_at == moment(date(2026, 4, 1), 11)
+    assert balance(account) == D("0.00")
+    term = Invoice.objects.get(service_account=account, kind=Invoice.Kind.INVOICE)
+    assert (term.subtotal, term.vat, term.total, term.status) == (
+        D("1000.00"),
+        D("160.00"),
+        D("1160.00"),
+        Invoice.Status.PAID,
+    )
+
+
+def test_discounts_together_never_take_more_than_the_plan_costs(plans):
+    BillingSettings.load()
+    BillingSettings.objects.filter(pk=1).update(vat_inclusive=False)
+    account = activate(plans["biz20"], date(2026, 1, 1))
+    bill(date(2026, 1, 1))
+    for value in ("10", "100"):
+        with at(date(2026, 1, 1), 12):
+            subscribers.add_discount(
+                account,
+                actor="t",
+                kind="percent",
+                value=D(value),
+                reason=f"{value} %",
+                starts_on=date(2026, 1, 1),
+                ends_on=date(2026, 1, 31),
+            )
+    # 10 % then 100 % of the rest: January is free, not a credit of 620 more.
+    assert period_net(account, date(2026, 1, 1)) == D("0.00")
+    january = Invoice.objects.get(service_account=account, kind=Invoice.Kind.INVOICE)
+    assert january.amount_credited == january.total == D("7192.00")
+    assert balance(account) == D("0.00")

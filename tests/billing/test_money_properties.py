@@ -351,14 +351,18 @@ class Oracle:
                     if a.starts_on <= day and (a.ends_on is None or day <= a.ends_on):
                         exact[f"addon:{a.pk}"] += a.price / full
             day += timedelta(days=1)
-        for d in self.discounts:
+        # Discounts, oldest first, never take more than the plan's amount on a day.
+        left = dict(plan_days)
+        for d in sorted(self.discounts, key=lambda d: d.pk):
             covered = [(day, p) for day, p in plan_days if d.starts_on <= day <= d.ends_on]
             if not covered:
                 continue
-            amount = sum((p for _, p in covered), Decimal(0))
-            if d.kind == "percent":
-                exact[f"discount:{d.pk}"] = -amount * d.value / 100
-            else:
-                exact[f"discount:{d.pk}"] = -min(d.value * len(covered) / full, amount)
+            taken = Decimal(0)
+            for day, p in covered:
+                wanted = p * d.value / 100 if d.kind == "percent" else d.value / full
+                take = min(wanted, left[day])
+                left[day] -= take
+                taken += take
+            exact[f"discount:{d.pk}"] = -taken
         total = sum((v.quantize(CENT, rounding=ROUND_HALF_UP) for v in exact.values()), D("0.00"))
         return total, len(exact)
