@@ -173,6 +173,13 @@ SESSION_COOKIE_SECURE = env_bool("ISPOPS_SECURE_COOKIES", not DEBUG)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if not DEBUG else None
 X_FRAME_OPTIONS = "DENY"
+# Production is HTTPS only (README, "In front of the stack"): plain HTTP is redirected
+# (/healthz answers before this, for the container's own check), and browsers are told
+# to use HTTPS for the platform and every ISP host under it.
+SECURE_SSL_REDIRECT = env_bool("ISPOPS_SSL_REDIRECT", not DEBUG)
+SECURE_HSTS_SECONDS = env_int("ISPOPS_HSTS_SECONDS", 0 if DEBUG else 365 * 24 * 3600)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+SECURE_HSTS_PRELOAD = env_bool("ISPOPS_HSTS_PRELOAD", not DEBUG)
 
 LANGUAGE_CODE = "en-gb"
 TIME_ZONE = "Africa/Nairobi"
