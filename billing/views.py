@@ -32,7 +32,7 @@ from ispops import audit
 from ispops.lib.htmx import render_partial
 from ispops.staff.access import roles
 from ispops.staff.models import Role
-from subscribers.models import Customer
+from subscribers.models import Customer, ServiceAccount
 from subscribers.views.customers import get_customer_for
 
 log = logging.getLogger(__name__)
@@ -82,7 +82,41 @@ def get_payment_for(request, pk) -> LedgerEntry:
 
 
 def get_run_for(request, pk) -> BillingRun:
+    """A billing run of this ISP. Runs are ISP-wide; what staff limited to some branches
+    see of one is cut down by run_view()."""
     return get_object_or_404(BillingRun, pk=pk)
+
+
+def run_view(run: BillingRun, user) -> dict:
+    """The invoices, figures and errors of a run that this staff member may see: all of
+    them, or for staff limited to some branches those of their branches' customers
+    (the run's own counters are ISP-wide, so their figures are summed afresh)."""
+    if user.branch_ids() is None:
+        return {
+            "invoices": run.invoices.all(),
+            "invoice_count": run.invoice_count,
+            "amount": run.amount,
+            "errors": run.errors,
+            "limited": False,
+        }
+    invoices = visible_invoices(user).filter(billing_run=run)
+    figures = invoices.aggregate(count=Count("id"), amount=Coalesce(Sum("total"), ZERO))
+    # Errors name one service account, or a batch of ids spanning any branch: only the
+    # former can be told apart, so batch errors stay with the ISP-wide staff.
+    named = [e["account"] for e in run.errors if "account" in e]
+    visible_accounts = set(
+        ServiceAccount.objects.filter(
+            id__in=named, customer__in=Customer.objects.visible_to(user)
+        ).values_list("id", flat=True)
+    )
+    errors = [e for e in run.errors if e.get("account") in visible_accounts]
+    return {
+        "invoices": invoices,
+        "invoice_count": figures["count"],
+        "amount": figures["amount"],
+        "errors": errors,
+        "limited": True,
+    }
 
 
 # --- invoices -----------------------------------------------------------------------
@@ -361,14 +395,38 @@ def receipt_pdf(request, entry_pk):
 
 @roles(*MONEY_PEOPLE)
 def run_list(request):
-    page = Paginator(BillingRun.objects.all(), 25).get_page(request.GET.get("page"))
-    return render(request, "billing/runs.html", {"page": page, "today": timezone.localdate()})
+    runs = BillingRun.objects.order_by("-started_at")
+    limited = request.user.branch_ids() is not None
+    if limited:
+        # The run's counters are ISP-wide: sum this user's branches' invoices instead.
+        mine = Q(invoices__in=visible_invoices(request.user))
+        runs = runs.annotate(
+            visible_count=Count("invoices", filter=mine),
+            visible_amount=Coalesce(Sum("invoices__total", filter=mine), ZERO),
+        )
+    page = Paginator(runs, 25).get_page(request.GET.get("page"))
+    context = {
+        "page": page,
+        "today": timezone.localdate(),
+        "limited": limited,
+        "may_start": may_start_run(request.user),
+    }
+    return render(request, "billing/runs.html", context)
+
+
+def may_start_run(user) -> bool:
+    """A billing run bills every branch at once, so only staff of every branch start it."""
+    return user.branch_ids() is None
 
 
 @roles(*MONEY_PEOPLE)
 def run_start(request):
     if refused := _post_only(request):
         return refused
+    if not may_start_run(request.user):
+        raise PermissionDenied(
+            "A billing run bills every branch; ask someone with access to all branches."
+        )
     day = timezone.localdate()
     label = request.user.email
     transaction.on_commit(lambda: _queue_run(day.isoformat(), label))
@@ -390,12 +448,14 @@ def _queue_run(day_iso: str, actor_label: str) -> None:
 @roles(*MONEY_PEOPLE)
 def run_detail(request, pk):
     run = get_run_for(request, pk)
-    invoices = run.invoices.select_related("customer").order_by("id")
+    view = run_view(run, request.user)
+    invoices = view["invoices"].select_related("customer").order_by("id")
     context = {
         "run": run,
         "running": run.state == BillingRun.State.RUNNING,
         "page": Paginator(invoices, 25).get_page(request.GET.get("page")),
-        "errors": run.errors[:200],
+        "figures": view,
+        "errors": view["errors"][:200],
     }
     return render_partial(request, "billing/run.html", "progress", context)
 

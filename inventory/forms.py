@@ -9,6 +9,7 @@ from django.db.models import Q
 from inventory import services
 from inventory.models import EquipmentModel, Item, Movement, Store
 from ispops.staff.models import Branch, User
+from ispops.staff.scoping import staff_of_branches_of
 from subscribers.models import Customer, ServiceAccount
 
 MAX_UPLOAD_BYTES = 2 * 1024 * 1024
@@ -85,8 +86,9 @@ class MoveForm(forms.Form):
     def __init__(self, *args, user, **kwargs):
         super().__init__(*args, **kwargs)
         self.user = user
-        self.fields["technician"].queryset = User.objects.filter(
-            is_active=True, role__in=services.HOLDER_ROLES
+        # Only staff who work in this user's branches; a forged id is a form error.
+        self.fields["technician"].queryset = staff_of_branches_of(
+            user, User.objects.filter(is_active=True, role__in=services.HOLDER_ROLES)
         )
         self.fields["store"].queryset = Store.objects.filter(is_active=True)
 

@@ -4,7 +4,7 @@ router and the database, with the money at stake) with check and fix; test conne
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db import transaction
-from django.db.models import Count, Sum
+from django.db.models import Count, Q, Sum
 from django.http import HttpResponseNotAllowed
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path
@@ -14,6 +14,7 @@ from ispops.staff.models import Role
 from network import routeros, services, tasks
 from network.models import DriftItem, RouterJob
 from network.views import get_router_for
+from subscribers.models import Customer
 from subscribers.views.customers import get_account_for
 
 OPERATORS = (Role.OWNER, Role.ADMIN, Role.SUPPORT)
@@ -76,16 +77,29 @@ def router_test(request, pk):
     return render(request, "network/jobs/_test_result.html", {"facts": facts})
 
 
+def visible_drift(router, user):
+    """The router's drift that this staff member may see: rows of their branches'
+    customers, and rows of no account (found on the router, billed to nobody). A shared
+    router serves several branches, so the router alone does not decide."""
+    if user.branch_ids() is None:
+        return router.drift.all()
+    return router.drift.filter(
+        Q(service_account__isnull=True)
+        | Q(service_account__customer__in=Customer.objects.visible_to(user))
+    )
+
+
 @roles(*MANAGERS)
 def drift(request, pk):
     router = get_router_for(request, pk)
-    items = router.drift.select_related("service_account__customer")
+    drift = visible_drift(router, request.user)
+    items = drift.select_related("service_account__customer")
     kind = request.GET.get("kind", "")
     if kind in DriftItem.Kind.values:
         items = items.filter(kind=kind)
     totals = {
         row["kind"]: row
-        for row in router.drift.values("kind")
+        for row in drift.values("kind")
         .annotate(n=Count("id"), value=Sum("monthly_value"))
         .order_by()
     }

@@ -4,6 +4,7 @@ status moves, add-ons and discounts."""
 from django import forms
 
 from ispops.staff.models import Branch
+from ispops.staff.scoping import in_branches_of
 from network.models import Router
 from subscribers.models import (
     AddOn,
@@ -40,6 +41,17 @@ class CustomerFilterForm(forms.Form):
     def __init__(self, *args, user, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["branch"].queryset = Branch.objects.visible_to(user)
+        self.fields["site"].queryset = visible_sites(user)
+
+
+def visible_sites(user):
+    """Sites this staff member may pick: their branches' and the shared ones."""
+    return in_branches_of(user, NetworkSite.objects.all())
+
+
+def visible_routers(user):
+    """Routers this staff member may pick: their branches' and the shared ones."""
+    return in_branches_of(user, Router.objects.all())
 
 
 class CustomerForm(forms.ModelForm):
@@ -69,6 +81,7 @@ class CustomerForm(forms.ModelForm):
     def __init__(self, *args, user, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["branch"].queryset = Branch.objects.visible_to(user).filter(is_active=True)
+        self.fields["site"].queryset = visible_sites(user)
         if self.instance.pk:
             self.initial["tags"] = ", ".join(self.instance.tags)
 
@@ -83,8 +96,14 @@ class NewServiceAccountForm(forms.Form):
     password = forms.CharField(required=False, widget=forms.PasswordInput(render_value=False))
     static_ip = forms.GenericIPAddressField(protocol="IPv4", required=False)
     mac = forms.CharField(max_length=17, required=False, label="MAC address")
-    router = forms.ModelChoiceField(queryset=Router.objects.all(), required=False)
-    site = forms.ModelChoiceField(queryset=NetworkSite.objects.all(), required=False)
+    router = forms.ModelChoiceField(queryset=Router.objects.none(), required=False)
+    site = forms.ModelChoiceField(queryset=NetworkSite.objects.none(), required=False)
+
+    def __init__(self, *args, user, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Another branch's router or site is refused even when posted by hand.
+        self.fields["router"].queryset = visible_routers(user)
+        self.fields["site"].queryset = visible_sites(user)
 
 
 class ServiceAccountForm(forms.Form):
@@ -96,8 +115,14 @@ class ServiceAccountForm(forms.Form):
     )
     static_ip = forms.GenericIPAddressField(protocol="IPv4", required=False)
     mac = forms.CharField(max_length=17, required=False, label="MAC address")
-    router = forms.ModelChoiceField(queryset=Router.objects.all(), required=False)
-    site = forms.ModelChoiceField(queryset=NetworkSite.objects.all(), required=False)
+    router = forms.ModelChoiceField(queryset=Router.objects.none(), required=False)
+    site = forms.ModelChoiceField(queryset=NetworkSite.objects.none(), required=False)
+
+    def __init__(self, *args, user, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Another branch's router or site is refused even when posted by hand.
+        self.fields["router"].queryset = visible_routers(user)
+        self.fields["site"].queryset = visible_sites(user)
 
 
 class StatusForm(forms.Form):

@@ -9,6 +9,7 @@ from django import forms
 from django.utils import timezone
 
 from ispops.staff.models import Branch, Role, User
+from ispops.staff.scoping import in_branches_of
 from subscribers import services
 from subscribers.models import Installation, NetworkSite, Plan
 
@@ -71,6 +72,7 @@ class LeadForm(forms.Form):
         self.fields["branch"].queryset = Branch.objects.visible_to(user).filter(is_active=True)
         # Staff limited to some branches would lose sight of a lead without one.
         self.fields["branch"].required = user.branch_ids() is not None
+        self.fields["site"].queryset = in_branches_of(user, NetworkSite.objects.all())
 
     def clean_phone(self):
         try:

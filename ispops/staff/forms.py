@@ -40,7 +40,7 @@ class ThrottledLoginForm(AuthenticationForm):
 
     def confirm_login_allowed(self, user):
         super().confirm_login_allowed(user)
-        services.clear_login_failures(user.email)
+        services.clear_login_failures(user)
 
 
 class StaffForm(forms.Form):

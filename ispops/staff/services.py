@@ -1,6 +1,7 @@
 """Operations on staff: login throttling, invitations, role and branch changes,
 deactivation. Views and commands call these; nothing else writes staff rows."""
 
+import unicodedata
 from datetime import timedelta
 
 from django.conf import settings
@@ -29,12 +30,23 @@ def _window():
     return timedelta(seconds=settings.LOGIN_FAILURE_WINDOW_SECONDS)
 
 
+def login_keys(username: str) -> list[str]:
+    """What failed logins with this name are counted under: the id of every user the
+    login's own lookup finds (PostgreSQL's case-insensitive match, which folds more than
+    Python's lower(): a dotless i finds an i), and the name itself, NFKC-normalised and
+    case-folded, for names that find nobody. Keying on the user, not on the spelling,
+    means no other spelling of a locked login gets fresh tries."""
+    name = unicodedata.normalize("NFKC", username.strip()).casefold()
+    users = User.objects.filter(email__iexact=username.strip()).values_list("id", flat=True)
+    return [f"user:{pk}" for pk in users] + [f"name:{name}"[:254]]
+
+
 def login_lock_seconds(username: str, ip: str | None) -> int:
     """Seconds until this login name (or address) may try again; 0 when not locked."""
     since = timezone.now() - _window()
     recent = LoginFailure.objects.filter(at__gte=since)
     limit = settings.LOGIN_FAILURE_LIMIT
-    candidates = [(recent.filter(username=username.lower()), limit)]
+    candidates = [(recent.filter(username=key), limit) for key in login_keys(username)]
     if ip:
         candidates.append((recent.filter(ip=ip), limit * 4))
     wait = 0
@@ -48,11 +60,14 @@ def login_lock_seconds(username: str, ip: str | None) -> int:
 
 
 def record_login_failure(username: str, ip: str | None) -> None:
-    LoginFailure.objects.create(username=username.lower()[:254], ip=ip)
+    LoginFailure.objects.bulk_create(
+        LoginFailure(username=key, ip=ip) for key in login_keys(username)
+    )
 
 
-def clear_login_failures(username: str) -> None:
-    LoginFailure.objects.filter(username=username.lower()).delete()
+def clear_login_failures(user: User) -> None:
+    """After a good login: forget the failures counted against this user."""
+    LoginFailure.objects.filter(username__in=login_keys(user.email)).delete()
 
 
 def purge_login_failures() -> int:

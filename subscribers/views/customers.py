@@ -319,7 +319,7 @@ def customer_edit(request, pk):
 @roles(*EDITORS)
 def account_new(request, pk):
     customer = get_customer_for(request, pk)
-    form = NewServiceAccountForm(request.POST or None)
+    form = NewServiceAccountForm(request.POST or None, user=request.user)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:
@@ -356,13 +356,14 @@ def account_detail(request, pk):
         if role in STATUS_MOVERS
         else None,
         "login_form": ServiceAccountForm(
+            user=request.user,
             initial={
                 "username": account.username,
                 "static_ip": account.static_ip,
                 "mac": account.mac,
                 "router": account.router,
                 "site": account.site,
-            }
+            },
         )
         if role in EDITORS
         else None,
@@ -410,7 +411,7 @@ def account_plan(request, pk):
 @roles(*EDITORS)
 def account_login(request, pk):
     account = get_account_for(request, pk)
-    form = ServiceAccountForm(request.POST or None)
+    form = ServiceAccountForm(request.POST or None, user=request.user)
     if request.method != "POST" or not form.is_valid():
         return HttpResponseBadRequest(_form_reason(form))
     try:

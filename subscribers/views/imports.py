@@ -23,11 +23,17 @@ from subscribers.tasks import run_import
 ERRORS_PER_PAGE = 500
 
 
+def visible_imports(user):
+    """Import jobs this manager may see: all of them, or for staff limited to some
+    branches only their own (a job's rows and errors name customers of any branch)."""
+    jobs = ImportJob.objects.select_related("created_by")
+    return jobs if user.branch_ids() is None else jobs.filter(created_by=user)
+
+
 def get_import_for(request, pk) -> ImportJob:
-    """An import job of this ISP (its owners and admins see every one), without the file
-    itself: the detail page is polled every second and never shows it."""
-    jobs = ImportJob.objects.select_related("created_by").defer("content")
-    return get_object_or_404(jobs, pk=pk)
+    """An import job this manager may see, without the file itself: the detail page is
+    polled every second and never shows it."""
+    return get_object_or_404(visible_imports(request.user).defer("content"), pk=pk)
 
 
 @roles(Role.OWNER, Role.ADMIN)
@@ -44,7 +50,7 @@ def import_list(request):
         )
         transaction.on_commit(lambda: run_import.delay(job.id))
         return redirect("subscribers:import_detail", pk=job.pk)
-    jobs = ImportJob.objects.select_related("created_by").defer("content", "errors")
+    jobs = visible_imports(request.user).defer("content", "errors")
     page = Paginator(jobs, 25).get_page(request.GET.get("page"))
     columns = [
         {"label": label, "columns": COLUMNS[kind], "notes": COLUMN_NOTES[kind]}

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db import transaction
-from django.db.models import Count, Q
+from django.db.models import Count
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path
 
@@ -14,6 +14,7 @@ from ispops import audit
 from ispops.lib.htmx import render_partial
 from ispops.staff.access import any_staff, roles
 from ispops.staff.models import Branch, Role
+from ispops.staff.scoping import in_branches_of
 from subscribers.forms_plans import SiteForm
 from subscribers.models import Customer, NetworkSite, ServiceAccount
 from subscribers.views.plans import LIVE_STATUSES
@@ -24,11 +25,7 @@ WARN_PERCENT, FULL_PERCENT = 80, 100
 
 def visible_sites(user):
     """Sites of the branches this staff member sees; sites of no branch are everyone's."""
-    allowed = user.branch_ids()
-    sites = NetworkSite.objects.select_related("branch")
-    if allowed is None:
-        return sites
-    return sites.filter(Q(branch__isnull=True) | Q(branch_id__in=allowed))
+    return in_branches_of(user, NetworkSite.objects.select_related("branch"))
 
 
 def get_site_for(request, pk) -> NetworkSite:
