@@ -20,8 +20,9 @@ migrate: services
 	@$(PY) manage.py migrate_schemas --executor=standard -v 0
 	@$(PY) manage.py ensure_platform
 
+# The demo routers are emulators on 127.0.0.1 (settings.ROUTER_ALLOW_LOCAL).
 seed: migrate
-	@$(PY) manage.py seed_demo
+	@ISPOPS_ROUTER_ALLOW_LOCAL=$${ISPOPS_ROUTER_ALLOW_LOCAL:-1} $(PY) manage.py seed_demo
 
 run: seed
 	@PORT=$(PORT) scripts/run.sh

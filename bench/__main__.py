@@ -10,6 +10,8 @@ import sys
 import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ispops.settings")
+# The benches run RouterOS emulators on 127.0.0.1 (settings.ROUTER_ALLOW_LOCAL).
+os.environ.setdefault("ISPOPS_ROUTER_ALLOW_LOCAL", "1")
 django.setup()
 
 from django.conf import settings  # noqa: E402

@@ -332,6 +332,11 @@ CELERY_BEAT_SCHEDULE = {
 
 # MikroTik API: seconds to wait for a router before calling it unreachable.
 ROUTER_API_TIMEOUT = env_int("ISPOPS_ROUTER_TIMEOUT", 10)
+# Whether a router may be at a loopback, link-local, multicast or this installation's own
+# address (its database, Redis, this machine). Off in production: an ISP admin's router
+# form must not reach the services behind ispops. The demo (`make run`) and the tests run
+# RouterOS emulators on 127.0.0.1 and turn it on.
+ROUTER_ALLOW_LOCAL = env_bool("ISPOPS_ROUTER_ALLOW_LOCAL", TESTING)
 # The address list a suspended subscriber's address goes into (walled garden).
 SUSPENDED_ADDRESS_LIST = env_str("ISPOPS_SUSPENDED_LIST", "ispops-suspended")
 

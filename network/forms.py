@@ -5,7 +5,8 @@ from django import forms
 from django.core.validators import MaxValueValidator, MinValueValidator
 
 from ispops.staff.models import Branch
-from network.models import Router
+from network import routeros
+from network.models import Router, no_control_characters, no_control_characters_but_lines
 from network.services import valid_host
 from subscribers.models import NetworkSite
 
@@ -18,7 +19,20 @@ def _password_field(help_text: str) -> forms.CharField:
         strip=False,
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
         help_text=help_text,
+        validators=[no_control_characters],
     )
+
+
+def _clean_host(host: str) -> str:
+    """Shared by both forms: the address as typed, refused with the reason (a number is
+    judged here; a name again at every connection, see network.routeros)."""
+    host = host.strip()
+    if not valid_host(host):
+        raise forms.ValidationError(f"invalid host {host!r}")
+    problem = routeros.host_problem(host)
+    if problem:
+        raise forms.ValidationError(problem)
+    return host
 
 
 def _limit_choices(form, user, sites) -> None:
@@ -27,17 +41,27 @@ def _limit_choices(form, user, sites) -> None:
 
 
 class RouterNewForm(forms.Form):
-    name = forms.CharField(max_length=80)
-    host = forms.CharField(max_length=255, help_text="Address or host name of the RouterOS API.")
+    name = forms.CharField(max_length=80, validators=[no_control_characters])
+    host = forms.CharField(
+        max_length=255,
+        help_text="Address or host name of the RouterOS API.",
+        validators=[no_control_characters],
+    )
     port = forms.IntegerField(
         initial=8728, min_value=1, max_value=65535, help_text="8728, or 8729 with TLS."
     )
-    username = forms.CharField(max_length=64, label="API username")
+    username = forms.CharField(
+        max_length=64, label="API username", validators=[no_control_characters]
+    )
     password = _password_field(PASSWORD_HELP)
     use_tls = forms.BooleanField(required=False, label="Use TLS (api-ssl)")
     branch = forms.ModelChoiceField(queryset=Branch.objects.none(), required=False)
     site = forms.ModelChoiceField(queryset=NetworkSite.objects.none(), required=False)
-    notes = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+    notes = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        validators=[no_control_characters_but_lines],
+    )
     check_connection = forms.BooleanField(
         required=False,
         initial=True,
@@ -48,6 +72,9 @@ class RouterNewForm(forms.Form):
     def __init__(self, *args, user, sites, **kwargs):
         super().__init__(*args, **kwargs)
         _limit_choices(self, user, sites)
+
+    def clean_host(self):
+        return _clean_host(self.cleaned_data["host"])
 
 
 class RouterForm(forms.ModelForm):
@@ -86,10 +113,7 @@ class RouterForm(forms.ModelForm):
         return name
 
     def clean_host(self):
-        host = self.cleaned_data["host"].strip()
-        if not valid_host(host):
-            raise forms.ValidationError(f"invalid host {host!r}")
-        return host
+        return _clean_host(self.cleaned_data["host"])
 
     def clean_password(self):
         # Blank keeps the stored password (update_router leaves it alone).

@@ -1,10 +1,36 @@
 """Network: MikroTik routers (the connection details live here; provisioning, drift
 and monitoring come with the network issue)."""
 
+import re
+
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
 from ispops.lib.crypto import EncryptedTextField
+
+# Every field that goes into a RouterOS API word, or is printed next to one, is one
+# line of text: a CR/LF in a password once let an admin write commands into whatever
+# line protocol listened at the router's address (Redis), and a NUL is refused by
+# PostgreSQL anyway. Notes are free text for people (several lines allowed) but never
+# NUL or other control characters.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL_BUT_LINES = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def has_control_characters(value, *, lines_allowed: bool = False) -> bool:
+    pattern = _CONTROL_BUT_LINES if lines_allowed else _CONTROL
+    return bool(pattern.search(str(value or "")))
+
+
+def no_control_characters(value) -> None:
+    if has_control_characters(value):
+        raise ValidationError("line breaks and other control characters are not allowed here")
+
+
+def no_control_characters_but_lines(value) -> None:
+    if has_control_characters(value, lines_allowed=True):
+        raise ValidationError("control characters are not allowed here")
 
 
 class Router(models.Model):
@@ -13,11 +39,11 @@ class Router(models.Model):
         ONLINE = "online", "Online"
         OFFLINE = "offline", "Offline"
 
-    name = models.CharField(max_length=80, unique=True)
-    host = models.CharField(max_length=255)
+    name = models.CharField(max_length=80, unique=True, validators=[no_control_characters])
+    host = models.CharField(max_length=255, validators=[no_control_characters])
     port = models.PositiveIntegerField(default=8728)
-    username = models.CharField(max_length=64)
-    password = EncryptedTextField(blank=True)
+    username = models.CharField(max_length=64, validators=[no_control_characters])
+    password = EncryptedTextField(blank=True, validators=[no_control_characters])
     use_tls = models.BooleanField(default=False)
     branch = models.ForeignKey(
         "staff.Branch", null=True, blank=True, on_delete=models.PROTECT, related_name="routers"
@@ -30,7 +56,7 @@ class Router(models.Model):
         related_name="routers",
     )
     status = models.CharField(max_length=8, choices=Status.choices, default=Status.UNKNOWN)
-    notes = models.TextField(blank=True)
+    notes = models.TextField(blank=True, validators=[no_control_characters_but_lines])
     created_at = models.DateTimeField(default=timezone.now)
     # Filled by monitoring and "test connection".
     identity = models.CharField(max_length=80, blank=True)
@@ -38,7 +64,9 @@ class Router(models.Model):
     last_seen_at = models.DateTimeField(null=True, blank=True)
     last_error = models.CharField(max_length=255, blank=True)
     # The interface towards the upstream and what it can carry: utilisation alerts.
-    uplink_interface = models.CharField(max_length=64, default="ether1")
+    uplink_interface = models.CharField(
+        max_length=64, default="ether1", validators=[no_control_characters]
+    )
     uplink_capacity_mbps = models.PositiveIntegerField(null=True, blank=True)
     drift_checked_at = models.DateTimeField(null=True, blank=True)
 
@@ -47,6 +75,17 @@ class Router(models.Model):
 
     def __str__(self):
         return self.name
+
+    # The fields that travel to the router (or name it) in API words.
+    WIRE_FIELDS = ("name", "host", "username", "password", "uplink_interface")
+
+    def control_character_fields(self) -> list[str]:
+        """The fields holding characters no router field may hold (checked again before
+        every connection, whatever path wrote the row)."""
+        bad = [f for f in self.WIRE_FIELDS if has_control_characters(getattr(self, f))]
+        if has_control_characters(self.notes, lines_allowed=True):
+            bad.append("notes")
+        return bad
 
 
 class RouterJobQuerySet(models.QuerySet):

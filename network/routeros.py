@@ -10,9 +10,21 @@ open afterwards for the next unit of work on the same router with the same crede
 (router jobs: a connection and login per job batch cost more than the job itself). Every
 socket has TCP_NODELAY set: each API command is one small write answered by a small
 reply, the pattern Nagle's algorithm and a delayed ACK turn into a ~40 ms stall.
+
+Every connection is opened by `_open()`, and `_open()` dials only what `vetted_target()`
+allows: no control characters in what is sent, and an address that is not this machine,
+a special-purpose address or one of this installation's own services (PostgreSQL, Redis)
+unless settings.ROUTER_ALLOW_LOCAL says so. A host name is resolved there, at dial time,
+and the address checked is the address dialled (a name re-pointed after the router was
+saved changes nothing). Whatever stops the login before a RouterOS answers (closed,
+filtered or silent port, another service, TLS) gives one message, so the router form is
+no port scanner.
 """
 
+import functools
 import hashlib
+import ipaddress
+import logging
 import os
 import select
 import socket
@@ -20,6 +32,7 @@ import ssl
 import threading
 import time
 from contextlib import contextmanager, suppress
+from urllib.parse import urlsplit
 
 import librouteros
 from django.conf import settings
@@ -31,6 +44,10 @@ from librouteros.exceptions import (
     MultiTrapError,
     TrapError,
 )
+
+from network.models import Router, has_control_characters
+
+log = logging.getLogger(__name__)
 
 
 class RouterError(Exception):
@@ -47,6 +64,138 @@ class RouterLoginFailed(RouterError):
 
 class RouterRefused(RouterError):
     pass
+
+
+class RouterTargetRefused(RouterUnreachable):
+    """The router's record points somewhere ispops never connects to (or holds control
+    characters); nothing was sent. Unreachable to the callers that retry."""
+
+
+# --- where a router may be ---------------------------------------------------------------
+
+_LOCAL_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback")
+# 0.0.0.0/8 is "this network": Linux dials 0.x.y.z as this machine.
+_THIS_NETWORK = ipaddress.ip_network("0.0.0.0/8")
+_BROADCAST = ipaddress.ip_address("255.255.255.255")
+
+
+def _url_hosts() -> set[str]:
+    """The hosts of this installation's own services: its database, Redis (broker and
+    results) and this machine's own name (the web server)."""
+    hosts = {socket.gethostname()}
+    database = settings.DATABASES["default"].get("HOST") or ""
+    if database and not database.startswith("/"):
+        hosts.add(database)
+    for url in (getattr(settings, "REDIS_URL", ""), getattr(settings, "CELERY_BROKER_URL", "")):
+        with suppress(ValueError):
+            if urlsplit(url or "").hostname:
+                hosts.add(urlsplit(url).hostname)
+    return hosts
+
+
+@functools.cache
+def own_service_addresses() -> frozenset:
+    """Every address the hosts above resolve to (once per process: they do not move while
+    it runs). A name that does not resolve is skipped: nothing can be dialled at it."""
+    found = set()
+    for host in _url_hosts():
+        with suppress(OSError, UnicodeError):
+            for *_, sockaddr in socket.getaddrinfo(host, None, type=socket.SOCK_STREAM):
+                found.add(_plain(ipaddress.ip_address(sockaddr[0].split("%")[0])))
+    return frozenset(found)
+
+
+def _plain(address):
+    # ::ffff:127.0.0.1 is 127.0.0.1 on the wire.
+    mapped = getattr(address, "ipv4_mapped", None)
+    return mapped or address
+
+
+def address_problem(address) -> str | None:
+    """Why ispops must not dial `address` (an ipaddress object), or None."""
+    if settings.ROUTER_ALLOW_LOCAL:
+        return None
+    address = _plain(address)
+    if address.is_loopback or address in _THIS_NETWORK or address.is_unspecified:
+        return "is this server itself"
+    if address.is_link_local:
+        return "is a link-local address"
+    if address.is_multicast:
+        return "is a multicast address"
+    if address == _BROADCAST or address.is_reserved:
+        return "is a broadcast or reserved address"
+    if address in own_service_addresses():
+        return "is one of this installation's own servers"
+    return None
+
+
+def numeric_addresses(host: str) -> list | None:
+    """The addresses a host written as a number means (127.1 and 2130706433 included,
+    as the resolver reads them), or None for a name. No DNS is asked."""
+    try:
+        infos = socket.getaddrinfo(
+            host.strip("[]"), None, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST
+        )
+    except (OSError, UnicodeError):
+        return None
+    return [ipaddress.ip_address(sockaddr[0].split("%")[0]) for *_, sockaddr in infos]
+
+
+def host_problem(host: str) -> str | None:
+    """Why a router may not be recorded at `host`, judged without asking DNS (a name is
+    checked again at every connection): a sentence for the form, or None."""
+    if has_control_characters(host):
+        return "the address holds control characters"
+    if settings.ROUTER_ALLOW_LOCAL:
+        return None
+    name = host.strip().rstrip(".").lower()
+    if name in _LOCAL_NAMES or name.endswith(".localhost"):
+        return f"{host} is this server itself, not a router"
+    for address in numeric_addresses(host) or []:
+        problem = address_problem(address)
+        if problem:
+            return f"{host} {problem}, not a router"
+    return None
+
+
+def vetted_target(router) -> str:
+    """The address to dial for `router`, once its fields and every address its host
+    resolves to are allowed. Raises RouterTargetRefused (nothing sent) otherwise."""
+    bad = [f for f in Router.WIRE_FIELDS if has_control_characters(getattr(router, f, ""))]
+    if bad:
+        raise RouterTargetRefused(
+            f"{_label(router)}: the router's {', '.join(bad)} hold control characters; "
+            "fix the record"
+        )
+    problem = host_problem(router.host)
+    if problem:
+        raise RouterTargetRefused(f"{_label(router)}: {problem}")
+    try:
+        infos = socket.getaddrinfo(router.host.strip("[]"), router.port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        raise _unreachable(router, "the name does not resolve") from None
+    addresses = [sockaddr[0] for *_, sockaddr in infos]
+    for text in addresses:
+        problem = address_problem(ipaddress.ip_address(text.split("%")[0]))
+        if problem:
+            # Every address, not just the first: a name answering with a good and a bad
+            # address is refused, not half-trusted.
+            raise RouterTargetRefused(f"{_label(router)}: {router.host} {problem}")
+    return addresses[0]
+
+
+def _label(router) -> str:
+    return f"{router.name} ({router.host}:{router.port})"
+
+
+def _unreachable(router, detail) -> RouterUnreachable:
+    """The one message for every way a connection fails before a RouterOS answers the
+    login. The detail goes to the log for the operator, never to the page."""
+    log.info("router %s unreachable: %s", _label(router), detail)
+    return RouterUnreachable(
+        f"{_label(router)} cannot be reached as a RouterOS API: check the address, the "
+        "port, the TLS setting and that the API service is enabled and not firewalled"
+    )
 
 
 def _socket_wrapper(use_tls: bool):
@@ -68,10 +217,10 @@ def _socket_wrapper(use_tls: bool):
 def _open(router, timeout: float | None = None):
     """A logged-in librouteros Api for `router` (a network.models.Router)."""
     timeout = timeout or settings.ROUTER_API_TIMEOUT
-    where = f"{router.host}:{router.port}"
+    address = vetted_target(router)
     try:
         return librouteros.connect(
-            router.host,
+            address,
             router.username,
             router.password or "",
             port=router.port,
@@ -79,6 +228,7 @@ def _open(router, timeout: float | None = None):
             ssl_wrapper=_socket_wrapper(router.use_tls),
         )
     except TrapError as exc:
+        # Only a RouterOS speaks in traps: telling a wrong login apart is no port scan.
         if "invalid user name or password" in str(exc.message) or "cannot log in" in str(
             exc.message
         ):
@@ -87,21 +237,10 @@ def _open(router, timeout: float | None = None):
                 "wrong username or password"
             ) from None
         raise RouterRefused(f"{router.name} refused the login: {exc.message}") from None
-    except (ConnectionClosed, FatalError) as exc:
-        raise RouterUnreachable(f"{router.name} ({where}) closed the connection: {exc}") from None
-    except TimeoutError:
-        raise RouterUnreachable(
-            f"{router.name} ({where}) did not answer within {timeout:g} s"
-        ) from None
-    except ConnectionRefusedError:
-        raise RouterUnreachable(
-            f"{router.name} ({where}) refused the connection: is the "
-            "API service enabled and the port right?"
-        ) from None
-    except OSError as exc:
-        raise RouterUnreachable(
-            f"{router.name} ({where}) cannot be reached: {exc.strerror or exc}"
-        ) from None
+    except Exception as exc:
+        # Closed, filtered, silent, TLS failure, another protocol answering (whose bytes
+        # librouteros may fail to decode in any way): all the same to the user.
+        raise _unreachable(router, repr(exc)) from None
 
 
 @contextmanager

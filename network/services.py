@@ -13,7 +13,7 @@ from librouteros.query import Key
 
 from ispops import audit
 from network import jobs, provisioning, routeros
-from network.models import DriftItem, Router, RouterJob
+from network.models import DriftItem, Router, RouterJob, has_control_characters
 
 log = logging.getLogger(__name__)
 
@@ -34,11 +34,24 @@ def valid_host(host: str) -> bool:
     return bool(_HOST_RE.match(host or ""))
 
 
-def _check(name: str, host: str, port, username: str, exclude_pk=None) -> None:
+def _check(name: str, host: str, port, username: str, exclude_pk=None, **text) -> None:
+    """Refuse what no router record may hold; `text` is the other text fields (password,
+    notes) checked for control characters."""
+    fields = {"name": name, "host": host, "username": username, **text}
+    bad = [
+        field
+        for field, value in fields.items()
+        if has_control_characters(value, lines_allowed=field == "notes")
+    ]
+    if bad:
+        raise RouterError(f"control characters are not allowed in: {', '.join(bad)}")
     if not name:
         raise RouterError("a router needs a name")
     if not valid_host(host):
         raise RouterError(f"invalid host {host!r}")
+    problem = routeros.host_problem(host)
+    if problem:
+        raise RouterError(problem)
     if not 1 <= int(port) <= 65535:
         raise RouterError(f"invalid port {port}")
     if not username:
@@ -64,7 +77,7 @@ def add_router(
     """Record a router. With check_connection, one that cannot be reached or refuses the
     login is refused with the reason, and nothing is saved."""
     name, host, username = (name or "").strip(), (host or "").strip(), (username or "").strip()
-    _check(name, host, port, username)
+    _check(name, host, port, username, password=password, notes=notes)
     if check_connection:
         probe = Router(
             name=name,
@@ -109,7 +122,7 @@ def update_router(
 ) -> Router:
     """Change a router's record. A blank password keeps the stored one."""
     name, host, username = (name or "").strip(), (host or "").strip(), (username or "").strip()
-    _check(name, host, port, username, exclude_pk=router.pk)
+    _check(name, host, port, username, exclude_pk=router.pk, password=password, notes=notes)
     with transaction.atomic(), audit.acting_as(actor):
         router.name, router.host, router.port, router.username = name, host, int(port), username
         router.use_tls, router.branch, router.site, router.notes = use_tls, branch, site, notes

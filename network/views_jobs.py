@@ -7,7 +7,8 @@ from django.db import transaction
 from django.db.models import Count, Q, Sum
 from django.http import HttpResponseNotAllowed
 from django.shortcuts import get_object_or_404, redirect, render
-from django.urls import path
+from django.urls import path, reverse
+from django.utils.http import url_has_allowed_host_and_scheme
 
 from ispops.staff.access import roles
 from ispops.staff.models import Role
@@ -60,7 +61,19 @@ def job_retry(request, pk):
     get_router_for(request, job.router_id)  # branch visibility
     services.retry_job(job, actor=request.user)
     messages.success(request, "The job will run again in a moment.")
-    return redirect(request.POST.get("next") or "network:jobs", job.router_id)
+    return redirect(_next_or(request, "network:jobs", job.router_id))
+
+
+def _next_or(request, fallback: str, *args) -> str:
+    """The page a form asked to go back to (`next`), if it is a path on this site;
+    otherwise `fallback` reversed with `args`. Never another host: a link with
+    next=http://evil.example would otherwise bounce staff there from a trusted page."""
+    target = request.POST.get("next") or request.GET.get("next") or ""
+    if target.startswith("/") and url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return target
+    return reverse(fallback, args=args)
 
 
 @roles(*OPERATORS)

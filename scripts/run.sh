@@ -10,6 +10,9 @@ PORT=${PORT:-8000}
 port_free() { ! $PY -c "import socket,sys; s=socket.socket(); s.settimeout(.3); sys.exit(s.connect_ex(('127.0.0.1', int(sys.argv[1]))) != 0)" "$1"; }
 while ! port_free "$PORT"; do PORT=$((PORT + 1)); done
 export ISPOPS_PUBLIC_PORT=$PORT
+# The demo's routers are RouterOS emulators on 127.0.0.1, an address a real installation
+# refuses for routers (settings.ROUTER_ALLOW_LOCAL).
+export ISPOPS_ROUTER_ALLOW_LOCAL=${ISPOPS_ROUTER_ALLOW_LOCAL:-1}
 
 pids=()
 start() { # name, command...

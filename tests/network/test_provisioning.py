@@ -133,7 +133,7 @@ def test_a_router_that_is_down_is_retried_and_converges_once_up(router, plan, em
     assert "unavailable" in result
     job = RouterJob.objects.get(service_account=account)
     assert job.state == "retry" and job.attempts == 1
-    assert "refused the connection" in job.last_error
+    assert "cannot be reached" in job.last_error
     assert job.next_attempt_at > timezone.now()
     router.refresh_from_db()
     assert router.status == Router.Status.OFFLINE
@@ -237,7 +237,7 @@ def test_add_router_refuses_duplicates_and_unreachable_hosts(in_alpha, emulator)
             password="x",
         )
     emulator.go_down()
-    with pytest.raises(services.RouterError, match="refused the connection"):
+    with pytest.raises(services.RouterError, match="cannot be reached"):
         services.add_router(
             actor="t",
             name="edge2",

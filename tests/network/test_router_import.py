@@ -482,7 +482,7 @@ def test_an_unreachable_router_shows_its_error_as_a_message(alpha):
     page = alpha.client(alpha.owner).get(f"/routers/{router.pk}/import/")
     assert page.status_code == 200
     html = page.content.decode()
-    assert f"Far (127.0.0.1:{port}) refused the connection" in html
+    assert f"Far (127.0.0.1:{port}) cannot be reached" in html
     assert "New plans" not in html and "<table" not in html
 
 
