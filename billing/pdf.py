@@ -1,7 +1,9 @@
 """Invoice and receipt PDFs: an HTML template (inline CSS, A4) rendered by WeasyPrint.
 
 WeasyPrint never touches the network: the only resources it may load are data: URIs
-and files under MEDIA_ROOT (the ISP's logo). Fonts are the system's (fontconfig).
+and this ISP's own logo file. MEDIA_ROOT holds every ISP's files, and an SVG logo can
+name other files (<image href="../other-isp/logo.png">), so nothing else under it is
+readable either. Fonts are the system's (fontconfig).
 """
 
 from decimal import Decimal
@@ -59,7 +61,7 @@ def invoice_html(invoice: Invoice) -> str:
 
 
 def invoice_pdf(invoice: Invoice) -> bytes:
-    return render_pdf(invoice_html(invoice))
+    return render_pdf(invoice_html(invoice), files=_own_files())
 
 
 def receipt_html(entry: LedgerEntry) -> str:
@@ -86,15 +88,26 @@ def receipt_html(entry: LedgerEntry) -> str:
 
 
 def receipt_pdf(entry: LedgerEntry) -> bytes:
-    return render_pdf(receipt_html(entry))
+    return render_pdf(receipt_html(entry), files=_own_files())
 
 
-def render_pdf(html: str) -> bytes:
-    """HTML to PDF bytes. Relative URLs (the logo) resolve under MEDIA_ROOT."""
+def _own_files() -> tuple[str, ...]:
+    """The files under MEDIA_ROOT this ISP's documents may show: its logo, if any."""
+    logo = identity()["logo"]
+    return (logo,) if logo else ()
+
+
+def render_pdf(html: str, *, files: tuple[str, ...] = ()) -> bytes:
+    """HTML to PDF bytes. Relative URLs (the logo) resolve under MEDIA_ROOT, and only
+    `files` (paths relative to MEDIA_ROOT) may be loaded from there."""
     from weasyprint import HTML  # slow to import: only where a PDF is made
 
-    base = Path(settings.MEDIA_ROOT).resolve().as_uri() + "/"
-    return HTML(string=html, base_url=base, url_fetcher=_local_fetcher()).write_pdf()
+    media = Path(settings.MEDIA_ROOT).resolve()
+    allowed = frozenset((media / name).resolve() for name in files)
+    fetcher = _local_fetcher_class()(
+        allowed, allowed_protocols={"data", "file"}, allow_redirects=False
+    )
+    return HTML(string=html, base_url=media.as_uri() + "/", url_fetcher=fetcher).write_pdf()
 
 
 @cache
@@ -102,8 +115,13 @@ def _local_fetcher_class():
     from weasyprint.urls import URLFetcher
 
     class LocalOnlyFetcher(URLFetcher):
-        """Loads data: URIs and files under MEDIA_ROOT; refuses everything else (http,
-        https, ftp, other files), so a document can neither call out nor read the disk."""
+        """Loads data: URIs and the files it is given; refuses everything else (http,
+        https, ftp, other files, other ISPs' media), so a document can neither call out
+        nor read the disk, whatever the HTML or an SVG inside it names."""
+
+        def __init__(self, allowed: frozenset[Path], *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.allowed = allowed
 
         def fetch(self, url, headers=None):
             scheme = url.split(":", 1)[0].lower()
@@ -111,12 +129,8 @@ def _local_fetcher_class():
                 return super().fetch(url, headers)
             if scheme == "file":
                 path = Path(url2pathname(urlsplit(url).path)).resolve()
-                if path.is_relative_to(Path(settings.MEDIA_ROOT).resolve()):
+                if path in self.allowed:
                     return super().fetch(url, headers)
             raise ValueError(f"documents may not load {url[:100]}")
 
     return LocalOnlyFetcher
-
-
-def _local_fetcher():
-    return _local_fetcher_class()(allowed_protocols={"data", "file"}, allow_redirects=False)

@@ -9,8 +9,6 @@ time. Only rows that are Completed with money Paid In count: withdrawals and cha
 other business.
 """
 
-import csv
-import io
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -21,6 +19,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 
 from ispops import audit
+from ispops.lib.csvimport import CsvError, csv_rows
 from payments import services
 from payments.models import Payment, StatementUpload
 
@@ -82,7 +81,10 @@ def parse_statement(data: bytes) -> Statement:
     if len(data) > MAX_BYTES:
         raise StatementError(f"the file is over {MAX_BYTES // (1024 * 1024)} MB")
     text = _decode(data)
-    lines = list(csv.reader(io.StringIO(text, newline="")))
+    try:
+        lines = [cells for _, cells in csv_rows(text)]
+    except CsvError as exc:  # a runaway quote, an overlong cell
+        raise StatementError(str(exc)) from None
     at = _header_index(lines)
     header = [_norm(cell) for cell in lines[at]]
     columns = {

@@ -24,6 +24,7 @@ from django.urls import path
 from django.utils import timezone
 
 from billing.services import day_start, lock_customer
+from ispops.lib.csvexport import cell
 from ispops.lib.htmx import render_partial
 from ispops.staff.access import roles
 from ispops.staff.models import Role
@@ -237,13 +238,6 @@ CSV_HEADER = [
 ]
 
 
-def _text(value) -> str:
-    """A cell a spreadsheet shows as text: payers choose their names and account
-    references, and a leading = + - @ would make it a formula."""
-    value = str(value or "")
-    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
-
-
 def _when(value) -> str:
     return timezone.localtime(value, services.NAIROBI).isoformat() if value else ""
 
@@ -261,21 +255,21 @@ def _csv(payments):
                     _when(p.received_at),
                     _when(p.paid_at),
                     p.method,
-                    _text(p.reference),
+                    cell(p.reference),
                     p.amount,
                     p.state,
                     p.channels,
-                    p.customer.account if p.customer else "",
-                    _text(p.customer.name if p.customer else ""),
-                    _text(p.account_reference),
-                    _text(p.payer_name),
-                    _text(p.msisdn),
+                    cell(p.customer.account if p.customer else ""),
+                    cell(p.customer.name if p.customer else ""),
+                    cell(p.account_reference),
+                    cell(p.payer_name),
+                    cell(p.msisdn),
                     p.matched_by,
-                    _text(p.recorded_by),
-                    _text(p.note),
+                    cell(p.recorded_by),
+                    cell(p.note),
                     _when(p.credited_at),
                     _when(p.reversed_at),
-                    _text(p.reversal_reason),
+                    cell(p.reversal_reason),
                 ]
             )
 

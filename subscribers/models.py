@@ -510,7 +510,9 @@ class ImportJob(models.Model):
 
     kind = models.CharField(max_length=12, choices=Kind.choices)
     filename = models.CharField(max_length=255)
-    content = models.TextField()
+    # The uploaded file, PPPoE passwords included: stored encrypted, and emptied once the
+    # job has finished (tasks.run_import), since only the worker ever reads it.
+    content = EncryptedTextField(blank=True)
     dry_run = models.BooleanField(default=False)
     state = models.CharField(max_length=8, choices=State.choices, default=State.PENDING)
     total_rows = models.PositiveIntegerField(default=0)

@@ -37,12 +37,15 @@ def run_import(job_id: int) -> str:
     except Exception as exc:
         ImportJob.objects.filter(pk=job_id).update(
             state=ImportJob.State.FAILED,
+            content="",
             message=f"{type(exc).__name__}: {exc}"[:255],
             finished_at=timezone.now(),
         )
         raise
     ImportJob.objects.filter(pk=job_id).update(
         state=ImportJob.State.DONE if report.ok else ImportJob.State.FAILED,
+        # The file is read once; its passwords are not kept after the job.
+        content="",
         total_rows=report.total,
         processed_rows=report.total,
         created_rows=report.created,

@@ -83,7 +83,9 @@ class TicketForm(forms.Form):
 
     def _find(self, account: str):
         account = account.strip()
-        if not account:
+        # Raw POST data reaches here before field cleaning: PostgreSQL refuses a NUL in
+        # a query, and no account is longer than the field allows.
+        if not account or "\x00" in account or len(account) > self.fields["account"].max_length:
             return None
         return Customer.objects.visible_to(self.user).filter(account__iexact=account).first()
 

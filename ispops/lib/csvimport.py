@@ -5,10 +5,54 @@ import accepts and refuses files the same way."""
 
 import csv
 import io
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from django.core.management.base import CommandError
+
+# The csv module refuses a field over 131,072 characters with csv.Error; no real cell
+# comes near this, so a longer one is reported as a bad file, never raised.
+MAX_FIELD_CHARS = 10_000
+
+
+class CsvError(ValueError):
+    """A file the csv module cannot read; str() says why, `line` says where."""
+
+    def __init__(self, line: int, reason: str):
+        super().__init__(f"line {line}: {reason}")
+        self.line = line
+        self.reason = reason
+
+
+def csv_rows(text: str) -> Iterator[tuple[int, list[str]]]:
+    """(line number, cells) for every record of `text`, whatever its line ends (\\n,
+    \\r\\n or a lone \\r); CsvError for a runaway quote or an overlong cell. Every CSV
+    import reads its file through this, so all of them refuse the same files the same
+    way."""
+    # newline="": the csv module itself splits records, on any line end, and keeps line
+    # breaks inside quoted cells.
+    reader = csv.reader(io.StringIO(text, newline=""))
+    while True:
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise CsvError(reader.line_num or 1, _reason(exc)) from None
+        for value in cells:
+            if len(value) > MAX_FIELD_CHARS:
+                raise CsvError(
+                    reader.line_num, f"a value is over {MAX_FIELD_CHARS:,} characters long"
+                )
+        yield reader.line_num, cells
+
+
+def _reason(exc: csv.Error) -> str:
+    message = str(exc)
+    if "field larger than field limit" in message:
+        return f"a value is over {MAX_FIELD_CHARS:,} characters long"
+    return f"cannot read this line ({message})"
 
 
 @dataclass
@@ -38,39 +82,35 @@ def read_rows(text: str, required: list[str], optional: list[str], report: Impor
     """(line number, {column: value}) for every non-blank data row; a missing column is
     one error on line 1 and no rows."""
     text = text.lstrip("\ufeff")  # Excel's UTF-8 byte-order mark
-    reader = csv.reader(io.StringIO(text))
+    records = csv_rows(text)
     try:
-        header = next(reader)
-    except StopIteration:
-        report.add(1, "the file is empty")
+        header = next(records, None)
+        if header is None:
+            report.add(1, "the file is empty")
+            return []
+        _, header_cells = header
+        names = [h.strip().lower() for h in header_cells]
+        missing = [c for c in required if c not in names]
+        if missing:
+            report.add(1, f"missing column(s): {', '.join(missing)}")
+            return []
+        dupes = {n for n in names if n and names.count(n) > 1}
+        if dupes:
+            report.add(1, f"column(s) given twice: {', '.join(sorted(dupes))}")
+            return []
+        wanted = {n: i for i, n in enumerate(names) if n in required or n in optional}
+        rows = []
+        for line, values in records:
+            if not any(v.strip() for v in values):
+                continue
+            if len(values) > len(names):
+                report.add(line, f"{len(values)} values for {len(names)} columns")
+                continue
+            values = values + [""] * (len(names) - len(values))
+            rows.append((line, {n: values[i].strip() for n, i in wanted.items()}))
+    except CsvError as exc:  # a runaway quote, an overlong cell: the file is refused
+        report.add(exc.line, exc.reason)
         return []
-    names = [h.strip().lower() for h in header]
-    missing = [c for c in required if c not in names]
-    if missing:
-        report.add(1, f"missing column(s): {', '.join(missing)}")
-        return []
-    dupes = {n for n in names if n and names.count(n) > 1}
-    if dupes:
-        report.add(1, f"column(s) given twice: {', '.join(sorted(dupes))}")
-        return []
-    wanted = {n: i for i, n in enumerate(names) if n in required or n in optional}
-    rows = []
-    while True:
-        try:
-            values = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as exc:  # a runaway quote, a field over the csv module's limit
-            report.add(reader.line_num, f"cannot read this line: {exc}")
-            break
-        line = reader.line_num
-        if not any(v.strip() for v in values):
-            continue
-        if len(values) > len(names):
-            report.add(line, f"{len(values)} values for {len(names)} columns")
-            continue
-        values = values + [""] * (len(names) - len(values))
-        rows.append((line, {n: values[i].strip() for n, i in wanted.items()}))
     report.total = len(rows)
     return rows
 

@@ -6,9 +6,11 @@ payments call it inside their transactions: a rolled-back payment sends nothing,
 no gateway call ever happens inside a transaction or on a request.
 
 Templates are Django template text rendered without HTML escaping (SMS is plain
-text). The context has `customer` (name, first_name, account, phone, email), `isp_name`
-and whatever the caller passes; Decimal values at the top level are shown as money
-("KES 2,500.00"). A variable the template names but the context lacks renders empty.
+text), in the sandbox of ispops.messaging.sandbox: a whitelist of tags and filters and a
+bound on the work one render may do. The context has `customer` (name, first_name,
+account, phone, email), `isp_name` and whatever the caller passes; Decimal values at the
+top level are shown as money ("KES 2,500.00"). A variable the template names but the
+context lacks renders empty.
 """
 
 import datetime
@@ -18,13 +20,13 @@ from decimal import Decimal
 
 from django.db import connection, transaction
 from django.db.models import F, Q
-from django.template import Context, Engine, TemplateSyntaxError
+from django.template import TemplateSyntaxError
 from django.utils import timezone
 
 from ispops import audit
 from ispops.lib.money import format_kes
 from ispops.lib.phones import InvalidPhone, normalise_phone
-from ispops.messaging import backends
+from ispops.messaging import backends, sandbox
 from ispops.messaging.models import Channel, Message, MessageTemplate
 
 log = logging.getLogger(__name__)
@@ -188,14 +190,6 @@ DEFAULT_TEMPLATES: dict[str, DefaultTemplate] = {
     ),
 }
 
-# No loaders: a template can use the built-in tags and filters (and humanize) but not
-# {% include %} or {% extends %} anything from disk.
-_engine = Engine(
-    autoescape=False,
-    libraries={"humanize": "django.contrib.humanize.templatetags.humanize"},
-)
-
-
 # --- rendering ----------------------------------------------------------------------
 
 
@@ -209,16 +203,18 @@ def template_text(key: str, channel: str) -> tuple[str, str]:
 def check_template(text: str) -> None:
     """Raise MessagingError if `text` is not a valid template."""
     try:
-        _engine.from_string(text)
+        sandbox.compile_template(text)
     except TemplateSyntaxError as exc:
         raise MessagingError(f"template error: {exc}") from None
 
 
 def render_text(subject: str, body: str, context: dict) -> tuple[str, str]:
-    """Render a (subject, body) pair; raises TemplateSyntaxError on a broken one."""
-    ctx = Context(_prepare(context), autoescape=False)
-    rendered_subject = " ".join(_engine.from_string(subject).render(ctx).split())
-    return rendered_subject, _engine.from_string(body).render(ctx).strip()
+    """Render a (subject, body) pair; raises TemplateSyntaxError on a broken one, or one
+    the sandbox refuses (sandbox.TemplateRefused)."""
+    values = _prepare(context)
+    subject_text = sandbox.render(sandbox.compile_template(subject), values)
+    body_text = sandbox.render(sandbox.compile_template(body), values)
+    return " ".join(subject_text.split()), body_text.strip()
 
 
 def render(key: str, channel: str, context: dict) -> tuple[str, str]:
@@ -427,7 +423,7 @@ def render_cached(cache: dict, key: str, channel: str, context: dict) -> tuple[s
         compiled = []
         for subject, body in [*texts, default]:
             try:
-                compiled.append((_engine.from_string(subject), _engine.from_string(body)))
+                compiled.append((sandbox.compile_template(subject), sandbox.compile_template(body)))
             except TemplateSyntaxError:
                 log.exception(
                     "message template %s/%s of %s is broken; sending the default text",
@@ -436,12 +432,12 @@ def render_cached(cache: dict, key: str, channel: str, context: dict) -> tuple[s
                     connection.schema_name,
                 )
         cache[(key, channel)] = compiled
-    ctx = Context(_prepare(context), autoescape=False)
+    values = _prepare(context)
     for subject_template, body_template in cache[(key, channel)]:
         try:
             return (
-                " ".join(subject_template.render(ctx).split()),
-                body_template.render(ctx).strip(),
+                " ".join(sandbox.render(subject_template, values).split()),
+                sandbox.render(body_template, values).strip(),
             )
         except Exception:
             log.exception(

@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from billing import services as billing_services
 from ispops.audit.models import AuditEntry
+from ispops.lib import csvexport
 from ispops.lib.htmx import render_partial
 from ispops.lib.pagination import CappedPaginator
 from ispops.messaging import services as messaging
@@ -140,21 +141,25 @@ def customer_export(request):
         for c in customers.iterator(chunk_size=2000):
             live = [a for a in c.service_accounts.all() if a.status != "terminated"]
             yield writer.writerow(
-                [
-                    c.account,
-                    c.name,
-                    c.phone,
-                    c.alt_phone,
-                    c.email,
-                    c.id_number,
-                    c.status,
-                    c.branch.name if c.branch else "",
-                    c.site.name if c.site else "",
-                    "; ".join(a.plan.name for a in live),
-                    "; ".join(a.username for a in live if a.username),
-                    ", ".join(c.tags),
-                    timezone.localtime(c.created_at).strftime("%Y-%m-%d"),
-                ]
+                # Every cell through csvexport: names, tags, emails and ID numbers are
+                # typed by staff or imported, and a spreadsheet would run "=..." ones.
+                csvexport.row(
+                    [
+                        c.account,
+                        c.name,
+                        c.phone,
+                        c.alt_phone,
+                        c.email,
+                        c.id_number,
+                        c.status,
+                        c.branch.name if c.branch else "",
+                        c.site.name if c.site else "",
+                        "; ".join(a.plan.name for a in live),
+                        "; ".join(a.username for a in live if a.username),
+                        ", ".join(c.tags),
+                        timezone.localtime(c.created_at).strftime("%Y-%m-%d"),
+                    ]
+                )
             )
 
     stamp = timezone.localdate().isoformat()

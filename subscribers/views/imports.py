@@ -13,6 +13,7 @@ from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path
 
+from ispops.lib import csvexport
 from ispops.lib.htmx import render_partial
 from ispops.staff.access import roles
 from ispops.staff.models import Role
@@ -81,17 +82,12 @@ def import_errors(request, pk):
     writer = csv.writer(response)
     writer.writerow(["line", "reason"])
     for error in job.errors:
-        writer.writerow([error["line"], _cell(error["reason"])])
+        writer.writerow([error["line"], csvexport.cell(error["reason"])])
     return response
 
 
 def _safe_name(stem: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in stem)[:100]
-
-
-def _cell(text: str) -> str:
-    """Reasons quote the uploaded values; a spreadsheet must not run one as a formula."""
-    return f"'{text}" if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
 urls = [

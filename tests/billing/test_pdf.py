@@ -220,3 +220,24 @@ def test_pdf_pages_download_the_documents(alpha, billed):
     assert client.get(f"/receipts/{charge.pk}/pdf/").status_code == 404
     with tenant_context(alpha.isp):
         assert Invoice.objects.get(pk=billed.invoice.pk).amount_paid == 100
+
+
+def test_an_svg_logo_cannot_pull_another_isps_media_file_into_the_pdf(billed, settings, tmp_path):
+    from PIL import Image
+
+    settings.MEDIA_ROOT = tmp_path
+    (tmp_path / "logos" / "alpha").mkdir(parents=True)
+    (tmp_path / "logos" / "beta").mkdir(parents=True)
+    Image.new("RGB", (40, 20), (200, 0, 0)).save(tmp_path / "logos" / "beta" / "secret.png")
+    outside = tmp_path / "outside.png"
+    Image.new("RGB", (40, 20), (0, 0, 200)).save(outside)
+    (tmp_path / "logos" / "alpha" / "logo.svg").write_text(
+        '<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink"'
+        ' width="80" height="40"><rect width="80" height="40" fill="#0b6e4f"/>'
+        '<image href="../beta/secret.png" width="40" height="20"/>'
+        f'<image xlink:href="{outside.as_uri()}" x="40" width="40" height="20"/></svg>'
+    )
+    BillingSettings.objects.filter(pk=1).update(logo="logos/alpha/logo.svg")
+    data = pdf.invoice_pdf(billed.invoice)
+    assert data.startswith(b"%PDF-")
+    assert not any(b"/Subtype /Image" in chunk for chunk in [data, *_streams(data)])

@@ -81,3 +81,32 @@ def test_the_import_page_shows_the_report_and_refuses_others(alpha, store, ont):
     page = alpha.client(alpha.admin).post("/inventory/import/", {"file": upload})
     assert page.status_code == 200 and Item.objects.count() == 2
     assert alpha.client(alpha.support).get("/inventory/import/").status_code == 403
+
+
+BIG_HEADER = "serial,model,store," + "x" * (128 * 1024 + 1) + "\nX1,Huawei HG8145V5,Main store,\n"
+
+
+def test_an_overlong_header_cell_is_a_400_on_the_page_and_imports_nothing(alpha, store, ont):
+    upload = SimpleUploadedFile("items.csv", BIG_HEADER.encode())
+    page = alpha.client(alpha.admin).post("/inventory/import/", {"file": upload})
+    assert page.status_code == 400
+    assert "characters long" in page.content.decode()
+    assert not Item.objects.exists()
+
+
+def test_an_overlong_header_cell_is_a_one_line_command_error(alpha, store, ont, tmp_path, capsys):
+    bad = tmp_path / "big.csv"
+    bad.write_text(BIG_HEADER)
+    with pytest.raises(CommandError, match="1 bad row"):
+        call_command("import_items", "--schema", "alpha", str(bad))
+    assert "line 1: a value is over 10,000 characters long" in capsys.readouterr().err
+    assert not Item.objects.exists()
+
+
+def test_a_file_with_cr_only_line_ends_is_read_line_by_line(alpha, store, ont):
+    # Excel for Mac's "CSV (Macintosh)": it used to be one line with CRs in it (a 500).
+    upload = SimpleUploadedFile("items.csv", GOOD.replace("\n", "\r").encode())
+    page = alpha.client(alpha.admin).post("/inventory/import/", {"file": upload})
+    assert page.status_code == 200 and Item.objects.count() == 2
+    report = import_items(HEADER.replace("\n", "\r") + "X1,Nope,Main store\r", actor="test")
+    assert report.errors == [{"line": 2, "reason": "no equipment model named 'Nope'"}]
