@@ -121,6 +121,9 @@ TEMPLATES = [
 ]
 
 WSGI_APPLICATION = "ispops.wsgi.application"
+# The error page (DEBUG on) and error e-mails hide DATABASE_URL and every other
+# connection string, not only settings named like a key or password.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "ispops.lib.errorreports.HideConnectionStrings"
 
 DATABASE_URL = env_str("DATABASE_URL", "postgres://ispops:ispops@127.0.0.1:5432/ispops")
 DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
@@ -355,7 +358,16 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_str("ISPOPS_LOG_LEVEL", "INFO")},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
+        # Redacted on the logger, not only on our handler: Django's own "django"
+        # logger keeps the console handler of its default config, which would print
+        # the "Not Found: /payments/.../<token>/" line again, token and all.
+        "django.request": {"filters": ["redact_tokens"]},
         # The development server's request lines, through the filtered handler.
-        "django.server": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        "django.server": {
+            "handlers": ["console"],
+            "level": "INFO",
+            "propagate": False,
+            "filters": ["redact_tokens"],
+        },
     },
 }

@@ -109,9 +109,29 @@ class MpesaSettings(models.Model):
         )
 
 
+class CallbackQuerySet(models.QuerySet):
+    def money_not_taken(self):
+        """Confirmations and STK callbacks that made no payment and failed, or wait
+        for the sweep after failing: money M-Pesa may have moved that staff must find
+        (the unmatched page lists them). An STK callback for a push we never sent is
+        left out: it fails the same way whether or not the payer paid, and a paid one
+        makes a payment."""
+        failed = Q(state=Callback.State.FAILED)
+        waiting = Q(state=Callback.State.RECEIVED) & ~Q(error="")
+        return (
+            self.filter(
+                kind__in=[Callback.Kind.CONFIRMATION, Callback.Kind.STK], payment__isnull=True
+            )
+            .filter(failed | waiting)
+            .exclude(kind=Callback.Kind.STK, error__startswith="unknown CheckoutRequestID")
+        )
+
+
 class Callback(models.Model):
     """A request Safaricom (or someone claiming to be) sent, exactly as it came, saved
-    before it is parsed so that nothing is lost if a later step fails."""
+    before it is parsed so that nothing is lost if a later step fails. A body that
+    PostgreSQL cannot take as it came (bytes that are not UTF-8, a NUL) is stored with
+    those bytes as backslash escapes (payments.services.storable_body)."""
 
     class Kind(models.TextChoices):
         VALIDATION = "validation", "C2B validation"
@@ -134,6 +154,8 @@ class Callback(models.Model):
     payment = models.ForeignKey(
         "Payment", null=True, blank=True, on_delete=models.SET_NULL, related_name="callbacks"
     )
+
+    objects = CallbackQuerySet.as_manager()
 
     class Meta:
         ordering = ["-received_at", "-id"]

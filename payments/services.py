@@ -12,6 +12,7 @@ twice.
 import ipaddress
 import json
 import logging
+import math
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -34,6 +35,12 @@ security_log = logging.getLogger("ispops.security")
 
 NAIROBI = ZoneInfo("Africa/Nairobi")
 MAX_BODY = 16 * 1024  # a real callback is under 2 KB
+# A real callback nests 6 deep (Body.stkCallback.CallbackMetadata.Item[].{}); deeper
+# bodies are refused before the parser's recursion can be spent on them.
+MAX_DEPTH = 10
+# Digits in a JSON number: Safaricom's longest is a 14-digit timestamp. Longer ones
+# would only cost time to convert and could never be a usable amount.
+MAX_NUMBER_DIGITS = 30
 CENT = Decimal("0.01")
 STALE_PAYMENT = timedelta(seconds=30)
 STALE_CALLBACK = timedelta(minutes=1)
@@ -146,6 +153,15 @@ class Outcome:
     bad_request: bool = False  # the body itself is unusable: HTTP 400
 
 
+# The answer to a callback stored raw but not taken (the sweep takes it again). Money
+# reported by a confirmation or STK callback is safe in our database, and a retry
+# would bring the same body, so Safaricom is told it arrived, though not "Accepted".
+# A validation is refused instead: no money has moved yet, and none should until we
+# can read what the payer sent.
+STORED_RAW = {"ResultCode": 0, "ResultDesc": "Received, stored for review"}
+VALIDATION_NOT_TAKEN = {"ResultCode": "C2B00016", "ResultDesc": "Rejected"}
+
+
 def callback_access() -> tuple[str, str] | None:
     """(token, allowlist) of this ISP, without loading (and decrypting) the secrets."""
     return MpesaSettings.objects.filter(pk=1).values_list("callback_token", "allowed_ips").first()
@@ -166,21 +182,36 @@ def receive(kind: str, body: bytes, headers: dict, source_ip: str | None) -> Out
         outcome = Outcome(Callback.State.FAILED, str(exc), bad_request=True)
     except Exception as exc:  # stored for the sweep; Safaricom need not send it again
         log.exception("M-Pesa %s callback stored but not taken", kind)
-        outcome = Outcome(Callback.State.RECEIVED, f"{type(exc).__name__}: {exc}"[:2000])
+        reply = VALIDATION_NOT_TAKEN if kind == Callback.Kind.VALIDATION else STORED_RAW
+        error = f"{type(exc).__name__}: {exc}"[:2000]
+        outcome = Outcome(Callback.State.RECEIVED, error, reply=reply)
     store_callback(kind, body, headers, source_ip, outcome)
     return outcome
 
 
 def store_callback(kind, body: bytes, headers: dict, source_ip, outcome: Outcome) -> Callback:
+    """Store the request as it came, or as close as PostgreSQL allows: bytes that are
+    not UTF-8 and NUL characters (which no text column takes) are written as
+    backslash escapes, so a callback is never lost to its own content."""
     return Callback.objects.create(
         kind=kind,
-        body=body.decode("utf-8", errors="replace"),
-        headers=headers,
+        body=storable_body(body),
+        headers={str(k): storable(str(v)) for k, v in headers.items()},
         source_ip=source_ip,
         state=outcome.state,
-        error=outcome.error,
+        error=storable(outcome.error),
         payment_id=outcome.payment_id,
     )
+
+
+def storable_body(body: bytes) -> str:
+    """The body as text: UTF-8 as it is, other bytes and NUL as backslash escapes."""
+    return body.decode("utf-8", errors="backslashreplace").replace("\x00", "\\x00")
+
+
+def storable(text: str) -> str:
+    """Text PostgreSQL takes: no NUL, no lone surrogate (from a JSON "\\ud800")."""
+    return text.encode("utf-8", errors="replace").decode("utf-8").replace("\x00", "\ufffd")
 
 
 def take(kind: str, data: dict) -> Outcome:
@@ -192,15 +223,78 @@ def take(kind: str, data: dict) -> Outcome:
 
 
 def parse_json(body: bytes) -> dict:
+    """The body as a JSON object, strictly: UTF-8, at most MAX_DEPTH deep, numbers of
+    sane length, no NaN or Infinity. Strings come back storable (a NUL, which
+    PostgreSQL refuses in any query, becomes U+FFFD), so a payer name with a NUL
+    still makes a payment and an id with one fails to match instead of failing."""
     if len(body) > MAX_BODY:
         raise BadCallback(f"body over {MAX_BODY} bytes")
     try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadCallback("body is not UTF-8") from None
+    if _depth(text) > MAX_DEPTH:
+        raise BadCallback(f"body nested deeper than {MAX_DEPTH} levels")
+    try:
+        data = json.loads(text, parse_int=_int, parse_float=_float, parse_constant=_no_constant)
+    except BadCallback:
+        raise
+    except (ValueError, RecursionError):
         raise BadCallback("body is not JSON") from None
     if not isinstance(data, dict):
         raise BadCallback("body is not a JSON object")
-    return data
+    return _storable_json(data)
+
+
+def _depth(text: str) -> int:
+    """How deep the JSON text nests, counted without parsing (brackets in strings do
+    not count)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
+
+
+def _int(digits: str) -> int:
+    if len(digits.lstrip("-")) > MAX_NUMBER_DIGITS:
+        raise BadCallback(f"a number has more than {MAX_NUMBER_DIGITS} digits")
+    return int(digits)
+
+
+def _float(digits: str) -> float:
+    value = float(digits) if len(digits) <= MAX_NUMBER_DIGITS + 10 else float("inf")
+    if not math.isfinite(value):
+        raise BadCallback("a number is too long or too large")
+    return value
+
+
+def _no_constant(name: str):
+    raise BadCallback(f"{name} is not a JSON number")
+
+
+def _storable_json(value):
+    """The parsed body with every string (keys too) storable; depth is bounded."""
+    if isinstance(value, str):
+        return storable(value)
+    if isinstance(value, dict):
+        return {storable(k): _storable_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_storable_json(v) for v in value]
+    return value
 
 
 def find_customer(reference: str):

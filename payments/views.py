@@ -36,7 +36,7 @@ from payments.forms import (
     ReverseForm,
     reference_taken,
 )
-from payments.models import Payment
+from payments.models import Callback, Payment
 from subscribers.models import Customer
 from subscribers.views.customers import get_customer_for
 
@@ -305,8 +305,23 @@ def unmatched(request):
     # A payment someone else credited meanwhile is no longer in the queue: its reason
     # is shown above the list instead.
     shown = failed is not None and any(p.pk == failed[0].pk for p in page)
-    context = {"page": page, "rows": rows, "failed": None if shown else failed}
+    context = {
+        "page": page,
+        "rows": rows,
+        "failed": None if shown else failed,
+        "not_taken": _callbacks_not_taken(request.user),
+    }
     return render(request, "payments/unmatched.html", context, status=status)
+
+
+def _callbacks_not_taken(user, limit: int = 50) -> list:
+    """Callbacks that may report money but made no payment, newest first, with their
+    bodies readable. A callback names no branch, so only staff of every branch see
+    them."""
+    if user.branch_ids() is not None:
+        return []
+    found = Callback.objects.money_not_taken().order_by("-received_at", "-id")[:limit]
+    return [(c, _pretty(c.body)) for c in found]
 
 
 def _assign(request, payment: Payment, form: AssignForm) -> bool:
@@ -351,7 +366,7 @@ def _pretty(body: str) -> str:
     """The body as indented JSON when it is JSON, else as it came."""
     try:
         return json.dumps(json.loads(body), indent=2, ensure_ascii=False)
-    except ValueError:
+    except (ValueError, RecursionError):  # a refused body may be anything
         return body
 
 

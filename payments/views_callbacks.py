@@ -1,7 +1,9 @@
 """Safaricom's callbacks. Each request is stored as it came (body, headers, source
 address, time) in the transaction that stores its payment, or on its own if anything
 fails, then answered at once; crediting happens in a worker, so Safaricom gets its
-answer in milliseconds.
+answer in milliseconds. Only a callback taken whole is "Accepted": one stored raw
+for the sweep gets "Received" (services.STORED_RAW), an unusable body a 400 with the
+reason.
 
 Safaricom signs nothing: the path carries the ISP's secret token (compared in constant
 time), and an optional allowlist limits the source addresses. A wrong token is a 404
@@ -37,11 +39,17 @@ def _authenticate(request, token: str) -> None:
         raise Http404
 
 
+def _declared_length(request) -> int:
+    """The Content-Length the sender declared; a malformed one counts as too long."""
+    declared = request.META.get("CONTENT_LENGTH") or "0"
+    return int(declared) if declared.isascii() and declared.isdecimal() else services.MAX_BODY + 1
+
+
 def _handle(request, token: str, kind: str):
     if request.method != "POST":
         return JsonResponse({"ResultCode": 1, "ResultDesc": "POST only"}, status=405)
     _authenticate(request, token)
-    if int(request.META.get("CONTENT_LENGTH") or 0) > services.MAX_BODY:
+    if _declared_length(request) > services.MAX_BODY:
         reason = f"body over {services.MAX_BODY} bytes"
         return JsonResponse({"ResultCode": 1, "ResultDesc": f"Rejected: {reason}"}, status=400)
     headers = {k: request.headers[k] for k in KEPT_HEADERS if k in request.headers}

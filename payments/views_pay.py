@@ -133,5 +133,7 @@ def pay_status(request, public_id):
 
 urls = [
     path("pay/", pay, name="pay"),
-    path("pay/<str:public_id>/", pay_status, name="pay_status"),
+    # Public ids are token_urlsafe, all slug characters: anything else (a NUL, which
+    # PostgreSQL refuses in a query) is a 404 before it reaches the database.
+    path("pay/<slug:public_id>/", pay_status, name="pay_status"),
 ]
