@@ -154,6 +154,11 @@ class ThresholdForm(forms.Form):
         min_value=0, max_value=100_000, help_text="Alert below this many in stock; 0 removes it."
     )
 
+    def __init__(self, *args, stores, **kwargs):
+        super().__init__(*args, **kwargs)
+        # The stores of the user's branches only: a forged id is a form error.
+        self.fields["store"].queryset = stores.filter(is_active=True)
+
 
 class ImportForm(forms.Form):
     file = forms.FileField(

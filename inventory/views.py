@@ -196,7 +196,11 @@ def item_receive(request):
 
 @roles(*OPERATORS)
 def stock(request):
-    form = ThresholdForm() if request.user.role in MANAGERS else None
+    form = (
+        ThresholdForm(stores=visible_stores(request.user))
+        if request.user.role in MANAGERS
+        else None
+    )
     return _render_stock(request, form)
 
 
@@ -251,7 +255,7 @@ def _render_stock(request, threshold_form, status=200):
 def threshold_set(request):
     if refused := _post_only(request):
         return refused
-    form = ThresholdForm(request.POST)
+    form = ThresholdForm(request.POST, stores=visible_stores(request.user))
     if not form.is_valid():
         return _render_stock(request, form, status=400)
     data = form.cleaned_data

@@ -9,7 +9,7 @@ from django import forms
 from django.utils import timezone
 
 from ispops.staff.models import Branch, Role, User
-from ispops.staff.scoping import in_branches_of
+from ispops.staff.scoping import in_branches_of, staff_of_branches_of
 from subscribers import services
 from subscribers.models import Installation, NetworkSite, Plan
 
@@ -220,7 +220,7 @@ class PipelineFilterForm(forms.Form):
     def __init__(self, *args, user, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["branch"].queryset = Branch.objects.visible_to(user)
-        self.fields["technician"].queryset = technicians()
+        self.fields["technician"].queryset = staff_of_branches_of(user, technicians())
 
 
 # --- the technician's job page -------------------------------------------------------
