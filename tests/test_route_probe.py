@@ -38,24 +38,9 @@ TENANT_URLCONF = settings.ROOT_URLCONF
 PUBLIC_URLCONF = settings.PUBLIC_SCHEMA_URLCONF
 VARIANTS = ("own", "other_branch", "other_isp")
 
-# Cases that fail on a finding another engineer is fixing at the same time: the route
-# (as in the test id) -> the reason. Remove an entry once its fix lands.
-_TICKETS = "issue 12 finding 13 (ticket pages offer other branches' technicians), fixed in parallel"
-_STAFF = (
-    "issue 12 finding 13 (a branch-limited owner sees every branch's staff and branches "
-    "on the staff pages): open question for the lead, fixed in parallel"
-)
-KNOWN_FAILURES: dict[str, str] = {
-    "tenant:tickets/": _TICKETS,
-    "tenant:tickets/new/": _TICKETS,
-    "tenant:tickets/<int:pk>/": _TICKETS,
-    "tenant:tickets/<int:pk>/status/": _TICKETS,
-    "tenant:tickets/<int:pk>/assign/": _TICKETS,
-    "tenant:tickets/<int:pk>/comment/": _TICKETS,
-    "tenant:tickets/<int:pk>/photo/": _TICKETS,
-    "tenant:staff/": _STAFF,
-    "tenant:staff/invite/": _STAFF,
-}
+# Cases known to fail: the route (as in the test id) -> the reason, for a finding being
+# fixed. Empty: every route holds. An entry makes its case an expected failure.
+KNOWN_FAILURES: dict[str, str] = {}
 
 
 @dataclass

@@ -5,13 +5,16 @@ from django import forms
 from django.template.defaultfilters import filesizeformat
 
 from ispops.staff.models import Role, User
+from ispops.staff.scoping import staff_of_branches_of
 from subscribers.models import Customer, NetworkSite, ServiceAccount
 from tickets import services
 from tickets.models import Category, Priority, SlaTarget, Status, TicketSettings
 
 
-def staff_choices():
-    return User.objects.filter(is_active=True).exclude(role="").order_by("full_name", "email")
+def staff_choices(user):
+    """Staff a ticket can go to: those working in `user`'s branches."""
+    active = User.objects.filter(is_active=True).exclude(role="")
+    return staff_of_branches_of(user, active).order_by("full_name", "email")
 
 
 class TicketFilterForm(forms.Form):
@@ -40,13 +43,13 @@ class TicketFilterForm(forms.Form):
     category = forms.ChoiceField(required=False, choices=[("", "Any category"), *Category.choices])
     priority = forms.ChoiceField(required=False, choices=[("", "Any priority"), *Priority.choices])
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, user, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["assignee"].choices = [
             ("", "Anyone"),
             ("me", "Me"),
             ("none", "Nobody"),
-            *[(str(u.pk), str(u)) for u in staff_choices()],
+            *[(str(u.pk), str(u)) for u in staff_choices(user)],
         ]
 
 
@@ -69,7 +72,7 @@ class TicketForm(forms.Form):
     def __init__(self, *args, user, customer=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.user = user
-        self.fields["assignee"].queryset = staff_choices()
+        self.fields["assignee"].queryset = staff_choices(user)
         if customer is None and self.is_bound:
             customer = self._find(self.data.get("account", ""))
         self.customer = customer
@@ -129,9 +132,9 @@ class AssignForm(forms.Form):
         required=False, queryset=User.objects.none(), empty_label="(nobody)"
     )
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, user, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["assignee"].queryset = staff_choices()
+        self.fields["assignee"].queryset = staff_choices(user)
 
 
 SEND_CHOICES = [

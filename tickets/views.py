@@ -91,7 +91,7 @@ def filtered_tickets(request, form: TicketFilterForm):
 @any_staff
 @require_GET
 def ticket_list(request):
-    form = TicketFilterForm(request.GET or None)
+    form = TicketFilterForm(request.GET or None, user=request.user)
     tickets = filtered_tickets(request, form).for_list().order_by("resolution_due", "id")
     page = Paginator(tickets, 25).get_page(request.GET.get("page"))
     context = {"form": form, "page": page, "can_dispatch": request.user.role in DISPATCHERS}
@@ -125,7 +125,9 @@ def _detail(request, ticket, *, status=200, refusal="", **forms):
         "status_form": forms.get("status_form") or StatusForm(ticket=ticket, user=user),
         "assign_form": forms.get("assign_form")
         or (
-            AssignForm(initial={"assignee": ticket.assignee}) if user.role in DISPATCHERS else None
+            AssignForm(initial={"assignee": ticket.assignee}, user=user)
+            if user.role in DISPATCHERS
+            else None
         ),
         "comment_form": forms.get("comment_form") or CommentForm(),
         "photo_form": forms.get("photo_form") or PhotoForm(),
@@ -180,7 +182,7 @@ def ticket_status(request, pk):
 @require_POST
 def ticket_assign(request, pk):
     ticket = get_ticket_for(request, pk)
-    form = AssignForm(request.POST)
+    form = AssignForm(request.POST, user=request.user)
     if not form.is_valid():
         return _detail(request, ticket, status=400, assign_form=form)
     try:

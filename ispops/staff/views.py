@@ -2,6 +2,7 @@
 
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
+from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db import connection
 from django.shortcuts import get_object_or_404, redirect, render
@@ -58,13 +59,23 @@ def home(request):
 # --- staff management (owners) ----------------------------------------------------
 
 
+def refuse_branch_limited(request) -> None:
+    """Staff, their roles and branches are the whole ISP's business: an owner limited to
+    some branches does not see or change them (they could otherwise see every branch's
+    people, or lift their own limit)."""
+    if request.user.branch_ids() is not None:
+        raise PermissionDenied("Staff are managed by an owner with no branch limit.")
+
+
 def get_staff_for(request, pk) -> User:
     """A staff member of this ISP that the requester may manage (owners: anyone)."""
+    refuse_branch_limited(request)
     return get_object_or_404(User, pk=pk)
 
 
 @roles(Role.OWNER)
 def staff_list(request):
+    refuse_branch_limited(request)
     people = User.objects.prefetch_related("branches").order_by("-is_active", "full_name")
     page = Paginator(people, 25).get_page(request.GET.get("page"))
     return render(request, "staff/staff_list.html", {"page": page})
@@ -72,6 +83,7 @@ def staff_list(request):
 
 @roles(Role.OWNER)
 def staff_invite(request):
+    refuse_branch_limited(request)
     form = InviteForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
