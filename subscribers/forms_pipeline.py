@@ -88,9 +88,14 @@ class LeadForm(forms.Form):
 
 
 class StepForm(forms.Form):
-    """Moving to a stage that needs nothing but an optional note."""
+    """Moving to a stage that needs nothing but an optional note. `user`: who fills it
+    in (choices of people are limited to their branches)."""
 
     note = _note()
+
+    def __init__(self, *args, user, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.user = user
 
     def service_kwargs(self) -> dict:
         """What advance_installation needs, from whatever fields were valid."""
@@ -123,10 +128,10 @@ class ScheduleForm(StepForm):
     scheduled_for = forms.DateField(label="Date", widget=_date_widget())
     field_order = ["technician", "scheduled_for", "note"]
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, user, **kwargs):
         kwargs.setdefault("initial", {}).setdefault("scheduled_for", timezone.localdate())
-        super().__init__(*args, **kwargs)
-        self.fields["technician"].queryset = technicians()
+        super().__init__(*args, user=user, **kwargs)
+        self.fields["technician"].queryset = staff_of_branches_of(user, technicians())
 
     def service_kwargs(self):
         data = getattr(self, "cleaned_data", {})
@@ -189,11 +194,11 @@ class RescheduleForm(forms.Form):
     scheduled_for = forms.DateField(label="Date", widget=_date_widget())
     note = forms.CharField(max_length=255, required=False)
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, user, **kwargs):
         # Shown beside the next-step form: its own ids keep every label unambiguous.
         kwargs.setdefault("auto_id", "reschedule_%s")
         super().__init__(*args, **kwargs)
-        self.fields["technician"].queryset = technicians()
+        self.fields["technician"].queryset = staff_of_branches_of(user, technicians())
 
 
 class CancelForm(forms.Form):

@@ -157,3 +157,22 @@ def test_item_move_offers_and_accepts_only_technicians_of_the_users_branches(wor
         from inventory.models import Item
 
         assert Item.objects.get(pk=OWN).holder_id is None
+
+
+def test_pipeline_scheduling_offers_and_accepts_only_technicians_of_the_users_branches(world):
+    alpha, limited = world
+    from ispops.staff.models import User
+    from subscribers.forms_pipeline import RescheduleForm, ScheduleForm
+
+    with tenant_context(alpha.isp):
+        own_tech = User.objects.get(email=f"tech{OWN}@probe.test")
+        other_tech = User.objects.get(email=f"tech{OTHER_BRANCH}@probe.test")
+        user = limited[Role.ADMIN]
+        for form_class in (ScheduleForm, RescheduleForm):
+            offered = set(form_class(user=user).fields["technician"].queryset)
+            assert own_tech in offered and other_tech not in offered
+            forged = form_class(
+                {"technician": other_tech.pk, "scheduled_for": "2026-12-03"}, user=user
+            )
+            assert not forged.is_valid() and "technician" in forged.errors
+    connection.set_schema_to_public()

@@ -140,10 +140,10 @@ def lead_new(request):
 # --- one lead --------------------------------------------------------------------------
 
 
-def _advance_form(inst):
+def _advance_form(inst, user):
     """The form for the lead's next stage (None once confirmed or cancelled)."""
     to = services.next_stage(inst.stage)
-    return STAGE_FORMS[to]() if to else None
+    return STAGE_FORMS[to](user=user) if to else None
 
 
 def _lead_page(
@@ -160,10 +160,11 @@ def _lead_page(
     steps = list(inst.steps.all())
     current = next((s for s in reversed(steps) if s.stage == inst.stage), None)
     if advance_form is None:
-        advance_form = _advance_form(inst)
+        advance_form = _advance_form(inst, request.user)
     if reschedule_form is None and inst.stage in _RESCHEDULABLE:
         reschedule_form = RescheduleForm(
-            initial={"technician": inst.technician_id, "scheduled_for": inst.scheduled_for}
+            initial={"technician": inst.technician_id, "scheduled_for": inst.scheduled_for},
+            user=request.user,
         )
     if cancel_form is None and inst.stage in _CANCELLABLE:
         cancel_form = CancelForm()
@@ -202,7 +203,7 @@ def lead_advance(request, pk):
     to = request.POST.get("to", "")
     if to not in STAGE_FORMS:
         return _lead_page(request, inst, refusal=f"unknown stage {to!r}", status=400)
-    form = STAGE_FORMS[to](request.POST)
+    form = STAGE_FORMS[to](request.POST, user=request.user)
     expected = to == services.next_stage(inst.stage)
     if not form.is_valid() and expected:
         return _lead_page(request, inst, advance_form=form)
@@ -224,7 +225,7 @@ def lead_advance(request, pk):
 @require_POST
 def lead_reschedule(request, pk):
     inst = get_installation_for(request, pk)
-    form = RescheduleForm(request.POST)
+    form = RescheduleForm(request.POST, user=request.user)
     if inst.stage not in _RESCHEDULABLE:
         return _lead_page(
             request, inst, refusal="only a scheduled installation can be rescheduled", status=400
