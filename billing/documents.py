@@ -13,6 +13,7 @@ from datetime import date, datetime
 from decimal import Decimal
 
 from django.db import connection
+from django.db.models import Sum
 
 from billing import periods
 from billing.ledger import ZERO, Kind
@@ -85,11 +86,14 @@ def save(drafts: list[Draft], cfg: BillingSettings, *, actor, at: datetime, run=
         for kind in (INVOICE, CREDIT_NOTE)
     }
     user, label = audit.describe_actor(actor)
+    left = _left_to_credit(drafts)
     docs = []
     for draft in drafts:
         rate = draft.credits.vat_rate if draft.credits else cfg.vat_rate
         inclusive = draft.credits.vat_inclusive if draft.credits else cfg.vat_inclusive
         subtotal, vat, total = periods.split_vat(draft.amount, rate, inclusive)
+        if draft.credits is not None:
+            subtotal, vat, total = _within(left[draft.credits.pk], draft.amount, vat, inclusive)
         start, end = draft.period or (None, None)
         docs.append(
             Invoice(
@@ -141,6 +145,40 @@ def save(drafts: list[Draft], cfg: BillingSettings, *, actor, at: datetime, run=
     LedgerEntry.objects.bulk_create(entries, batch_size=5000)
     settle_credit_notes([doc for doc in docs if doc.kind == CREDIT_NOTE])
     return docs
+
+
+def _left_to_credit(drafts: list[Draft]) -> dict[int, dict[str, Decimal]]:
+    """What each invoice the drafts credit has not been credited yet: subtotal, VAT and
+    total (credit notes hold negative amounts)."""
+    credited = {d.credits.pk: d.credits for d in drafts if d.credits is not None}
+    left = {
+        pk: {"subtotal": i.subtotal, "vat": i.vat, "total": i.total} for pk, i in credited.items()
+    }
+    if left:
+        for row in (
+            Invoice.objects.filter(kind=CREDIT_NOTE, credits_id__in=list(left))
+            .values("credits_id")
+            .annotate(subtotal=Sum("subtotal"), vat=Sum("vat"), total=Sum("total"))
+            .order_by()
+        ):
+            for field in ("subtotal", "vat", "total"):
+                left[row["credits_id"]][field] += row[field]
+    return left
+
+
+def _within(left: dict[str, Decimal], amount: Decimal, vat: Decimal, inclusive: bool):
+    """(subtotal, VAT, total) of a credit note of `amount` (its lines' sum, negative),
+    its VAT `vat` as rounded on its own, against an invoice with `left` still to credit.
+    Credit notes each rounding their own VAT could together give back a cent more VAT
+    than the invoice charged (or leave a cent of it owed once every line is credited):
+    the note that credits what is left takes exactly the VAT left, and none takes more."""
+    basis = left["total"] if inclusive else left["subtotal"]
+    vat_left = max(left["vat"], ZERO)
+    vat = -vat_left if -amount >= basis else max(vat, -vat_left)
+    subtotal, total = (amount - vat, amount) if inclusive else (amount, amount + vat)
+    for field, value in (("subtotal", subtotal), ("vat", vat), ("total", total)):
+        left[field] += value
+    return subtotal, vat, total
 
 
 def _entry_text(doc: Invoice, draft: Draft) -> str:

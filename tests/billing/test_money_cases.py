@@ -602,3 +602,24 @@ def test_discounts_together_never_take_more_than_the_plan_costs(plans):
     january = Invoice.objects.get(service_account=account, kind=Invoice.Kind.INVOICE)
     assert january.amount_credited == january.total == D("7192.00")
     assert balance(account) == D("0.00")
+
+
+def test_credit_notes_never_give_back_more_vat_than_the_invoice_charged(plans):
+    BillingSettings.load()
+    BillingSettings.objects.filter(pk=1).update(vat_inclusive=False)
+    account = activate(plans["biz20"], date(2026, 1, 1))
+    bill(date(2026, 1, 1))
+    with at(date(2026, 1, 2), 10):
+        addon = subscribers.add_addon(
+            account, actor="t", kind="ott", name="TV", price=D("300"), starts_on=date(2026, 1, 2)
+        )
+    with at(date(2026, 1, 3), 10):
+        subscribers.end_addon(addon, actor="t")
+    change(account, "suspended", date(2026, 1, 3))
+    # The add-on's invoice (290.32 + 46.45 VAT) is credited by two notes whose VAT,
+    # each rounded on its own, came to 46.46: a cent more than it charged.
+    tv = Invoice.objects.invoices().get(service_account=account, reason__startswith="Add-on")
+    credited = -Invoice.objects.filter(credits=tv).aggregate(s=Sum("total"))["s"]
+    assert credited == tv.total == D("336.77")
+    # January: 2 days of Biz20 and 1 of the add-on, 409.68 + 65.55 VAT.
+    assert balance(account) == D("475.23")
