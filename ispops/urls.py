@@ -11,4 +11,5 @@ urlpatterns = [
     path("", include("payments.urls")),
     path("", include("inventory.urls")),
     path("", include("tickets.urls")),
+    path("", include("portal.urls")),
 ]

@@ -188,6 +188,16 @@ DEFAULT_TEMPLATES: dict[str, DefaultTemplate] = {
         "({{ site }}) is over. Restart your router if you are still offline." + _SIGN,
         variables=("ticket", "subject", "site"),
     ),
+    # Subscriber portal (portal app): the sign-in code, sent to the phone that was typed.
+    "portal_code": DefaultTemplate(
+        label="Portal sign-in code",
+        sms="{{ customer.name }}, your {{ isp_name }} sign-in code is {{ code }}. It works "
+        "for {{ minutes }} minutes. Do not share it with anyone.",
+        email_subject="Your {{ isp_name }} sign-in code",
+        email_body="Dear {{ customer.name }},\n\nYour sign-in code is {{ code }}. It works for "
+        "{{ minutes }} minutes. Do not share it with anyone." + _SIGN,
+        variables=("code", "minutes"),
+    ),
 }
 
 # --- rendering ----------------------------------------------------------------------
@@ -271,6 +281,8 @@ def sample_context() -> dict:
         "subject": "No connection since morning",
         "comment": "A technician will visit you tomorrow between 9 and 11.",
         "site": "Kitengela tower",
+        "code": "482913",
+        "minutes": 10,
     }
 
 

@@ -12,6 +12,11 @@ from ispops.staff.models import Role
 PUBLIC = "public"  # anyone, e.g. the login page
 PLATFORM = "platform"  # platform admins, on the public host only
 LOGGED_IN = "logged-in"  # anyone logged in on this host (their own password, say)
+# a subscriber signed in to the portal of this ISP; no staff login counts for it
+SUBSCRIBER = "subscriber"
+# The portal's sign-in lives under this session key, apart from Django's auth keys: a
+# staff login never opens the portal and a portal sign-in never opens a staff page.
+PORTAL_SESSION_KEY = "portal"
 ALL_STAFF = frozenset(Role.values)
 MANAGERS = frozenset({Role.OWNER, Role.ADMIN})
 
@@ -40,6 +45,12 @@ def logged_in(view):
 def public(view):
     """Allow anyone, logged in or not."""
     return _declare(PUBLIC)(view)
+
+
+def subscriber(view):
+    """Allow a subscriber signed in to this ISP's portal (the portal's session key), on
+    an ISP's host; staff logins do not count."""
+    return _declare(SUBSCRIBER)(view)
 
 
 def platform_admin(view):

@@ -7,9 +7,17 @@ from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.db import connection
-from django.http import Http404
+from django.http import Http404, HttpResponseRedirect
+from django.urls import reverse
 
-from ispops.staff.access import LOGGED_IN, PLATFORM, PUBLIC, declared_roles
+from ispops.staff.access import (
+    LOGGED_IN,
+    PLATFORM,
+    PORTAL_SESSION_KEY,
+    PUBLIC,
+    SUBSCRIBER,
+    declared_roles,
+)
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +41,13 @@ class RoleRequiredMiddleware:
             return None
 
         on_public_host = connection.schema_name == "public"
+        if audience == SUBSCRIBER:
+            # The portal: its own session key, never request.user (a staff login).
+            if on_public_host:
+                raise Http404
+            if not request.session.get(PORTAL_SESSION_KEY):
+                return HttpResponseRedirect(reverse("portal:home"))
+            return None
         if audience == LOGGED_IN:
             pass
         elif audience == PLATFORM:

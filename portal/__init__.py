@@ -1,0 +1,1 @@
+"""The subscriber portal on each ISP's host, under /my/."""

@@ -1,0 +1,126 @@
+"""What the subscriber portal keeps: the ISP's sign-in rules, the one-time codes sent,
+the sign-in attempts that count against the limits, and a subscriber's password.
+
+A portal identity is a phone number (2547.../2541...): whoever proves they hold it may
+see the customers whose phone or alternative phone it is. Nothing here is a staff user.
+"""
+
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.utils import timezone
+
+
+class PortalSettings(models.Model):
+    """One row per ISP (pk=1): how strict sign-in is."""
+
+    resend_wait_seconds = models.PositiveSmallIntegerField(
+        default=30,
+        validators=[MinValueValidator(10), MaxValueValidator(600)],
+        help_text="Seconds before another code may be sent to the same phone.",
+    )
+    tries_per_code = models.PositiveSmallIntegerField(
+        default=5,
+        validators=[MinValueValidator(1), MaxValueValidator(10)],
+        help_text="Wrong entries before a code stops working.",
+    )
+    codes_per_phone_per_day = models.PositiveSmallIntegerField(
+        default=5,
+        validators=[MinValueValidator(1), MaxValueValidator(50)],
+    )
+    attempts_per_ip_per_day = models.PositiveSmallIntegerField(
+        default=30,
+        validators=[MinValueValidator(5), MaxValueValidator(10000)],
+        help_text="Codes asked for and wrong passwords from one address in 24 hours.",
+    )
+    code_length = models.PositiveSmallIntegerField(
+        default=6, validators=[MinValueValidator(4), MaxValueValidator(8)]
+    )
+    code_minutes = models.PositiveSmallIntegerField(
+        "code lifetime (minutes)",
+        default=10,
+        validators=[MinValueValidator(1), MaxValueValidator(60)],
+    )
+    password_tries = models.PositiveSmallIntegerField(
+        default=5,
+        validators=[MinValueValidator(1), MaxValueValidator(20)],
+        help_text="Wrong passwords for one phone before password sign-in pauses.",
+    )
+    password_lock_minutes = models.PositiveSmallIntegerField(
+        default=15, validators=[MinValueValidator(1), MaxValueValidator(1440)]
+    )
+
+    class Meta:
+        verbose_name_plural = "portal settings"
+
+    def __str__(self):
+        return "Portal settings"
+
+    @classmethod
+    def load(cls) -> "PortalSettings":
+        obj, _ = cls.objects.get_or_create(pk=1)
+        return obj
+
+
+class OneTimeCode(models.Model):
+    """A code asked for a phone. Unknown phones get a row too (never sent, never
+    matching), so they meet the same limits and nobody learns who is a customer."""
+
+    phone = models.CharField(max_length=12)
+    code_hash = models.CharField(max_length=64)
+    sent = models.BooleanField(default=False)  # False: no customer has this phone
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    tries = models.PositiveSmallIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            # Resend wait, the per-phone daily count and the latest code of a phone.
+            models.Index(fields=["phone", "-created_at"], name="portal_code_phone"),
+        ]
+
+    def __str__(self):
+        return f"code for {self.phone} at {self.created_at:%Y-%m-%d %H:%M}"
+
+
+class SignInAttempt(models.Model):
+    """One event that counts against a limit: a code asked for (known phone or not) or a
+    wrong password. The per-address cap counts these; wrong codes are bounded by the
+    code's own tries instead."""
+
+    class Kind(models.TextChoices):
+        CODE_REQUESTED = "code", "Code asked for"
+        WRONG_PASSWORD = "bad_pw", "Wrong password"
+
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    phone = models.CharField(max_length=12, blank=True)
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["ip", "at"], name="portal_attempt_ip"),
+            models.Index(fields=["phone", "kind", "at"], name="portal_attempt_phone"),
+        ]
+
+    def __str__(self):
+        return f"{self.get_kind_display()} {self.phone} {self.ip}"
+
+
+class PortalLogin(models.Model):
+    """A phone that has signed in at least once, and the password its holder set."""
+
+    phone = models.CharField(max_length=12, unique=True)
+    # Django's password hash (make_password); empty until the subscriber sets one.
+    password = models.CharField(max_length=128, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    last_signed_in_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self):
+        return self.phone
+
+    @property
+    def has_password(self) -> bool:
+        return bool(self.password)
