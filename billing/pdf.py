@@ -1,4 +1,4 @@
-"""Invoice and receipt PDFs: an HTML template (inline CSS, A4) rendered by WeasyPrint.
+"""Invoice, receipt and statement PDFs: an HTML template (inline CSS, A4) rendered by WeasyPrint.
 
 WeasyPrint never touches the network: the only resources it may load are data: URIs
 and this ISP's own logo file. MEDIA_ROOT holds every ISP's files, and an SVG logo can
@@ -89,6 +89,36 @@ def receipt_html(entry: LedgerEntry) -> str:
 
 def receipt_pdf(entry: LedgerEntry) -> bytes:
     return render_pdf(receipt_html(entry), files=_own_files())
+
+
+# A statement shows this many of the latest entries, after a balance brought forward:
+# a customer of ten years still gets a few pages, not a hundred.
+STATEMENT_ROWS = 120
+
+
+def statement_html(customer, *, at) -> str:
+    """The customer's ledger as of `at`: the latest entries, oldest first, each with the
+    running balance, and the balance brought forward from before them."""
+    from billing.ledger import statement
+
+    rows = [(entry, running) for entry, running in statement(customer) if entry.at <= at]
+    shown = rows[-STATEMENT_ROWS:]
+    brought_forward = rows[-len(shown) - 1][1] if len(rows) > len(shown) else None
+    balance = rows[-1][1] if rows else ZERO
+    context = {
+        "isp": identity(),
+        "customer": customer,
+        "rows": shown,
+        "brought_forward": brought_forward,
+        "balance": balance,
+        "balance_abs": abs(balance),
+        "at": at,
+    }
+    return render_to_string("billing/pdf/statement.html", context)
+
+
+def statement_pdf(customer, *, at) -> bytes:
+    return render_pdf(statement_html(customer, at=at), files=_own_files())
 
 
 def _own_files() -> tuple[str, ...]:

@@ -58,13 +58,19 @@ def email_invoice(invoice_id: int) -> str:
     return "sent"
 
 
-def invoice_context(invoice, cfg) -> dict:
-    """What the "invoice issued" message template knows about an invoice."""
+def invoice_context(invoice, cfg, *, at=None) -> dict:
+    """What the "invoice issued" message template knows about an invoice, with `link`:
+    its PDF by a signed link that works, without signing in, for a while after `at`."""
+    from django.utils import timezone
+
+    from billing import links
+
     return {
         "invoice": {"number": invoice.number},
         "amount": invoice.outstanding if invoice.outstanding > 0 else invoice.total,
         "due_on": f"{invoice.due_on:%d %b %Y}",
         "paybill": cfg.paybill,
+        "link": links.document_url(links.INVOICE, invoice.pk, at=at or timezone.now()),
     }
 
 

@@ -2,6 +2,8 @@
 
 from django.urls import include, path
 
+from billing.views_links import document_link
+
 urlpatterns = [
     path("", include("ispops.staff.urls")),
     path("", include("subscribers.urls")),
@@ -12,4 +14,5 @@ urlpatterns = [
     path("", include("inventory.urls")),
     path("", include("tickets.urls")),
     path("", include("portal.urls")),
+    path("d/<str:signed>/", document_link, name="document_link"),
 ]

@@ -87,6 +87,16 @@ def _template_key(variant, world):
     return next(iter(DEFAULT_TEMPLATES))
 
 
+def _document_token(schema: str) -> str:
+    """A signed link to invoice OWN of `schema` (billing.links): alpha's opens on
+    alpha's host, beta's must not."""
+    from django.utils import timezone
+
+    from billing.links import INVOICE, make_token
+
+    return make_token(INVOICE, OWN, at=timezone.now(), schema=schema)
+
+
 PARAM_FACTORIES = {
     # Converters: every row of a probe set has the same id (tests/probe_world.py).
     "int": _by_variant(lambda w: OWN, lambda w: OTHER_BRANCH, lambda w: OTHER_ISP),
@@ -101,6 +111,11 @@ PARAM_FACTORIES = {
         lambda w: w.public_ids["own"],
         lambda w: w.public_ids["other_branch"],
         lambda w: w.public_ids["other_isp"],
+    ),
+    "signed": _by_variant(
+        lambda w: _document_token("alpha"),
+        lambda w: _document_token("alpha"),
+        lambda w: _document_token("beta"),
     ),
     "key": _template_key,
     "channel": lambda variant, world: "sms",

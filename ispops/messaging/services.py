@@ -73,11 +73,13 @@ DEFAULT_TEMPLATES: dict[str, DefaultTemplate] = {
     "invoice_issued": DefaultTemplate(
         label="Invoice issued",
         sms="{{ customer.name }}, invoice {{ invoice.number }} of {{ amount }} is due "
-        "{{ due_on }}. " + _PAY + ".",
+        "{{ due_on }}. Paybill {{ paybill }}, account {{ customer.account }}. "
+        "{{ link }}",
         email_subject="Invoice {{ invoice.number }} from {{ isp_name }}",
         email_body="Dear {{ customer.name }},\n\nInvoice {{ invoice.number }} of {{ amount }} "
         "is due on {{ due_on }}.\n\n" + _PAY + "." + _SIGN,
-        variables=("invoice.number", "amount", "due_on", "paybill"),
+        # link: the invoice's PDF by a signed link that expires (billing.links).
+        variables=("invoice.number", "amount", "due_on", "paybill", "link"),
     ),
     "payment_reminder_before": DefaultTemplate(
         label="Payment reminder (before due date)",
@@ -275,6 +277,9 @@ def sample_context() -> dict:
         "due_on": (now + datetime.timedelta(days=5)).date(),
         "expires_at": now + datetime.timedelta(days=2),
         "paybill": "247247",
+        # As long as a real signed document link (billing.links), so previews show
+        # how long the SMS gets.
+        "link": "https://isp.example.co.ke/d/i2x.t9q3kbd.Xy3kQp9Rt2Lm8Vn4/",
         "receipt": "SBK4XYZ12Q",
         "plan": "Home 10M",
         "ticket": "T-00042",
