@@ -13,6 +13,8 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from ispops.lib.settingsrow import SettingsRow
+
 
 def default_reminders_before():
     return [3, 1]
@@ -29,7 +31,7 @@ def logo_path(instance, filename: str) -> str:
     return f"logos/{connection.schema_name}/{filename}"
 
 
-class BillingSettings(models.Model):
+class BillingSettings(SettingsRow):
     """One row per ISP (pk=1): how it bills, taxes, numbers invoices and chases debt."""
 
     class Anchor(models.TextChoices):
@@ -101,11 +103,6 @@ class BillingSettings(models.Model):
 
     def __str__(self):
         return "Billing settings"
-
-    @classmethod
-    def load(cls) -> "BillingSettings":
-        obj, _ = cls.objects.get_or_create(pk=1)
-        return obj
 
 
 class InvoiceQuerySet(models.QuerySet):

@@ -11,6 +11,7 @@ from django.db.models.functions import Upper
 from django.utils import timezone
 
 from ispops.lib.crypto import EncryptedTextField
+from ispops.lib.settingsrow import SettingsRow
 
 SANDBOX_URL = "https://sandbox.safaricom.co.ke"
 
@@ -31,7 +32,7 @@ def new_public_id() -> str:
     return secrets.token_urlsafe(16)
 
 
-class MpesaSettings(models.Model):
+class MpesaSettings(SettingsRow):
     """One row per ISP (pk=1)."""
 
     class Kind(models.TextChoices):
@@ -83,11 +84,6 @@ class MpesaSettings(models.Model):
 
     def __str__(self) -> str:
         return "M-Pesa settings"
-
-    @classmethod
-    def load(cls) -> "MpesaSettings":
-        obj, _ = cls.objects.get_or_create(pk=1)
-        return obj
 
     @property
     def configured(self) -> bool:

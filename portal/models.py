@@ -9,8 +9,10 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
 
+from ispops.lib.settingsrow import SettingsRow
 
-class PortalSettings(models.Model):
+
+class PortalSettings(SettingsRow):
     """One row per ISP (pk=1): how strict sign-in is."""
 
     resend_wait_seconds = models.PositiveSmallIntegerField(
@@ -54,11 +56,6 @@ class PortalSettings(models.Model):
 
     def __str__(self):
         return "Portal settings"
-
-    @classmethod
-    def load(cls) -> "PortalSettings":
-        obj, _ = cls.objects.get_or_create(pk=1)
-        return obj
 
 
 class OneTimeCode(models.Model):

@@ -14,6 +14,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from ispops.lib.crypto import EncryptedTextField
+from ispops.lib.settingsrow import SettingsRow
 
 
 class Billing(models.TextChoices):
@@ -27,7 +28,7 @@ class ServiceType(models.TextChoices):
     STATIC = "static", "Static IP"
 
 
-class SubscriberSettings(models.Model):
+class SubscriberSettings(SettingsRow):
     """One row per ISP (pk=1): how account numbers are made, the default billing mode."""
 
     # "{seq:5}" -> 00042; "DF{seq:5}" -> DF00042. Letters and digits only, as M-Pesa
@@ -43,11 +44,6 @@ class SubscriberSettings(models.Model):
 
     def __str__(self):
         return "Subscriber settings"
-
-    @classmethod
-    def load(cls) -> "SubscriberSettings":
-        obj, _ = cls.objects.get_or_create(pk=1)
-        return obj
 
 
 class Plan(models.Model):

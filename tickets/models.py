@@ -13,6 +13,8 @@ from django.db import connection, models
 from django.db.models import Q
 from django.utils import timezone
 
+from ispops.lib.settingsrow import SettingsRow
+
 
 class Category(models.TextChoices):
     NO_CONNECTION = "no_connection", "No connection"
@@ -44,7 +46,7 @@ OPEN_STATUSES = (Status.NEW, Status.ASSIGNED, Status.IN_PROGRESS, Status.WAITING
 DONE_STATUSES = (Status.RESOLVED, Status.CLOSED)
 
 
-class TicketSettings(models.Model):
+class TicketSettings(SettingsRow):
     """One row per ISP (pk=1): when to warn, and who is told when a ticket breaches."""
 
     supervisor = models.ForeignKey(
@@ -73,11 +75,6 @@ class TicketSettings(models.Model):
 
     def __str__(self):
         return "Ticket settings"
-
-    @classmethod
-    def load(cls) -> "TicketSettings":
-        obj, _ = cls.objects.get_or_create(pk=1)
-        return obj
 
 
 class SlaTarget(models.Model):

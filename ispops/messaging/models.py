@@ -6,6 +6,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from ispops.lib.crypto import EncryptedTextField
+from ispops.lib.settingsrow import SettingsRow
 
 AFRICASTALKING_URL = "https://api.africastalking.com"
 AFRICASTALKING_SANDBOX_URL = "https://api.sandbox.africastalking.com"
@@ -16,7 +17,7 @@ class Channel(models.TextChoices):
     EMAIL = "email", "Email"
 
 
-class SmsSettings(models.Model):
+class SmsSettings(SettingsRow):
     """One row per ISP (pk=1): which SMS gateway it sends through, with its credentials."""
 
     class Backend(models.TextChoices):
@@ -48,11 +49,6 @@ class SmsSettings(models.Model):
 
     def __str__(self):
         return "SMS settings"
-
-    @classmethod
-    def load(cls) -> "SmsSettings":
-        obj, _ = cls.objects.get_or_create(pk=1)
-        return obj
 
 
 class MessageTemplate(models.Model):
