@@ -23,7 +23,11 @@ from django.db import connection
 from django.urls import reverse
 from django.utils.crypto import constant_time_compare, salted_hmac
 
+from billing import pdf
+from billing.models import Invoice, LedgerEntry
 from ispops.lib.urls import absolute_url
+from ispops.tenancy.models import Domain
+from subscribers.models import Customer
 
 INVOICE, RECEIPT, STATEMENT = "invoice", "receipt", "statement"
 CODES = {INVOICE: "i", RECEIPT: "r", STATEMENT: "s"}
@@ -111,8 +115,6 @@ def document_url(kind: str, pk: int, *, at: datetime.datetime) -> str:
     """The absolute link to a document on this ISP's own host, for an SMS or email
     (scheme and port from PUBLIC_SCHEME / PUBLIC_PORT, as other links sent out), or ""
     if the ISP has no host yet: no link beats one that leads nowhere."""
-    from ispops.tenancy.models import Domain
-
     # By schema, not connection.tenant: under schema_context() that is a stand-in
     # without domains.
     host = (
@@ -162,10 +164,6 @@ class Document:
 def render_document(ref: DocumentRef, *, at: datetime.datetime) -> Document:
     """The one PDF a token names: the invoice, the payment's receipt or the customer's
     statement as of `at`; DocumentGone if it is not there."""
-    from billing import pdf
-    from billing.models import Invoice, LedgerEntry
-    from subscribers.models import Customer
-
     if ref.kind == INVOICE:
         invoice = Invoice.objects.filter(pk=ref.pk).first()
         if invoice is None:

@@ -18,6 +18,7 @@ from django.db import connection
 from django.db.models import Q, Sum
 from django.template.loader import render_to_string
 
+from billing.ledger import statement
 from billing.models import BillingSettings, Invoice, LedgerEntry
 
 ZERO = Decimal("0.00")
@@ -99,8 +100,6 @@ STATEMENT_ROWS = 120
 def statement_html(customer, *, at) -> str:
     """The customer's ledger as of `at`: the latest entries, oldest first, each with the
     running balance, and the balance brought forward from before them."""
-    from billing.ledger import statement
-
     rows = [(entry, running) for entry, running in statement(customer) if entry.at <= at]
     shown = rows[-STATEMENT_ROWS:]
     brought_forward = rows[-len(shown) - 1][1] if len(rows) > len(shown) else None

@@ -5,6 +5,14 @@ import smtplib
 from datetime import date
 
 from celery import shared_task
+from django.conf import settings
+from django.core.mail import EmailMessage
+from django.utils import timezone
+
+from billing import dunning, links, services
+from billing.models import BillingSettings, Invoice
+from billing.pdf import identity, invoice_pdf
+from ispops.messaging import services as messaging
 
 log = logging.getLogger(__name__)
 
@@ -12,8 +20,6 @@ log = logging.getLogger(__name__)
 @shared_task
 def run_billing_task(day_iso: str, actor_label: str) -> int:
     """The billing run for a day (safe to repeat: each period is charged once)."""
-    from billing import services
-
     return services.run_billing(date.fromisoformat(day_iso), actor=actor_label).pk
 
 
@@ -24,13 +30,6 @@ def run_billing_task(day_iso: str, actor_label: str) -> int:
 )
 def email_invoice(invoice_id: int) -> str:
     """Email the invoice's PDF to its customer, with the ISP's "invoice issued" text."""
-    from django.conf import settings
-    from django.core.mail import EmailMessage
-
-    from billing.models import BillingSettings, Invoice
-    from billing.pdf import identity, invoice_pdf
-    from ispops.messaging import services as messaging
-
     invoice = Invoice.objects.select_related("customer").filter(pk=invoice_id).first()
     if invoice is None:
         return "no such invoice"
@@ -61,10 +60,6 @@ def email_invoice(invoice_id: int) -> str:
 def invoice_context(invoice, cfg, *, at=None) -> dict:
     """What the "invoice issued" message template knows about an invoice, with `link`:
     its PDF by a signed link that works, without signing in, for a while after `at`."""
-    from django.utils import timezone
-
-    from billing import links
-
     return {
         "invoice": {"number": invoice.number},
         "amount": invoice.outstanding if invoice.outstanding > 0 else invoice.total,
@@ -77,10 +72,6 @@ def invoice_context(invoice, cfg, *, at=None) -> dict:
 @shared_task
 def daily_billing() -> int:
     """Beat's daily run (per ISP, through ispops.tasks.fan_out): bill today."""
-    from django.utils import timezone
-
-    from billing import services
-
     now = timezone.now()
     return services.run_billing(timezone.localdate(now), actor="daily billing run", at=now).pk
 
@@ -88,10 +79,6 @@ def daily_billing() -> int:
 @shared_task
 def daily_dunning() -> str:
     """Beat's daily dunning (per ISP): today's reminders and suspensions, once each."""
-    from django.utils import timezone
-
-    from billing import dunning
-
     now = timezone.now()
     report = dunning.run_dunning(timezone.localdate(now), actor="daily dunning run", at=now)
     return report.summary()
@@ -101,9 +88,5 @@ def daily_dunning() -> str:
 def enforce_expiry() -> str:
     """Beat's every-minute check (per ISP): suspend prepaid accounts whose paid time
     and grace are over, holds respected."""
-    from django.utils import timezone
-
-    from billing import dunning
-
     report = dunning.enforce_prepaid_expiry(timezone.now(), actor="prepaid expiry")
     return f"{report.suspended} suspended, {report.held} held, {len(report.errors)} errors"

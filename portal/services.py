@@ -20,12 +20,19 @@ from django.conf import settings
 from django.contrib.auth.hashers import check_password, make_password
 from django.db import connection, transaction
 from django.db.models import OuterRef, Q, Subquery
+from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 
+from billing import ledger
+from billing import services as billing
+from billing.models import BillingSettings
+from billing.prepaid import grace
 from ispops.lib.phones import InvalidPhone, normalise_phone
 from ispops.messaging import services as messaging
 from ispops.messaging.models import Channel, Message
+from payments.models import Payment
 from portal.models import OneTimeCode, PortalLogin, PortalSettings, SignInAttempt
+from subscribers.models import AccountStatus, Billing, Customer, ServiceAccount, StatusChange
 
 DAY = timedelta(hours=24)  # "per day" limits are a rolling 24 hours
 CODE_TEMPLATE = "portal_code"
@@ -64,8 +71,6 @@ def normalise(raw: str) -> str | None:
 def customers_for_phone(phone: str):
     """The customers a proven phone may see: those whose phone or alternative phone it
     is (stored normalised, so an exact match), terminated ones left out."""
-    from subscribers.models import Customer
-
     return (
         Customer.objects.filter(Q(phone=phone) | Q(alt_phone=phone))
         .exclude(status=Customer.Status.TERMINATED)
@@ -266,15 +271,6 @@ class Home:
 
 def home(customer, now: datetime) -> Home:
     """One customer's services and money, in a fixed handful of queries."""
-    from django.utils import timezone
-
-    from billing import ledger
-    from billing import services as billing
-    from billing.models import BillingSettings
-    from billing.prepaid import grace
-    from payments.models import Payment
-    from subscribers.models import AccountStatus, Billing, ServiceAccount, StatusChange
-
     today = timezone.localdate(now)
     dues = ledger.dues(customer, today)
     cfg = BillingSettings.load()
