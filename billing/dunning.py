@@ -450,16 +450,7 @@ def _suspend_for_invoices(targets: dict, owners: dict, day, cfg, actor, at) -> i
             )
             for a in accounts
         )
-        owed = prepaid.to_pay_many({a.customer_id for a in accounts}, at)
-        messaging.notify_many(
-            (
-                a.customer,
-                "suspended_soft",
-                {"amount": owed[a.customer_id], "paybill": cfg.paybill},
-                f"account:{a.pk}",
-            )
-            for a in accounts
-        )
+        expiry.notify_soft_suspended(accounts, at, cfg)
     return len(accounts)
 
 

@@ -113,14 +113,20 @@ def suspend_expired(account_ids, at, cfg, *, actor) -> int:
             ],
             ignore_conflicts=True,
         )
-        owed = to_pay_many({a.customer_id for a in accounts}, at)
-        messaging.notify_many(
-            (
-                a.customer,
-                "suspended_soft",
-                {"amount": owed[a.customer_id], "paybill": cfg.paybill},
-                f"account:{a.pk}",
-            )
-            for a in accounts
-        )
+        notify_soft_suspended(accounts, at, cfg)
     return len(accounts)
+
+
+def notify_soft_suspended(accounts, at, cfg: BillingSettings) -> None:
+    """An SMS to the customer of each account just put in the walled garden, with what
+    they must pay at `at` to be settled (billing.prepaid.to_pay_many)."""
+    owed = to_pay_many({a.customer_id for a in accounts}, at)
+    messaging.notify_many(
+        (
+            a.customer,
+            "suspended_soft",
+            {"amount": owed[a.customer_id], "paybill": cfg.paybill},
+            f"account:{a.pk}",
+        )
+        for a in accounts
+    )
