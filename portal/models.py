@@ -1,5 +1,6 @@
 """What the subscriber portal keeps: the ISP's sign-in rules, the one-time codes sent,
-the sign-in attempts that count against the limits, and a subscriber's password.
+the sign-in attempts that count against the limits, a subscriber's password, the
+portal's event log and the "I already paid" claims.
 
 A portal identity is a phone number (2547.../2541...): whoever proves they hold it may
 see the customers whose phone or alternative phone it is. Nothing here is a staff user.
@@ -49,6 +50,12 @@ class PortalSettings(SettingsRow):
     )
     password_lock_minutes = models.PositiveSmallIntegerField(
         default=15, validators=[MinValueValidator(1), MaxValueValidator(1440)]
+    )
+    claims_per_day = models.PositiveSmallIntegerField(
+        "payment claims per day",
+        default=5,
+        validators=[MinValueValidator(1), MaxValueValidator(50)],
+        help_text='M-Pesa codes one account may type into "I already paid" in 24 hours.',
     )
 
     class Meta:
@@ -121,3 +128,82 @@ class PortalLogin(models.Model):
     @property
     def has_password(self) -> bool:
         return bool(self.password)
+
+
+class PortalEvent(models.Model):
+    """What happened in the portal that someone may later ask about: sign-ins (by code or
+    password), sign-outs, and staff opening a customer's portal view."""
+
+    class Kind(models.TextChoices):
+        SIGNED_IN_CODE = "in_code", "Signed in with a code"
+        SIGNED_IN_PASSWORD = "in_pw", "Signed in with a password"
+        SIGNED_OUT = "out", "Signed out"
+        VIEWED_BY_STAFF = "view_as", "Opened by staff (view as customer)"
+        PASSWORD_SET = "pw_set", "Password set"
+
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    phone = models.CharField(max_length=12, blank=True)
+    customer = models.ForeignKey(
+        "subscribers.Customer",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="portal_events",
+    )
+    staff = models.ForeignKey(
+        "staff.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        indexes = [
+            models.Index(fields=["customer", "-at"], name="portal_event_customer"),
+            models.Index(fields=["phone", "-at"], name="portal_event_phone"),
+        ]
+
+    def __str__(self):
+        who = self.phone or self.customer_id
+        return f"{self.get_kind_display()} {who} {self.at:%Y-%m-%d %H:%M}"
+
+
+class PaymentClaim(models.Model):
+    """A subscriber's "I already paid": the M-Pesa code they typed and what came of it.
+    Every attempt is a row (the rate limit counts them); a code that came to anything
+    (matched, assigned, or a ticket for finance) is claimed once, across all customers."""
+
+    class Outcome(models.TextChoices):
+        MATCHED = "matched", "Already on this account"
+        ASSIGNED = "assigned", "Unmatched payment assigned to this account"
+        TICKET = "ticket", "Not found: ticket for finance"
+        REFUSED = "refused", "Refused"
+
+    customer = models.ForeignKey(
+        "subscribers.Customer", on_delete=models.CASCADE, related_name="payment_claims"
+    )
+    code = models.CharField(max_length=20)  # upper case, as M-Pesa prints it
+    amount = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
+    phone = models.CharField(max_length=12, blank=True)
+    outcome = models.CharField(max_length=8, choices=Outcome.choices)
+    detail = models.CharField(max_length=255, blank=True)
+    payment = models.ForeignKey(
+        "payments.Payment", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    ticket = models.ForeignKey(
+        "tickets.Ticket", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["code"], condition=~models.Q(outcome="refused"), name="one_claim_per_code"
+            )
+        ]
+        indexes = [models.Index(fields=["customer", "at"], name="portal_claim_customer")]
+
+    def __str__(self):
+        return f"claim {self.code} ({self.get_outcome_display()})"

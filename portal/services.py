@@ -31,7 +31,7 @@ from ispops.lib.phones import InvalidPhone, normalise_phone
 from ispops.messaging import services as messaging
 from ispops.messaging.models import Channel, Message
 from payments.models import Payment
-from portal.models import OneTimeCode, PortalLogin, PortalSettings, SignInAttempt
+from portal.models import OneTimeCode, PortalEvent, PortalLogin, PortalSettings, SignInAttempt
 from subscribers.models import AccountStatus, Billing, Customer, ServiceAccount, StatusChange
 
 DAY = timedelta(hours=24)  # "per day" limits are a rolling 24 hours
@@ -326,3 +326,15 @@ def login_for(phone: str) -> PortalLogin:
     """The phone's portal login (a signed-in phone has one; made if it was removed)."""
     login, _ = PortalLogin.objects.get_or_create(phone=phone)
     return login
+
+
+def record_event(kind, *, phone: str = "", customer=None, staff=None, ip=None, now=None):
+    """One line in the portal's event log (sign-ins, sign-outs, staff viewing as)."""
+    return PortalEvent.objects.create(
+        kind=kind,
+        phone=phone,
+        customer=customer,
+        staff=staff,
+        ip=ip or None,
+        at=now or timezone.now(),
+    )

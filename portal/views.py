@@ -5,7 +5,7 @@ portal.services and portal.sessions."""
 from django.contrib import messages
 from django.core.files.storage import default_storage
 from django.http import FileResponse, Http404
-from django.shortcuts import redirect, render
+from django.shortcuts import redirect
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
@@ -13,6 +13,8 @@ from billing.models import BillingSettings
 from ispops.staff.access import public, subscriber
 from ispops.staff.forms import client_ip
 from portal import forms, services, sessions
+from portal.models import PortalEvent
+from portal.pages import customer_page, render_page
 from portal.services import Outcome
 
 LIMIT_TEXT = {
@@ -24,9 +26,7 @@ LIMIT_TEXT = {
 
 
 def _page(request, template: str, context: dict, status: int = 200):
-    cfg = BillingSettings.load()
-    context = {"has_logo": bool(cfg.logo), **context}
-    return render(request, template, context, status=status)
+    return render_page(request, template, context, status=status)
 
 
 @public
@@ -35,17 +35,18 @@ def home(request):
     code."""
     if request.method == "POST":
         return _request_code(request)
-    if sessions.phone(request) is None:
+    visit = sessions.visit(request)
+    if visit is None:
+        if sessions.phone(request):
+            return redirect("portal:choose")
         return _page(
             request,
             "portal/sign_in.html",
             {"form": forms.PhoneForm(), "password_form": forms.PasswordSignInForm()},
         )
-    customer = sessions.chosen_customer(request)
-    if customer is None:
-        return redirect("portal:choose")
-    summary = services.home(customer, timezone.now())
-    several = services.customers_for_phone(sessions.phone(request)).count() > 1
+    request.visit = visit
+    summary = services.home(visit.customer, timezone.now())
+    several = bool(visit.phone) and services.customers_for_phone(visit.phone).count() > 1
     return _page(request, "portal/home.html", {"home": summary, "switch": several})
 
 
@@ -84,7 +85,7 @@ def code(request):
     if request.method == "POST" and form.is_valid():
         result = services.verify_code(phone, form.cleaned_data["code"], now=timezone.now())
         if result.outcome == Outcome.SIGNED_IN:
-            return _signed_in(request, result.login.phone)
+            return _signed_in(request, result.login.phone, PortalEvent.Kind.SIGNED_IN_CODE)
         if result.outcome == Outcome.WRONG:
             form.add_error("code", f"That code is not right. {result.tries_left} tries left.")
         else:
@@ -105,19 +106,22 @@ def password_sign_in(request):
             now=timezone.now(),
         )
         if result.outcome == Outcome.SIGNED_IN:
-            return _signed_in(request, result.login.phone)
+            return _signed_in(request, result.login.phone, PortalEvent.Kind.SIGNED_IN_PASSWORD)
         form.add_error(None, LIMIT_TEXT.get(result.outcome, "Phone number or password is wrong."))
     status = 400 if request.method == "POST" else 200
     return _page(request, "portal/password_sign_in.html", {"form": form}, status=status)
 
 
-def _signed_in(request, phone: str):
+def _signed_in(request, phone: str, kind):
     customers = sessions.sign_in(request, phone)
+    services.record_event(kind, phone=phone, ip=client_ip(request))
     return redirect("portal:home" if len(customers) == 1 else "portal:choose")
 
 
 @subscriber
 def choose(request):
+    if not sessions.phone(request):
+        return redirect("portal:home")  # staff viewing as a customer have nothing to choose
     if request.method == "POST":
         if sessions.choose(request, request.POST.get("customer")):
             return redirect("portal:home")
@@ -126,12 +130,18 @@ def choose(request):
     return _page(request, "portal/choose.html", {"customers": customers})
 
 
-@subscriber
+@customer_page
 def set_password(request):
     form = forms.SetPasswordForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        login = services.login_for(sessions.phone(request))
+        login = services.login_for(request.visit.phone)
         services.set_password(login, form.cleaned_data["password1"])
+        services.record_event(
+            PortalEvent.Kind.PASSWORD_SET,
+            phone=request.visit.phone,
+            customer=request.visit.customer,
+            ip=client_ip(request),
+        )
         messages.success(request, "Your password is set. Next time, sign in with it.")
         return redirect("portal:home")
     status = 400 if request.method == "POST" else 200
@@ -141,7 +151,19 @@ def set_password(request):
 @require_POST
 @subscriber
 def sign_out(request):
+    """Sign out; for staff viewing as a customer, leave the view (their staff login
+    stays) and go back to the customer's 360 page."""
+    visit = sessions.visit(request)
     sessions.sign_out(request)
+    if visit and visit.read_only:
+        return redirect("subscribers:detail", visit.customer.pk)
+    if visit:
+        services.record_event(
+            PortalEvent.Kind.SIGNED_OUT,
+            phone=visit.phone,
+            customer=visit.customer,
+            ip=client_ip(request),
+        )
     return redirect("portal:home")
 
 

@@ -1,0 +1,3 @@
+"""The portal's claim pages (being built; see issue 13)."""
+
+urls = []
