@@ -30,7 +30,7 @@ def browser():
 @pytest.fixture
 def phone(browser):
     """A page on a 360 px wide phone screen."""
-    context = browser.new_context(viewport={"width": 360, "height": 740}, device_scale_factor=2)
+    context = browser.new_context(viewport={"width": 360, "height": 780}, device_scale_factor=2)
     page = context.new_page()
     page.set_default_timeout(15_000)
     yield page
