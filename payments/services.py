@@ -9,6 +9,7 @@ payment is stored, the sweep credits it when Redis is back. Every step is safe t
 twice.
 """
 
+import hashlib
 import ipaddress
 import json
 import logging
@@ -332,6 +333,34 @@ def customer_by_phone(raw: str):
     return found[0] if len(found) == 1 else None
 
 
+MASKED_MSISDN = re.compile(r"\+?(\d{3,})\*+(\d{3,})")
+HASHED_MSISDN = re.compile(r"[0-9a-f]{64}")
+
+
+def payer_phone_matches(msisdn: str, phone: str) -> bool:
+    """Whether the payer M-Pesa reported can be `phone` (any Kenyan form). M-Pesa sends
+    the MSISDN in full (old C2B, STK), masked ("2547 ***** 149", C2B v2 and the
+    statement's Details) or as the SHA-256 of 2547... (C2B v1): a full number must be
+    that phone, a masked one must show that phone's first and last digits, a hash must
+    be that phone's. Anything else, an empty one included, does not match."""
+    try:
+        phone = normalise_phone(str(phone or ""))
+    except InvalidPhone:
+        return False
+    reported = "".join(str(msisdn or "").split())
+    if HASHED_MSISDN.fullmatch(reported.lower()):
+        return reported.lower() == hashlib.sha256(phone.encode()).hexdigest()
+    masked = MASKED_MSISDN.fullmatch(reported)
+    if masked:
+        head, tail = masked.groups()
+        head = "254" + head[1:] if head.startswith("0") else head
+        return phone.startswith(head) and phone.endswith(tail)
+    try:
+        return normalise_phone(reported) == phone
+    except InvalidPhone:
+        return False
+
+
 def validate_c2b(data: dict) -> Outcome:
     """Accept or refuse a paybill payment before it happens, by its account number."""
     reject_unknown = (
@@ -582,14 +611,16 @@ def _credit(payment: Payment, customer, *, how: str, actor) -> None:
     )
 
 
-def assign_payment(payment: Payment, customer, *, actor) -> Payment:
-    """Finance puts an unmatched payment on a customer: credited at once."""
+def assign_payment(payment: Payment, customer, *, actor, how: str = "staff") -> Payment:
+    """Finance puts an unmatched payment on a customer: credited at once. `how` is
+    recorded as what matched it ("claim": the subscriber claimed it by its code in the
+    portal, portal.claims)."""
     with transaction.atomic():
         locked = Payment.objects.select_for_update().get(pk=payment.pk)
         if locked.state != Payment.State.UNMATCHED:
             state = locked.get_state_display().lower()
             raise PaymentError(f"payment {locked.reference} is {state}, not unmatched")
-        _credit(locked, customer, how="staff", actor=actor)
+        _credit(locked, customer, how=how, actor=actor)
         audit.record(
             locked,
             "update",

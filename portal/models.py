@@ -57,6 +57,13 @@ class PortalSettings(SettingsRow):
         validators=[MinValueValidator(1), MaxValueValidator(50)],
         help_text='M-Pesa codes one account may type into "I already paid" in 24 hours.',
     )
+    claims_per_ip_per_day = models.PositiveSmallIntegerField(
+        "payment claims per address per day",
+        default=20,
+        validators=[MinValueValidator(1), MaxValueValidator(1000)],
+        help_text='M-Pesa codes typed into "I already paid" from one address in 24 hours, '
+        "whatever the account: a cap on guessing codes from many accounts.",
+    )
 
     class Meta:
         verbose_name_plural = "portal settings"
@@ -203,7 +210,11 @@ class PaymentClaim(models.Model):
                 fields=["code"], condition=~models.Q(outcome="refused"), name="one_claim_per_code"
             )
         ]
-        indexes = [models.Index(fields=["customer", "at"], name="portal_claim_customer")]
+        indexes = [
+            # The per-account and per-address daily limits (portal.claims) count these.
+            models.Index(fields=["customer", "at"], name="portal_claim_customer"),
+            models.Index(fields=["ip", "at"], name="portal_claim_ip"),
+        ]
 
     def __str__(self):
         return f"claim {self.code} ({self.get_outcome_display()})"
