@@ -50,6 +50,12 @@ class BillingSettings(SettingsRow):
         PRORATE = "prorate", "Charge the difference for the rest of the paid period"
         RENEWAL = "renewal", "Refuse until the paid period ends"
 
+    class PlanMove(models.TextChoices):
+        """When a plan change a subscriber asks for in the portal takes effect."""
+
+        AT_ONCE = "at_once", "At once: the difference is charged or credited now"
+        AT_RENEWAL = "renewal", "At renewal: from the end of the paid period"
+
     # Identity on invoices and receipts.
     legal_name = models.CharField(max_length=150, blank=True)
     address = models.TextField(blank=True)
@@ -72,8 +78,18 @@ class BillingSettings(SettingsRow):
     prepaid_partial = models.CharField(
         max_length=8, choices=Partial.choices, default=Partial.CREDIT
     )
+    # A prepaid upgrade made in the middle of a paid term, by anyone (staff included).
     prepaid_upgrade = models.CharField(
         max_length=8, choices=Upgrade.choices, default=Upgrade.PRORATE
+    )
+    # Plan changes subscribers make themselves in the portal (subscribers.plan_changes):
+    # "at renewal" schedules the change for the end of the paid period instead of
+    # refusing it. Staff still change plans at once (within prepaid_upgrade).
+    portal_upgrade = models.CharField(
+        max_length=8, choices=PlanMove.choices, default=PlanMove.AT_ONCE
+    )
+    portal_downgrade = models.CharField(
+        max_length=8, choices=PlanMove.choices, default=PlanMove.AT_RENEWAL
     )
     invoice_prefix = models.CharField(max_length=10, default="INV")
     # Gapless: taken under a row lock in the transaction that creates the invoice.

@@ -534,3 +534,50 @@ class ImportJob(models.Model):
         if not self.total_rows:
             return 0
         return min(100, self.processed_rows * 100 // self.total_rows)
+
+
+class PlanChange(models.Model):
+    """A plan change waiting for the end of the paid period (a prepaid term's end, a
+    postpaid period's start), asked for in the portal under an ISP's "at renewal"
+    policy. Applied through services.change_plan at `at` by a periodic task
+    (plan_changes.apply_due); a change made at once in the meantime cancels it."""
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Scheduled"
+        DONE = "done", "Applied"
+        CANCELLED = "cancelled", "Cancelled"
+        FAILED = "failed", "Refused"
+
+    service_account = models.ForeignKey(
+        ServiceAccount, on_delete=models.CASCADE, related_name="plan_changes"
+    )
+    # The plan it was asked from: if staff moved the account to another plan since,
+    # the change is not applied on top of theirs.
+    from_plan = models.ForeignKey(Plan, on_delete=models.PROTECT, related_name="+")
+    plan = models.ForeignKey(Plan, on_delete=models.PROTECT, related_name="+")
+    at = models.DateTimeField(help_text="When the change takes effect.")
+    state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING)
+    asked_by = models.CharField(max_length=200)
+    asked_at = models.DateTimeField(default=timezone.now)
+    closed_at = models.DateTimeField(null=True, blank=True)
+    closed_by = models.CharField(max_length=200, blank=True)
+    note = models.CharField(max_length=255, blank=True)
+
+    class Meta:
+        ordering = ["at", "id"]
+        constraints = [
+            # One change waits per account: a new one replaces it (plan_changes.schedule
+            # cancels the old row first, in the same transaction).
+            models.UniqueConstraint(
+                fields=["service_account"],
+                condition=Q(state="pending"),
+                name="plan_change_one_pending",
+            ),
+        ]
+        indexes = [
+            # The periodic task picks the pending changes that are due.
+            models.Index(fields=["at"], name="plan_change_due", condition=Q(state="pending")),
+        ]
+
+    def __str__(self):
+        return f"{self.service_account_id}: plan {self.plan_id} at {self.at:%Y-%m-%d %H:%M}"

@@ -27,6 +27,7 @@ from subscribers.models import (
     Installation,
     InstallationStep,
     Plan,
+    PlanChange,
     ServiceAccount,
     ServiceType,
     StatusChange,
@@ -491,6 +492,16 @@ def change_plan(
             locked.plan = plan
             locked.service = plan.service
             locked.save(update_fields=["plan", "service"])
+            # A change made now replaces one waiting for renewal (the periodic task
+            # closes its own row before it calls here).
+            PlanChange.objects.filter(
+                service_account=locked, state=PlanChange.State.PENDING
+            ).update(
+                state=PlanChange.State.CANCELLED,
+                closed_at=at,
+                closed_by=audit.describe_actor(actor)[1],
+                note=f"replaced by a change to {plan.name}"[:255],
+            )
             billing_services.on_plan_change(locked, old_plan, plan, actor=actor, at=at)
             if locked.status in (Status.ACTIVE, Status.SUSPENDED):
                 _tell_router(locked, actor=actor)
