@@ -472,6 +472,50 @@ def add_comment(ticket: Ticket, body: str, *, actor, channels=()) -> TicketEvent
     return event
 
 
+CUSTOMER_CHANNEL = "portal"  # TicketEvent.sent_by of a comment the customer wrote
+
+
+def add_customer_reply(ticket: Ticket, body: str, *, actor) -> TicketEvent:
+    """The customer's own reply (from the portal): a comment staff and customer both
+    see, told to the assignee by email. It reopens a resolved ticket (the resolution
+    clock starts again) and takes one "waiting on customer" back into progress (the
+    paused clock runs again); a closed ticket takes no replies."""
+    body = body.strip()
+    if not body:
+        raise TicketError("the reply is empty")
+    with transaction.atomic(), audit.acting_as(actor):
+        ticket = _locked(ticket)
+        if ticket.status == Status.CLOSED:
+            raise TicketError("this request is closed; open a new one")
+        now = timezone.now()
+        event = _event(
+            ticket, Kind.COMMENT, actor, body=body, internal=False, sent_by=CUSTOMER_CHANNEL, at=now
+        )
+        wakes = {Status.RESOLVED: Status.ASSIGNED if ticket.assignee_id else Status.NEW}
+        wakes[Status.WAITING] = Status.IN_PROGRESS
+        if ticket.status in wakes:
+            before = ticket.status
+            ticket.save(update_fields=_apply_status(ticket, wakes[before], now))
+            _event(
+                ticket,
+                Kind.STATUS,
+                actor,
+                from_value=Status(before).label,
+                to_value=ticket.get_status_display(),
+                body="The customer replied",
+                at=now,
+            )
+        if ticket.assignee is not None:
+            tell_staff(
+                [ticket.assignee],
+                f"{ticket.number}: the customer replied",
+                f"{ticket.number} {ticket.subject}\n{_about(ticket)}\n"
+                f"Status: {ticket.get_status_display()}\n\n{body}",
+                ticket,
+            )
+    return event
+
+
 def check_photo(upload: UploadedFile) -> str:
     """The photo's content type, or TicketError: only real images, at most 8 MB (the
     file's bytes are checked, not its name or the type the browser claims)."""
