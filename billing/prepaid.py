@@ -95,6 +95,24 @@ def to_pay_many(customer_ids, at: datetime) -> dict[int, Decimal]:
     return {cid: d.owed + max(ZERO, renewals[cid] - d.spare) for cid, d in owing.items()}
 
 
+def top_up(customer_id: int, terms: int, at: datetime) -> Decimal:
+    """What the customer pays at `at` for `terms` more terms of every prepaid account in
+    service, after every open invoice, less the credit held. Credit buys terms one at a
+    time for the soonest-expiring account (buy_terms), so a payment of this much buys
+    exactly `terms` terms of each: what the portal asks for a top-up of several periods."""
+    day = timezone.localdate(at)
+    owing = dues_many([customer_id], day)[customer_id]
+    accounts = list(
+        ServiceAccount.objects.filter(
+            customer_id=customer_id, plan__billing="prepaid", status__in=["active", "suspended"]
+        ).select_related("plan")
+    )
+    cfg = BillingSettings.load()
+    book = PriceBook({a.plan_id: a.plan.price for a in accounts})
+    cost = sum((term_cost(a.plan, day, cfg, book) for a in accounts), ZERO) * terms
+    return owing.owed + max(ZERO, cost - owing.spare)
+
+
 def _with_vat(price: Decimal, cfg: BillingSettings) -> Decimal:
     return periods.split_vat(price, cfg.vat_rate, cfg.vat_inclusive)[2]
 

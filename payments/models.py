@@ -179,6 +179,7 @@ class StkRequest(models.Model):
     class Source(models.TextChoices):
         STAFF = "staff", "Staff"
         PAY_PAGE = "pay_page", "Pay page"
+        PORTAL = "portal", "Subscriber portal"
         COMMAND = "command", "Command line"
 
     customer = models.ForeignKey(

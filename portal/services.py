@@ -85,7 +85,7 @@ def _code_hash(phone: str, code: str) -> str:
     return hmac.new(settings.SECRET_KEY.encode(), message, hashlib.sha256).hexdigest()
 
 
-def _lock(*names: str) -> None:
+def lock(*names: str) -> None:
     """Serialise the limit checks of one phone / address until the transaction ends."""
     with connection.cursor() as cursor:
         for name in sorted(set(names)):
@@ -112,7 +112,7 @@ def request_code(raw_phone: str, *, ip: str | None, now: datetime) -> Result:
         raise ValueError("not a Kenyan mobile number")
     cfg = PortalSettings.load()
     with transaction.atomic():
-        _lock(f"phone:{phone}", f"ip:{ip}")
+        lock(f"phone:{phone}", f"ip:{ip}")
         if _ip_capped(ip, cfg, now):
             return Result(Outcome.IP_LIMIT)
         recent = OneTimeCode.objects.filter(phone=phone, created_at__gt=now - DAY)
@@ -212,7 +212,7 @@ def password_sign_in(raw_phone: str, password: str, *, ip: str | None, now: date
     phone = normalise(raw_phone)
     cfg = PortalSettings.load()
     with transaction.atomic():
-        _lock(f"phone:{phone}", f"ip:{ip}")
+        lock(f"phone:{phone}", f"ip:{ip}")
         if _ip_capped(ip, cfg, now):
             return Result(Outcome.IP_LIMIT)
         if phone is not None:

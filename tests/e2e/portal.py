@@ -6,6 +6,7 @@ import re
 from django_tenants.utils import tenant_context
 
 from ispops.messaging.models import Message
+from tests.portal.conftest import code_in
 
 
 def newest_code(isp, phone: str, after_id: int = 0) -> str | None:
@@ -17,8 +18,7 @@ def newest_code(isp, phone: str, after_id: int = 0) -> str | None:
             .order_by("-id")
             .first()
         )
-    match = message and re.search(r"\b(\d{4,8})\b", message.body)
-    return match.group(1) if match else None
+    return code_in(message.body) if message else None
 
 
 def last_message_id(isp) -> int:

@@ -50,7 +50,14 @@ def last_code(isp, phone: str) -> str | None:
         )
     if message is None:
         return None
-    return re.search(r"\b(\d{6})\b", message.body).group(1)
+    return code_in(message.body)
+
+
+def code_in(body: str) -> str | None:
+    """The code in a portal_code SMS: the number after "code is" (a customer's name may
+    hold digits too), else the last 4-8 digit number in the text."""
+    found = re.search(r"code is (\d{4,8})\b", body) or re.search(r".*\b(\d{4,8})\b", body)
+    return found.group(1) if found else None
 
 
 def sign_in(tenant, client, phone: str, typed: str | None = None):
