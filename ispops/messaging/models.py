@@ -89,6 +89,9 @@ class Message(models.Model):
         SENDING = "sending", "Sending"
         SENT = "sent", "Sent"
         FAILED = "failed", "Failed"
+        # Not sent because the customer opted out of this kind of message on this
+        # channel (ispops.messaging.preferences); `error` says which choice.
+        SKIPPED = "skipped", "Skipped (opted out)"
 
     customer = models.ForeignKey(
         "subscribers.Customer",
@@ -137,3 +140,29 @@ class Message(models.Model):
 
     def __str__(self):
         return f"{self.get_channel_display()} to {self.to}"
+
+
+class NotificationPreference(models.Model):
+    """A customer's choice for one kind of message on one channel. No row: the kind's
+    default (ispops.messaging.preferences.KINDS). Only kinds the law lets a customer
+    refuse are stored; the send path never looks rows up for the others."""
+
+    customer = models.ForeignKey(
+        "subscribers.Customer", on_delete=models.CASCADE, related_name="notification_preferences"
+    )
+    kind = models.CharField(max_length=20)
+    channel = models.CharField(max_length=5, choices=Channel.choices)
+    allowed = models.BooleanField()
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            # One choice per customer, kind and channel: preferences.set_preferences
+            # updates it in place, and the send path reads it into a dict.
+            models.UniqueConstraint(
+                fields=["customer", "kind", "channel"], name="notificationpreference_one"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.kind} by {self.channel}: {'yes' if self.allowed else 'no'}"

@@ -11,6 +11,10 @@ bound on the work one render may do. The context has `customer` (name, first_nam
 account, phone, email), `isp_name` and whatever the caller passes; Decimal values at the
 top level are shown as money ("KES 2,500.00"). A variable the template names but the
 context lacks renders empty.
+
+Before a message is queued, the customer's choices are asked (ispops.messaging
+.preferences): a kind of message they turned off on a channel is written to the log as
+"skipped" and never handed to a worker.
 """
 
 import datetime
@@ -26,7 +30,7 @@ from django.utils import timezone
 from ispops import audit
 from ispops.lib.money import format_kes
 from ispops.lib.phones import InvalidPhone, normalise_phone
-from ispops.messaging import backends, sandbox
+from ispops.messaging import backends, preferences, sandbox
 from ispops.messaging.models import Channel, Message, MessageTemplate
 
 log = logging.getLogger(__name__)
@@ -343,11 +347,20 @@ def reset_template(key: str, channel: str, *, actor) -> bool:
 
 
 def notify(
-    customer, key: str, context: dict | None = None, *, channels=("sms",), related: str = ""
+    customer,
+    key: str,
+    context: dict | None = None,
+    *,
+    channels=("sms",),
+    related: str = "",
+    kind: str | None = None,
 ) -> list[Message]:
     """Queue message `key` to `customer` on each of `channels` ("sms", "email") and send
     it after the current transaction commits. A channel the customer has no phone or
-    email for is skipped; a phone number that cannot be used is logged as failed."""
+    email for is skipped; a phone number that cannot be used is logged as failed; a
+    kind of message the customer turned off on a channel is logged as skipped
+    (preferences; `kind` defaults to the template's own)."""
+    kind = kind or _kind_key(key)
     full = {**(context or {}), "customer": customer_context(customer)}
     full.setdefault("isp_name", _isp_name())
     created = []
@@ -356,6 +369,9 @@ def notify(
         if to is None:
             continue
         subject, body = render(key, channel, full)
+        state = Message.State.FAILED if error else Message.State.QUEUED
+        if not error and customer.pk in preferences.refused([customer.pk], kind, channel):
+            state, error = Message.State.SKIPPED, preferences.skip_reason(kind, channel)
         message = Message.objects.create(
             customer=customer,
             channel=channel,
@@ -365,31 +381,37 @@ def notify(
             template_key=key,
             related=related[:64],
             # A number no gateway can use is logged, not sent.
-            state=Message.State.FAILED if error else Message.State.QUEUED,
+            state=state,
             error=error,
         )
-        if not error:
+        if state == Message.State.QUEUED:
             transaction.on_commit(lambda pk=message.pk: send_soon(pk))
         created.append(message)
     return created
 
 
-def notify_many(items, *, channels=("sms",)) -> list[Message]:
+def notify_many(items, *, channels=("sms",), kind: str | None = None) -> list[Message]:
     """notify() for many customers at once (a dunning day, a billing run): `items` are
     (customer, key, context, related) tuples. Each template is looked up and compiled
-    once, the messages are inserted in bulk, and workers get them in batches after the
-    transaction commits."""
+    once, the customers' choices are read once per kind and channel, the messages are
+    inserted in bulk, and workers get them in batches after the transaction commits."""
+    items = list(items)
     isp_name = _isp_name()
     compiled: dict = {}
+    refusals = _refusals(items, channels, kind)
     rows = []
     for customer, key, context, related in items:
         full = {**(context or {}), "customer": customer_context(customer)}
         full.setdefault("isp_name", isp_name)
+        item_kind = kind or _kind_key(key)
         for channel in channels:
             to, error = _recipient(customer, channel)
             if to is None:
                 continue
             subject, body = render_cached(compiled, key, channel, full)
+            state = Message.State.FAILED if error else Message.State.QUEUED
+            if not error and customer.pk in refusals.get((item_kind, channel), ()):
+                state, error = Message.State.SKIPPED, preferences.skip_reason(item_kind, channel)
             rows.append(
                 Message(
                     customer=customer,
@@ -399,11 +421,31 @@ def notify_many(items, *, channels=("sms",)) -> list[Message]:
                     body=body,
                     template_key=key,
                     related=(related or "")[:64],
-                    state=Message.State.FAILED if error else Message.State.QUEUED,
+                    state=state,
                     error=error,
                 )
             )
     return queue_messages(rows)
+
+
+def _kind_key(template_key: str) -> str | None:
+    found = preferences.kind_of(template_key)
+    return found.key if found else None
+
+
+def _refusals(items, channels, kind: str | None) -> dict[tuple[str, str], set[int]]:
+    """{(kind, channel): customer ids who turned it off} for the optional kinds among
+    `items`: one query per such kind and channel, none for mandatory messages."""
+    wanted: dict[str, set[int]] = {}
+    for customer, key, _context, _related in items:
+        item_kind = kind or _kind_key(key)
+        if item_kind in preferences.BY_KEY and preferences.BY_KEY[item_kind].optional:
+            wanted.setdefault(item_kind, set()).add(customer.pk)
+    return {
+        (item_kind, channel): preferences.refused(ids, item_kind, channel)
+        for item_kind, ids in wanted.items()
+        for channel in channels
+    }
 
 
 def queue_messages(rows: list[Message]) -> list[Message]:
