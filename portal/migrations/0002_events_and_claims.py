@@ -8,56 +8,151 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('payments', '0002_reference_upper_index'),
-        ('portal', '0001_initial'),
-        ('subscribers', '0004_importjob_content_encrypted'),
-        ('tickets', '0001_initial'),
+        ("payments", "0002_reference_upper_index"),
+        ("portal", "0001_initial"),
+        ("subscribers", "0004_importjob_content_encrypted"),
+        ("tickets", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='portalsettings',
-            name='claims_per_day',
-            field=models.PositiveSmallIntegerField(default=5, help_text='M-Pesa codes one account may type into "I already paid" in 24 hours.', validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(50)], verbose_name='payment claims per day'),
+            model_name="portalsettings",
+            name="claims_per_day",
+            field=models.PositiveSmallIntegerField(
+                default=5,
+                help_text='M-Pesa codes one account may type into "I already paid" in 24 hours.',
+                validators=[
+                    django.core.validators.MinValueValidator(1),
+                    django.core.validators.MaxValueValidator(50),
+                ],
+                verbose_name="payment claims per day",
+            ),
         ),
         migrations.CreateModel(
-            name='PaymentClaim',
+            name="PaymentClaim",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('code', models.CharField(max_length=20)),
-                ('amount', models.DecimalField(blank=True, decimal_places=2, max_digits=12, null=True)),
-                ('phone', models.CharField(blank=True, max_length=12)),
-                ('outcome', models.CharField(choices=[('matched', 'Already on this account'), ('assigned', 'Unmatched payment assigned to this account'), ('ticket', 'Not found: ticket for finance'), ('refused', 'Refused')], max_length=8)),
-                ('detail', models.CharField(blank=True, max_length=255)),
-                ('ip', models.GenericIPAddressField(blank=True, null=True)),
-                ('at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('customer', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='payment_claims', to='subscribers.customer')),
-                ('payment', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='payments.payment')),
-                ('ticket', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='tickets.ticket')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("code", models.CharField(max_length=20)),
+                (
+                    "amount",
+                    models.DecimalField(blank=True, decimal_places=2, max_digits=12, null=True),
+                ),
+                ("phone", models.CharField(blank=True, max_length=12)),
+                (
+                    "outcome",
+                    models.CharField(
+                        choices=[
+                            ("matched", "Already on this account"),
+                            ("assigned", "Unmatched payment assigned to this account"),
+                            ("ticket", "Not found: ticket for finance"),
+                            ("refused", "Refused"),
+                        ],
+                        max_length=8,
+                    ),
+                ),
+                ("detail", models.CharField(blank=True, max_length=255)),
+                ("ip", models.GenericIPAddressField(blank=True, null=True)),
+                ("at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "customer",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="payment_claims",
+                        to="subscribers.customer",
+                    ),
+                ),
+                (
+                    "payment",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="payments.payment",
+                    ),
+                ),
+                (
+                    "ticket",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="tickets.ticket",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-at', '-id'],
-                'indexes': [models.Index(fields=['customer', 'at'], name='portal_claim_customer')],
-                'constraints': [models.UniqueConstraint(condition=models.Q(('outcome', 'refused'), _negated=True), fields=('code',), name='one_claim_per_code')],
+                "ordering": ["-at", "-id"],
+                "indexes": [models.Index(fields=["customer", "at"], name="portal_claim_customer")],
+                "constraints": [
+                    models.UniqueConstraint(
+                        condition=models.Q(("outcome", "refused"), _negated=True),
+                        fields=("code",),
+                        name="one_claim_per_code",
+                    )
+                ],
             },
         ),
         migrations.CreateModel(
-            name='PortalEvent',
+            name="PortalEvent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('in_code', 'Signed in with a code'), ('in_pw', 'Signed in with a password'), ('out', 'Signed out'), ('view_as', 'Opened by staff (view as customer)'), ('pw_set', 'Password set')], max_length=8)),
-                ('phone', models.CharField(blank=True, max_length=12)),
-                ('ip', models.GenericIPAddressField(blank=True, null=True)),
-                ('at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('customer', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='portal_events', to='subscribers.customer')),
-                ('staff', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("in_code", "Signed in with a code"),
+                            ("in_pw", "Signed in with a password"),
+                            ("out", "Signed out"),
+                            ("view_as", "Opened by staff (view as customer)"),
+                            ("pw_set", "Password set"),
+                        ],
+                        max_length=8,
+                    ),
+                ),
+                ("phone", models.CharField(blank=True, max_length=12)),
+                ("ip", models.GenericIPAddressField(blank=True, null=True)),
+                ("at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "customer",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="portal_events",
+                        to="subscribers.customer",
+                    ),
+                ),
+                (
+                    "staff",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-at', '-id'],
-                'indexes': [models.Index(fields=['customer', '-at'], name='portal_event_customer'), models.Index(fields=['phone', '-at'], name='portal_event_phone')],
+                "ordering": ["-at", "-id"],
+                "indexes": [
+                    models.Index(fields=["customer", "-at"], name="portal_event_customer"),
+                    models.Index(fields=["phone", "-at"], name="portal_event_phone"),
+                ],
             },
         ),
     ]
