@@ -30,7 +30,7 @@ from django.utils import timezone
 
 from billing import engine, periods, prepaid, timeline
 from billing.ledger import ZERO, customer_balance, dues, lock_customer
-from billing.models import BillingSettings, Invoice, LedgerEntry
+from billing.models import BillingSettings, ChargedPeriod, Invoice, LedgerEntry
 from subscribers.models import ServiceAccount
 
 
@@ -163,8 +163,9 @@ def paid_until(account, at: datetime) -> datetime | None:
 
 
 def next_bill(account, at: datetime) -> NextBill | None:
-    """The account's next charge after `at` as things stand: a prepaid term of its
-    plan at its expiry, or its next postpaid period as the engine would bill it."""
+    """The account's next charge from `at` on as things stand: a prepaid term of its
+    plan at its expiry, or its next postpaid period not billed yet (the one starting
+    on the day of `at`, if it is not opened yet), as the engine would bill it."""
     if account.status not in ("active", "suspended"):
         return None
     cfg = BillingSettings.load()
@@ -174,13 +175,19 @@ def next_bill(account, at: datetime) -> NextBill | None:
     period, book = _current_period(account, at, cfg)
     if period is None:
         return None
-    ahead = timeline.periods_until(book.segments[account.pk], period.end, engine.fixed_day(cfg))
-    if not ahead or ahead[-1].start != period.end:
-        return None
-    lines = engine.expected_lines(book, account.pk, ahead[-1]).values()
+    opened = ChargedPeriod.objects.filter(
+        service_account_id=account.pk, period_start=period.start
+    ).exists()
+    if opened or period.start != timezone.localdate(at):
+        # The period under way is billed: the next one.
+        ahead = timeline.periods_until(book.segments[account.pk], period.end, engine.fixed_day(cfg))
+        if not ahead or ahead[-1].start != period.end:
+            return None
+        period = ahead[-1]
+    lines = engine.expected_lines(book, account.pk, period).values()
     amount = sum((ln.amount for ln in lines), ZERO)
     total = periods.split_vat(amount, cfg.vat_rate, cfg.vat_inclusive)[2]
-    return NextBill(_midnight(period.end), total)
+    return NextBill(_midnight(period.start), total)
 
 
 def is_upgrade(old_plan, new_plan, day, book: engine.PriceBook | None = None) -> bool:

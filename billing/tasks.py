@@ -13,6 +13,7 @@ from billing import dunning, links, services
 from billing.models import BillingSettings, Invoice
 from billing.pdf import identity, invoice_pdf
 from ispops.messaging import services as messaging
+from subscribers import plan_changes
 
 log = logging.getLogger(__name__)
 
@@ -90,3 +91,13 @@ def enforce_expiry() -> str:
     and grace are over, holds respected."""
     report = dunning.enforce_prepaid_expiry(timezone.now(), actor="prepaid expiry")
     return f"{report.suspended} suspended, {report.held} held, {len(report.errors)} errors"
+
+
+@shared_task
+def apply_plan_changes() -> str:
+    """Beat's every-minute run (per ISP): plan changes scheduled for the end of a paid
+    period that are now due, each applied once (subscribers.plan_changes.apply claims
+    its row). Every minute because a payment made after the moment would otherwise buy
+    the next prepaid term on the old plan."""
+    counts = plan_changes.apply_due(timezone.now())
+    return ", ".join(f"{n} {outcome}" for outcome, n in counts.items())

@@ -227,3 +227,26 @@ def test_upgrades_are_dearer_per_day(plans):
     assert preview.is_upgrade(plans["pre5"], plans["pre10"], day)
     assert not preview.is_upgrade(plans["pre10"], plans["pre5"], day)
     assert not preview.is_upgrade(plans["pre5"], plans["pre5"], day)
+
+
+def test_the_plan_change_policy_is_set_on_the_billing_settings_page(alpha):
+    from django_tenants.utils import tenant_context
+
+    from tests.billing.test_pages import _settings_post
+
+    client = alpha.client(alpha.owner)
+    page = client.get("/billing/settings/").content.decode()
+    assert "Upgrades subscribers make in the portal" in page
+    data = _settings_post(portal_upgrade="renewal", portal_downgrade="at_once")
+    assert client.post("/billing/settings/", data).status_code == 302
+    with tenant_context(alpha.isp):
+        cfg = BillingSettings.objects.get(pk=1)
+        assert (cfg.portal_upgrade, cfg.portal_downgrade) == ("renewal", "at_once")
+        assert cfg.prepaid_upgrade == "prorate"
+    # A post without them (a form from before they existed) keeps them.
+    assert client.post("/billing/settings/", _settings_post()).status_code == 302
+    with tenant_context(alpha.isp):
+        cfg = BillingSettings.objects.get(pk=1)
+        assert (cfg.portal_upgrade, cfg.portal_downgrade) == ("renewal", "at_once")
+    refused = client.post("/billing/settings/", _settings_post(portal_upgrade="whenever"))
+    assert refused.status_code == 200 and "portal_upgrade" in refused.context["form"].errors
