@@ -22,7 +22,7 @@ class ContactForm(forms.Form):
         self.customer = customer
         self.signed_in_with = signed_in_with
         kwargs.setdefault(
-            "initial", {"email": customer.email, "alt_phone": _local(customer.alt_phone)}
+            "initial", {"email": customer.email, "alt_phone": local_phone(customer.alt_phone)}
         )
         super().__init__(*args, **kwargs)
 
@@ -61,7 +61,11 @@ class PreferencesForm(forms.Form):
         for kind in preferences.OPTIONAL:
             for channel, label in Channel.choices:
                 self.fields[field_name(kind.key, channel)] = forms.BooleanField(
-                    label=label, required=False, initial=choices[(kind.key, channel)]
+                    label=label,
+                    required=False,
+                    initial=choices[(kind.key, channel)],
+                    # The table's headings say it to the eye; this says it to a reader.
+                    widget=forms.CheckboxInput(attrs={"aria-label": f"{kind.label} by {label}"}),
                 )
 
     def wanted(self) -> dict[tuple[str, str], bool]:
@@ -86,6 +90,6 @@ def field_name(kind: str, channel: str) -> str:
     return f"{kind}_{channel}"
 
 
-def _local(phone: str) -> str:
+def local_phone(phone: str) -> str:
     """2547XXXXXXXX -> 07XXXXXXXX, as people type it."""
     return "0" + phone[3:] if len(phone) == 12 and phone.startswith("254") else phone

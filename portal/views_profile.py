@@ -9,7 +9,7 @@ from django.urls import path
 from django.views.decorators.http import require_POST
 
 from ispops.messaging import preferences
-from portal.forms_profile import ContactForm, PreferencesForm
+from portal.forms_profile import ContactForm, PreferencesForm, local_phone
 from portal.pages import customer_page, render_page
 from portal.tickets import customer_actor
 from subscribers import services as subscribers
@@ -24,6 +24,7 @@ def _page(request, *, contact=None, prefs=None, status=200):
         "prefs": prefs,
         "always": [kind for kind in preferences.KINDS if not kind.optional],
         "customer": customer,
+        "main_phone": local_phone(customer.phone),
     }
     return render_page(request, "portal/settings.html", context, status=status)
 
