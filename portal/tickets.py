@@ -3,8 +3,12 @@ read (replies meant for them and their own photos, never staff notes or staff ph
 opening one with a phone photo, and replying. The ticket rules themselves (clocks,
 status moves, telling the assignee) are tickets.services'."""
 
-from django.db import transaction
+from datetime import timedelta
 
+from django.db import transaction
+from django.utils import timezone
+
+from subscribers.models import Customer
 from tickets import services as tickets
 from tickets.models import Category, Status, Ticket, TicketEvent
 
@@ -18,6 +22,13 @@ PLAIN_STATUS = {
     Status.CLOSED: "Closed",
 }
 SUBJECT_WORDS = 80  # characters of the description that make the ticket's subject
+# Requests one customer may open from the portal in 24 hours: enough for real trouble,
+# not a way to flood the queue (replies to an open request are not limited).
+OPENS_PER_DAY = 5
+
+
+class TooMany(Exception):
+    """The customer opened OPENS_PER_DAY requests in the last 24 hours."""
 
 
 def customer_actor(customer) -> str:
@@ -77,6 +88,11 @@ def open_request(customer, *, category: str, description: str, photo=None) -> Ti
     accounts = list(customer.service_accounts.all()[:2])
     actor = customer_actor(customer)
     with transaction.atomic():
+        # One customer's requests one at a time, so two at once cannot both slip under
+        # the cap (no key: inserts that refer to the customer are not held up).
+        Customer.objects.select_for_update(no_key=True).filter(pk=customer.pk).first()
+        if _opened_since(customer, timezone.now() - timedelta(hours=24)) >= OPENS_PER_DAY:
+            raise TooMany
         ticket = tickets.open_ticket(
             customer=customer,
             subject=subject_for(category, description),
@@ -89,6 +105,19 @@ def open_request(customer, *, category: str, description: str, photo=None) -> Ti
         if photo is not None:
             tickets.add_attachment(ticket, photo, actor=actor)
     return ticket
+
+
+def _opened_since(customer, since) -> int:
+    return (
+        tickets_of(customer)
+        .filter(
+            created_at__gt=since,
+            events__kind=TicketEvent.Kind.CREATED,
+            events__actor__isnull=True,
+            events__actor_label__endswith=_actor_suffix(customer),
+        )
+        .count()
+    )
 
 
 def reply(ticket: Ticket, *, body: str, photo=None) -> TicketEvent:

@@ -53,12 +53,20 @@ def ticket_new(request):
     form = NewTicketForm(request.POST or None, request.FILES or None)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
-        ticket = tickets.open_request(
-            request.visit.customer,
-            category=data["category"],
-            description=data["description"],
-            photo=data["photo"],
-        )
+        try:
+            ticket = tickets.open_request(
+                request.visit.customer,
+                category=data["category"],
+                description=data["description"],
+                photo=data["photo"],
+            )
+        except tickets.TooMany:
+            form.add_error(
+                None,
+                "You have opened several requests today. Reply to one of them and we "
+                "will see it, or call us if it is urgent.",
+            )
+            return render_page(request, "portal/ticket_new.html", {"form": form}, status=429)
         messages.success(request, f"Thank you. Your request {ticket.number} is with our team.")
         return redirect("portal:ticket", ticket.pk)
     status = 400 if form.is_bound else 200

@@ -4,13 +4,17 @@ page shows it as the customer's, a resolved ticket reopens); never another custo
 ticket or photo; staff viewing as the customer cannot change anything."""
 
 import io
+from datetime import timedelta
 
 import pytest
+import time_machine
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.utils import timezone
 from django_tenants.utils import tenant_context
 from PIL import Image
 
 from ispops.messaging.models import Message
+from portal.tickets import OPENS_PER_DAY
 from tests.portal.conftest import sign_in
 from tickets import services
 from tickets.models import Attachment, Status, Ticket
@@ -250,3 +254,19 @@ def test_the_pages_keep_to_a_few_queries(alpha, subscriber, django_assert_max_nu
         assert client.get("/my/tickets/").status_code == 200
     with django_assert_max_num_queries(8):
         assert client.get(f"/my/tickets/{tickets[0].pk}/").status_code == 200
+
+
+def test_opening_is_capped_per_day_and_staff_tickets_do_not_count(alpha, subscriber):
+    customer, client = subscriber
+    with tenant_context(alpha.isp):
+        staff_ticket(customer)  # opened by staff: not the customer's to count
+    data = {"category": "billing", "description": "Wrong bill"}
+    for _ in range(OPENS_PER_DAY):
+        assert client.post("/my/tickets/new/", data).status_code == 302
+    refused = client.post("/my/tickets/new/", data)
+    assert refused.status_code == 429
+    assert "opened several requests today" in refused.content.decode()
+    with tenant_context(alpha.isp):
+        assert Ticket.objects.filter(customer=customer).count() == OPENS_PER_DAY + 1
+    with time_machine.travel(timezone.now() + timedelta(hours=25)):
+        assert client.post("/my/tickets/new/", data).status_code == 302
