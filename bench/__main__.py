@@ -26,6 +26,7 @@ from bench import (  # noqa: E402
     expiry,
     foundation,
     payments,
+    portal,
     properties,
     routeros,
     subscribers,
@@ -39,6 +40,7 @@ SUITES = {
     "payments": payments.run,
     "expiry": expiry.run,
     "properties": properties.run,
+    "portal": portal.run,
 }
 
 

@@ -67,3 +67,30 @@ def test_a_cancelled_prompt_says_so_with_try_again_and_the_paybill(world, phone)
     assert_fits(phone)
     assert not Payment.objects.filter(customer=account.customer).exists()
     assert secret_disabled(world, account.username) is True
+
+
+@pytest.fixture
+def phone_without_js(browser):
+    """A 360 x 780 phone whose browser runs no JavaScript (htmx never loads)."""
+    context = browser.new_context(viewport={"width": 360, "height": 780}, java_script_enabled=False)
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    yield page
+    context.close()
+
+
+def test_sign_in_home_and_pay_work_without_javascript(world, phone_without_js):
+    page = phone_without_js
+    account = suspended(world)
+    sign_in_by_code(page, world.base_url, world.isp, account.customer.phone)
+    assert page.get_by_role("link", name="Pay KES 1,500.00").is_visible()
+    page.goto(f"{world.base_url}/my/pay/")
+    page.get_by_role("button", name="Send the M-Pesa prompt to my phone").click()
+    # No htmx: the waiting page reloads itself (a <noscript> refresh) until the end.
+    status = page.locator("#pay-status")
+    try:
+        status.get_by_text("You are back online").wait_for(timeout=60_000)
+    except Exception:
+        raise AssertionError(page.content()) from None
+    assert secret_disabled(world, account.username) is False
+    assert_fits(page)
