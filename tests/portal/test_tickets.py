@@ -15,6 +15,7 @@ from PIL import Image
 
 from ispops.messaging.models import Message
 from portal.tickets import OPENS_PER_DAY
+from subscribers import services as subscribers
 from tests.portal.conftest import sign_in
 from tickets import services
 from tickets.models import Attachment, Status, Ticket
@@ -216,9 +217,15 @@ def test_another_customers_ticket_and_photo_are_404(alpha, beta, subscriber, mak
     assert response.status_code == 404
     with tenant_context(alpha.isp):
         assert not other.events.filter(kind="comment").exists()
-    # The same ids on another ISP's host show nothing either (no portal session there).
+    # A subscriber of another ISP with the same phone, signed in there, finds nothing
+    # of alpha's under the same ids.
+    with tenant_context(beta.isp):
+        subscribers.create_customer(actor="test", name="Beta Person", phone="0712345601")
     foreign = beta.client()
-    assert foreign.get(f"/my/tickets/{other.pk}/").status_code in (302, 403)
+    sign_in(beta, foreign, PHONE)
+    for path in (f"/my/tickets/{other.pk}/", f"/my/tickets/photos/{photo.pk}/"):
+        assert foreign.get(path).status_code == 404, path
+    assert "Stranger Person" not in foreign.get("/my/tickets/").content.decode()
 
 
 def test_signed_out_visitors_are_sent_to_sign_in(alpha, make_customer):
