@@ -106,9 +106,14 @@ def kind_of(template_key: str) -> Kind | None:
 
 def refused(customer_ids, kind: str | None, channel: str) -> set[int]:
     """The customers among `customer_ids` who will not get messages of `kind` on
-    `channel`. No query for a kind that cannot be refused."""
-    found = BY_KEY.get(kind) if kind else None
-    if found is None or not found.optional:
+    `channel`. No query for a kind that cannot be refused; LookupError for a kind
+    nobody registered (a campaign naming a kind that does not exist must not send)."""
+    if kind is None:
+        return set()
+    if kind not in BY_KEY:
+        raise LookupError(f"no kind of message {kind!r}")
+    found = BY_KEY[kind]
+    if not found.optional:
         return set()
     ids = sorted({pk for pk in customer_ids if pk is not None})
     choices: dict[int, bool] = {}

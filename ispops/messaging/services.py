@@ -434,12 +434,12 @@ def _kind_key(template_key: str) -> str | None:
 
 
 def _refusals(items, channels, kind: str | None) -> dict[tuple[str, str], set[int]]:
-    """{(kind, channel): customer ids who turned it off} for the optional kinds among
-    `items`: one query per such kind and channel, none for mandatory messages."""
+    """{(kind, channel): customer ids who turned it off} for the kinds among `items`:
+    one query per optional kind and channel, none for mandatory messages."""
     wanted: dict[str, set[int]] = {}
     for customer, key, _context, _related in items:
         item_kind = kind or _kind_key(key)
-        if item_kind in preferences.BY_KEY and preferences.BY_KEY[item_kind].optional:
+        if item_kind is not None:
             wanted.setdefault(item_kind, set()).add(customer.pk)
     return {
         (item_kind, channel): preferences.refused(ids, item_kind, channel)

@@ -161,6 +161,11 @@ def test_marketing_waits_for_a_yes(alpha, subscriber):
             kind="marketing",
         )
         assert [m.state for m in sent] == ["queued", "skipped"]
+        # A kind nobody registered is refused outright, not sent.
+        with pytest.raises(LookupError):
+            messaging.notify(customer, "ticket_comment", {}, kind="promo")
+        with pytest.raises(LookupError):
+            messaging.notify_many([(customer, "ticket_comment", {}, "")], kind="promo")
 
 
 def test_a_mandatory_kind_cannot_be_turned_off_even_by_a_forged_post(alpha, subscriber):
