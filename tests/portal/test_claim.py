@@ -365,3 +365,69 @@ def test_a_claim_that_loses_the_race_for_its_code_is_refused_and_moves_no_money(
 )
 def test_the_payer_phone_rule(msisdn, phone, agrees):
     assert payments.payer_phone_matches(msisdn, phone) is agrees
+
+
+@pytest.mark.committed
+def test_two_accounts_claiming_one_code_at_once_assign_it_once(pay_world, django_db_blocker):
+    """Real threads, each its own connection, on committed rows (the payments test ISP):
+    two subscribers claim the same unmatched code at the same moment, both typing the
+    payer's number. One gets the money, the other a refusal; the ledger has it once."""
+    import random
+    import threading
+
+    from django.db import connection, connections
+
+    from tests.payments.world import new_subscriber
+
+    world = pay_world
+    tag = f"{random.randrange(10**5):05d}"
+    code = f"UC3{tag}XYZ"[:10]
+    with django_db_blocker.unblock():
+        with tenant_context(world.isp):
+            first = new_subscriber(world, mobile=f"07126{tag}").customer
+            second = new_subscriber(world, mobile=f"07127{tag}").customer
+            payer = f"2547126{tag}"
+            arrived_unmatched(code, "1500.00", masked(payer))
+        barrier, results, errors = threading.Barrier(2), {}, []
+
+        def claim_as(customer):
+            try:
+                with tenant_context(world.isp):
+                    barrier.wait(timeout=10)
+                    row = claims.claim(
+                        customer,
+                        code=code,
+                        amount=Decimal("1500"),
+                        phone=payer,
+                        ip="10.1.1.1",
+                        now=timezone.now(),
+                        actor="test",
+                    )
+                    results[customer.pk] = (row.outcome, row.detail)
+            except Exception as exc:  # reported by the assertion below
+                errors.append(repr(exc))
+            finally:
+                connections.close_all()
+
+        threads = [threading.Thread(target=claim_as, args=(c,)) for c in (first, second)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        try:
+            assert errors == []
+            outcomes = sorted(outcome for outcome, _ in results.values())
+            assert outcomes == ["assigned", "refused"], results
+            refused = next(d for o, d in results.values() if o == "refused")
+            assert refused == claims.CLAIMED
+            with tenant_context(world.isp):
+                payment = Payment.objects.get(reference=code)
+                assert payment.state == "credited"
+                winner = next(pk for pk, (o, _) in results.items() if o == "assigned")
+                assert payment.customer_id == winner
+                entries = LedgerEntry.objects.filter(kind="payment", reference=code)
+                assert [(e.customer_id, e.amount) for e in entries] == [
+                    (winner, Decimal("-1500.00"))
+                ]
+        finally:
+            connection.set_schema_to_public()
