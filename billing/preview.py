@@ -14,6 +14,8 @@ ever told about them. Locks: the customer and account rows are locked before any
 is read, so no payment or billing run slips its rows into what is measured; when
 `preview` is its own transaction they end with it, and inside a caller's transaction
 it is a savepoint, whose rollback releases the row locks taken in it (PostgreSQL).
+The change may number a document, which holds the ISP's numbering row for the
+preview's few milliseconds, as any invoice does; the numbers go back with the rollback.
 
 Also here, for the same pages: `paid_until` (when the paid period ends: where "at
 renewal" puts a change), `next_bill` and `is_upgrade`.

@@ -188,6 +188,21 @@ def test_a_postpaid_downgrade_preview_gives_back_the_difference(
     assert seen.next_bill.amount == D("1550.00")
 
 
+def test_where_prices_exclude_vat_the_preview_adds_it_as_the_invoice_does(
+    plans, django_capture_on_commit_callbacks
+):
+    BillingSettings.load()
+    BillingSettings.objects.filter(pk=1).update(vat_inclusive=False)
+    account = activate(plans["pre5"], date(2026, 4, 1))
+    with at(date(2026, 4, 1), 9):
+        billing.record_payment(account.customer, D("1160"), actor="t", reference="APR")
+    when = moment(date(2026, 4, 16), 9)
+    seen = assert_preview_is_the_change(
+        account, plans["pre10"], when, django_capture_on_commit_callbacks
+    )
+    assert (seen.charged, seen.vat, seen.net) == (D("500.00"), D("80.00"), D("580.00"))
+
+
 def test_a_refused_change_raises_from_the_preview_and_leaves_nothing(plans):
     BillingSettings.load()
     BillingSettings.objects.filter(pk=1).update(prepaid_upgrade="renewal")

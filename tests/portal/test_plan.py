@@ -25,7 +25,10 @@ from tests.portal.conftest import sign_in
 
 D = Decimal
 APRIL_1, APRIL_16 = date(2026, 4, 1), date(2026, 4, 16)
-PHONE, OTHER_PHONE = "254712300001", "254712300002"
+PHONE = "254712300001"
+# The plan page: session, customer, accounts, scheduled changes, settings, plans and
+# their prices, the paid period, dues, branding (14 today, whatever the plan count).
+QUERY_BUDGET = 15
 
 
 def _plan(name, price, **fields):
@@ -397,3 +400,26 @@ def test_a_prepaid_isp_that_refuses_mid_term_upgrades_schedules_them(alpha, paid
         )
     with tenant_context(alpha.isp):
         assert PlanChange.objects.get(service_account=account).plan == catalogue["up"]
+
+
+def test_beat_applies_scheduled_changes_every_minute_in_every_isp():
+    from ispops.celery import app
+
+    entry = app.conf.beat_schedule["apply-plan-changes"]
+    assert entry["task"] == "ispops.tasks.fan_out"
+    assert entry["args"] == ["billing.tasks.apply_plan_changes"]
+    assert entry["schedule"] == 60.0
+    assert "billing.tasks.apply_plan_changes" in app.tasks
+
+
+def test_the_plan_page_costs_a_fixed_handful_of_queries(
+    alpha, paid, catalogue, django_assert_max_num_queries
+):
+    with tenant_context(alpha.isp):
+        policy(portal_upgrade="renewal", portal_downgrade="renewal")
+        for n in range(8):
+            _plan(f"Extra {n}", str(1000 + 100 * n))
+    client = signed_in(alpha)
+    with at(APRIL_16, 9), django_assert_max_num_queries(QUERY_BUDGET):
+        page = client.get("/my/plan/")
+    assert page.status_code == 200 and "Extra 7" in page.content.decode()
