@@ -7,22 +7,27 @@ Plans: Pre5 1,000/month and Pre10 2,000/month prepaid; Home5 1,550/month and Hom
 January 31.
 """
 
+import threading
+import uuid
 from datetime import date
 from decimal import Decimal
 
 import pytest
-from django.db import connection
+from django.db import OperationalError, connection, transaction
 from django.db.models import Sum
+from django.utils import timezone
+from django_tenants.utils import tenant_context
 
 from billing import preview
 from billing import services as billing
 from billing.models import BillingSettings, Invoice, LedgerEntry, PrepaidTerm, TimelineEntry
 from ispops.audit.models import AuditEntry
 from ispops.messaging.models import Message
+from ispops.tenancy.models import Isp
 from network.models import RouterJob
 from network.services import add_router
 from subscribers import services as subscribers
-from subscribers.models import Plan, PlanChange, ServiceAccount
+from subscribers.models import Customer, Plan, PlanChange, ServiceAccount
 from tests.billing.test_money_cases import activate, at, bill, moment
 
 D = Decimal
@@ -245,8 +250,6 @@ def test_upgrades_are_dearer_per_day(plans):
 
 
 def test_the_plan_change_policy_is_set_on_the_billing_settings_page(alpha):
-    from django_tenants.utils import tenant_context
-
     from tests.billing.test_pages import _settings_post
 
     client = alpha.client(alpha.owner)
@@ -265,3 +268,65 @@ def test_the_plan_change_policy_is_set_on_the_billing_settings_page(alpha):
         assert (cfg.portal_upgrade, cfg.portal_downgrade) == ("renewal", "at_once")
     refused = client.post("/billing/settings/", _settings_post(portal_upgrade="whenever"))
     assert refused.status_code == 200 and "portal_upgrade" in refused.context["form"].errors
+
+
+def _lockable_elsewhere(isp, customer_id: int) -> bool:
+    """Can another connection take the customer's row lock right now?"""
+    found = {}
+
+    def probe():  # in a thread of its own: its own database connection
+        try:
+            connection.set_tenant(isp)
+            with transaction.atomic():
+                rows = Customer.objects.select_for_update(no_key=True, nowait=True).filter(
+                    pk=customer_id
+                )
+                found["ok"] = list(rows.values_list("id", flat=True)) == [customer_id]
+        except OperationalError:
+            found["ok"] = False
+        finally:
+            connection.close()
+
+    worker = threading.Thread(target=probe)
+    worker.start()
+    worker.join(10)
+    return found.get("ok", False)
+
+
+@pytest.mark.committed
+def test_a_preview_in_the_callers_transaction_gives_the_customer_lock_back(
+    django_db_setup, django_db_blocker
+):
+    """The savepoint's rollback releases the row locks the change took: a caller that
+    previews inside its own transaction does not hold the customer against payments."""
+    tag = uuid.uuid4().hex[:8]
+    with django_db_blocker.unblock():
+        isp = Isp.objects.get(schema_name="demo")
+        with tenant_context(isp):
+            old, new = (
+                Plan.objects.create(
+                    name=f"Lock {n} {tag}", price=D(price), download_kbps=1, upload_kbps=1
+                )
+                for n, price in (("A", "1000"), ("B", "2000"))
+            )
+            customer = subscribers.create_customer(
+                actor="t", name=f"Lock Test {tag}", phone=f"0747{int(tag, 16) % 10**6:06d}"
+            )
+            account = subscribers.create_service_account(
+                actor="t", customer=customer, plan=old, username=f"lock-{tag}", status="active"
+            )
+            try:
+                now = timezone.now()
+                with transaction.atomic():  # the caller's own transaction
+                    preview.preview(account, change(account, new, now), at=now)
+                    assert _lockable_elsewhere(isp, customer.pk)
+                    # Whereas a lock the caller takes itself is held to its end.
+                    billing.lock_customer(customer.pk)
+                    assert not _lockable_elsewhere(isp, customer.pk)
+                assert ServiceAccount.objects.get(pk=account.pk).plan_id == old.pk
+            finally:
+                subscribers.change_status(
+                    ServiceAccount.objects.get(pk=account.pk), "terminated", actor="t", reason="t"
+                )
+                Plan.objects.filter(pk__in=[old.pk, new.pk]).update(is_active=False)
+        connection.set_schema_to_public()
