@@ -95,11 +95,12 @@ def to_pay_many(customer_ids, at: datetime) -> dict[int, Decimal]:
     return {cid: d.owed + max(ZERO, renewals[cid] - d.spare) for cid, d in owing.items()}
 
 
-def top_up(customer_id: int, terms: int, at: datetime) -> Decimal:
-    """What the customer pays at `at` for `terms` more terms of every prepaid account in
-    service, after every open invoice, less the credit held. Credit buys terms one at a
-    time for the soonest-expiring account (buy_terms), so a payment of this much buys
-    exactly `terms` terms of each: what the portal asks for a top-up of several periods."""
+def top_ups(customer_id: int, choices, at: datetime) -> dict[int, Decimal]:
+    """For each n in `choices`: what the customer pays at `at` for n more terms of every
+    prepaid account in service, after every open invoice, less the credit held. Credit
+    buys terms one at a time for the soonest-expiring account (buy_terms), so a payment
+    of that much buys exactly n terms of each: what the portal asks for a top-up of
+    several periods."""
     day = timezone.localdate(at)
     owing = dues_many([customer_id], day)[customer_id]
     accounts = list(
@@ -109,8 +110,8 @@ def top_up(customer_id: int, terms: int, at: datetime) -> Decimal:
     )
     cfg = BillingSettings.load()
     book = PriceBook({a.plan_id: a.plan.price for a in accounts})
-    cost = sum((term_cost(a.plan, day, cfg, book) for a in accounts), ZERO) * terms
-    return owing.owed + max(ZERO, cost - owing.spare)
+    per_term = sum((term_cost(a.plan, day, cfg, book) for a in accounts), ZERO)
+    return {n: owing.owed + max(ZERO, per_term * n - owing.spare) for n in choices}
 
 
 def _with_vat(price: Decimal, cfg: BillingSettings) -> Decimal:

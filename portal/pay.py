@@ -15,7 +15,7 @@ from decimal import Decimal
 from django.db import transaction
 
 from billing import services as billing
-from billing.prepaid import top_up
+from billing.prepaid import top_ups
 from payments import services as payments
 from payments.models import MpesaSettings, StkRequest
 from portal.services import lock
@@ -55,7 +55,7 @@ def offer(customer, at: datetime) -> Offer:
     prepaid = ServiceAccount.objects.filter(
         customer=customer, plan__billing=Billing.PREPAID, status__in=["active", "suspended"]
     ).exists()
-    terms = {n: top_up(customer.pk, n, at) for n in TERM_CHOICES} if prepaid else {}
+    terms = top_ups(customer.pk, TERM_CHOICES, at) if prepaid else {}
     return Offer(due=due, prepaid=prepaid, terms=terms)
 
 
