@@ -71,6 +71,7 @@ class Checked:
     outcome: str
     detail: str
     payment: Payment | None = None
+    phone: str = ""  # when none was typed: the account's number that agreed
 
 
 def claim(
@@ -83,8 +84,9 @@ def claim(
     now: datetime,
     actor,
 ) -> PaymentClaim:
-    """Claim the payment of M-Pesa `code` for `customer`, paid from `phone` (2547...),
-    of `amount` if the subscriber typed it. Returns the claim row (its outcome, ticket
+    """Claim the payment of M-Pesa `code` for `customer`, paid from `phone` (2547...; ""
+    when not typed: any of the account's own numbers), of `amount` if the subscriber
+    typed it. Returns the claim row (its outcome, ticket
     and payment); raises BadCode for a code of the wrong shape and Limited over the
     daily limits, both having changed nothing."""
     code = normalise_code(code)
@@ -100,7 +102,7 @@ def claim(
             customer=customer,
             code=code,
             amount=amount,
-            phone=phone,
+            phone=checked.phone or phone,
             outcome=checked.outcome,
             detail=checked.detail[:255],
             payment=checked.payment,
@@ -185,25 +187,28 @@ def _check(customer, code: str, amount: Decimal | None, phone: str) -> Checked:
     problems = []
     if amount is not None and amount != payment.amount:
         problems.append(f"amount typed KES {amount} differs from the payment's")
-    if not payments.payer_phone_matches(payment.msisdn, phone):
-        problems.append(f"phone {phone} does not match the payer's number")
+    tried = [phone] if phone else [p for p in (customer.phone, customer.alt_phone) if p]
+    agreed = next((p for p in tried if payments.payer_phone_matches(payment.msisdn, p)), "")
+    if not agreed:
+        problems.append(f"phone {' or '.join(tried)} does not match the payer's number")
     if problems:
         return Checked(
             Outcome.TICKET, "unmatched payment found, but " + "; ".join(problems), payment
         )
     checked = "amount and phone agree" if amount is not None else "phone agrees (no amount typed)"
-    return Checked(Outcome.ASSIGNED, f"unmatched payment, {checked}", payment)
+    return Checked(Outcome.ASSIGNED, f"unmatched payment, {checked}", payment, agreed)
 
 
 def _ticket_for_finance(customer, row: PaymentClaim, *, actor):
     """A billing ticket with everything finance needs to find the money."""
     amount = f"KES {row.amount:,.2f}" if row.amount is not None else "not given"
+    phone = row.phone or "not given (the account's own numbers were tried)"
     description = (
         f"The subscriber says they paid by M-Pesa and typed this in the portal's "
         f'"I already paid":\n'
         f"- M-Pesa code: {row.code}\n"
         f"- Amount: {amount}\n"
-        f"- Paid from phone: {row.phone or 'not given'}\n"
+        f"- Paid from phone: {phone}\n"
         f"- Account: {customer.account}\n\n"
         f"What was checked: {row.detail}.\n"
         f"Find the payment (M-Pesa statement, unmatched payments) and assign it, or "

@@ -1,11 +1,21 @@
 """The "I already paid" form: the M-Pesa code, and optionally the amount and the phone
-paid from (the signed-in phone when left empty)."""
+paid from (left empty: the account's own numbers are tried)."""
 
 from decimal import Decimal
 
 from django import forms
 
 from portal import claims, services
+
+
+class AmountField(forms.DecimalField):
+    """Shillings as people write them: "1500", "1,500", "KES 1,500.00"."""
+
+    def to_python(self, value):
+        if isinstance(value, str):
+            text = value.upper().replace("KES", "").replace("KSH", "").replace(",", "")
+            value = "".join(text.split())
+        return super().to_python(value)
 
 
 class ClaimForm(forms.Form):
@@ -22,29 +32,26 @@ class ClaimForm(forms.Form):
             }
         ),
     )
-    amount = forms.DecimalField(
+    amount = AmountField(
         label="Amount paid (KES), optional",
         required=False,
         min_value=Decimal("1"),
         max_value=Decimal("10000000"),
         decimal_places=2,
-        widget=forms.NumberInput(attrs={"inputmode": "decimal", "step": "any"}),
+        widget=forms.TextInput(attrs={"inputmode": "decimal", "autocomplete": "off"}),
     )
     phone = forms.CharField(
         label="Phone you paid from, optional",
         required=False,
         max_length=20,
+        help_text="Leave empty if you paid from this account's number.",
         widget=forms.TextInput(attrs={"inputmode": "tel", "autocomplete": "tel"}),
     )
 
-    def __init__(self, *args, default_phone: str = "", **kwargs):
+    def __init__(self, *args, signed_in_phone: str = "", **kwargs):
         super().__init__(*args, **kwargs)
-        self.default_phone = default_phone
-        if default_phone:
-            self.fields["phone"].widget.attrs["placeholder"] = "0" + default_phone[3:]
-            self.fields[
-                "phone"
-            ].help_text = "Leave empty if you paid from the number you signed in with."
+        if signed_in_phone:
+            self.fields["phone"].widget.attrs["placeholder"] = "0" + signed_in_phone[3:]
 
     def clean_code(self):
         try:
@@ -55,7 +62,7 @@ class ClaimForm(forms.Form):
     def clean_phone(self):
         raw = self.cleaned_data["phone"].strip()
         if not raw:
-            return self.default_phone
+            return ""
         phone = services.normalise(raw)
         if phone is None:
             raise forms.ValidationError("Enter a Kenyan mobile number, e.g. 0712 345 678.")

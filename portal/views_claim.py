@@ -35,7 +35,7 @@ LIMITED = (
 @customer_page
 def claim(request):
     visit = request.visit
-    form = ClaimForm(request.POST or None, default_phone=visit.phone)
+    form = ClaimForm(request.POST or None, signed_in_phone=visit.phone)
     status = 200
     if request.method == "POST":
         if form.is_valid():

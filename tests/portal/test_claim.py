@@ -137,6 +137,23 @@ def test_a_hashed_msisdn_and_no_amount_typed_is_assigned_on_the_phone_typed(alph
         assert payment.state == "credited" and payment.customer_id == customer.pk
 
 
+def test_left_empty_the_phone_may_be_any_of_the_accounts_numbers(alpha, make_customer):
+    """Signed in with the main phone, paid from the alternative one, typed no phone; the
+    amount written as people write it."""
+    customer = make_customer("0712345601", alt_phone="0733000111")
+    client = alpha.client()
+    sign_in(alpha, client, PHONE)
+    with tenant_context(alpha.isp):
+        payment = arrived_unmatched("UC3AB12XZ1", "2500.00", masked("254733000111"))
+    response, page = post_claim(alpha, client, code="UC3AB12XZ1", amount="KES 2,500")
+    assert response.status_code == 302 and "is now on your account" in page
+    with tenant_context(alpha.isp):
+        payment.refresh_from_db()
+        assert payment.customer_id == customer.pk
+        claim = PaymentClaim.objects.get(code="UC3AB12XZ1")
+        assert claim.phone == "254733000111" and claim.amount == Decimal("2500.00")
+
+
 def test_a_payment_already_on_the_account_is_said_to_be_there(alpha, subscriber):
     customer, client = subscriber
     with tenant_context(alpha.isp):
