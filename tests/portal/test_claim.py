@@ -317,6 +317,23 @@ def test_signed_out_visitors_are_sent_to_sign_in(alpha):
     assert response.status_code == 302
 
 
+def test_the_page_costs_the_same_queries_with_many_past_claims(alpha, subscriber):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    _, client = subscriber
+    post_claim(alpha, client, code="UC3AB12X40")
+    client.get("/my/claim/")
+    with CaptureQueriesContext(connection) as one:
+        client.get("/my/claim/")
+    for n in range(1, 5):
+        post_claim(alpha, client, code=f"UC3AB12X4{n}")  # each a ticket
+    with CaptureQueriesContext(connection) as five:
+        page = client.get("/my/claim/").content.decode()
+    assert page.count("Ticket T-") == 5
+    assert len(five) == len(one), [q["sql"] for q in five.captured_queries]
+
+
 def test_the_list_shows_only_this_accounts_claims(alpha, subscriber, make_customer):
     _, client = subscriber
     make_customer("0722000002")
