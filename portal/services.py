@@ -338,3 +338,14 @@ def record_event(kind, *, phone: str = "", customer=None, staff=None, ip=None, n
         ip=ip or None,
         at=now or timezone.now(),
     )
+
+
+def events_for(customer):
+    """The portal events about a customer: those of the customer, and sign-ins by a
+    phone of theirs (a sign-in comes before an account is chosen)."""
+    phones = [p for p in (customer.phone, customer.alt_phone) if p]
+    return (
+        PortalEvent.objects.filter(Q(customer=customer) | Q(phone__in=phones, customer=None))
+        .select_related("staff")
+        .order_by("-at", "-id")
+    )

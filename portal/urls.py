@@ -23,6 +23,7 @@ urlpatterns = [
     path("my/signout/", views.sign_out, name="sign_out"),
     path("my/logo/", views.logo, name="logo"),
     path("my/as/<int:pk>/", views_staff.view_as, name="view_as"),
+    path("my/activity/<int:pk>/", views_staff.activity, name="activity"),
     *views_pay.urls,
     *views_invoices.urls,
     *views_claim.urls,

@@ -114,7 +114,8 @@ def password_sign_in(request):
 
 def _signed_in(request, phone: str, kind):
     customers = sessions.sign_in(request, phone)
-    services.record_event(kind, phone=phone, ip=client_ip(request))
+    only = customers[0] if len(customers) == 1 else None
+    services.record_event(kind, phone=phone, customer=only, ip=client_ip(request))
     return redirect("portal:home" if len(customers) == 1 else "portal:choose")
 
 

@@ -1,8 +1,9 @@
-"""Staff's way into a customer's portal: "view as customer" from the 360 page. Read-only
-(portal.pages refuses every change) and recorded in the portal's event log."""
+"""Staff's side of the portal: "view as customer" from the 360 page (read-only: portal.pages
+refuses every change; recorded in the portal's event log), and that log on the 360
+page (sign-ins, sign-outs, passwords set, staff views)."""
 
 from django.http import Http404
-from django.shortcuts import redirect
+from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from ispops.staff.access import any_staff
@@ -24,3 +25,16 @@ def view_as(request, pk):
         ip=client_ip(request),
     )
     return redirect("portal:home")
+
+
+@any_staff
+def activity(request, pk):
+    """The customer's last portal events: a card on the 360 page (htmx), or a page."""
+    customer = sessions.viewable_customers(request.user).filter(pk=pk).first()
+    if customer is None:
+        raise Http404
+    events = services.events_for(customer)[:15]
+    template = "portal/staff_activity.html"
+    if getattr(request, "htmx", False):
+        template += "#events"
+    return render(request, template, {"customer": customer, "events": events})

@@ -11,9 +11,7 @@ from portal.models import PortalEvent
 PHONE = "254712345601"
 
 
-def test_staff_view_the_customers_home_read_only_and_the_visit_is_recorded(
-    alpha, make_customer
-):
+def test_staff_view_the_customers_home_read_only_and_the_visit_is_recorded(alpha, make_customer):
     customer = make_customer("0712345601", name="Akinyi Otieno")
     staff = alpha.client(alpha.support)
     detail = staff.get(f"/subscribers/{customer.pk}/").content.decode()
@@ -65,8 +63,9 @@ def test_a_subscriber_cannot_use_view_as_to_see_someone_else(alpha, make_custome
 
 def test_branch_limited_staff_cannot_view_another_branchs_customer(alpha, make_customer):
     with tenant_context(alpha.isp):
-        mine, theirs = Branch.objects.create(name="Mine", code="m1"), Branch.objects.create(
-            name="Theirs", code="t1"
+        mine, theirs = (
+            Branch.objects.create(name="Mine", code="m1"),
+            Branch.objects.create(name="Theirs", code="t1"),
         )
         alpha.support.branches.set([mine])
     customer = make_customer("0712345601", branch=theirs)
@@ -78,8 +77,9 @@ def test_branch_limited_staff_cannot_view_another_branchs_customer(alpha, make_c
 
 def test_a_forged_view_as_session_for_another_branch_shows_nothing(alpha, make_customer):
     with tenant_context(alpha.isp):
-        mine, theirs = Branch.objects.create(name="Mine", code="m1"), Branch.objects.create(
-            name="Theirs", code="t1"
+        mine, theirs = (
+            Branch.objects.create(name="Mine", code="m1"),
+            Branch.objects.create(name="Theirs", code="t1"),
         )
     visible = make_customer("0712345601", branch=mine)
     hidden = make_customer("0722000002", branch=theirs, name="Hidden Person")
@@ -93,3 +93,19 @@ def test_a_forged_view_as_session_for_another_branch_shows_nothing(alpha, make_c
     session.save()
     page = staff.get("/my/").content.decode()
     assert "Hidden Person" not in page and "Sign in to your account" in page
+
+
+def test_the_360_page_shows_portal_sign_ins_and_staff_views(alpha, make_customer):
+    from tests.portal.conftest import sign_in
+
+    customer = make_customer("0712345601")
+    sign_in(alpha, alpha.client(), PHONE)
+    staff = alpha.client(alpha.support)
+    staff.post(f"/my/as/{customer.pk}/")
+    staff.post("/my/signout/")
+    page = staff.get(f"/my/activity/{customer.pk}/").content.decode()
+    assert "Signed in with a code" in page and "0712345601" in page
+    assert "Opened by staff" in page and alpha.support.full_name in page
+    partial = staff.get(f"/my/activity/{customer.pk}/", HTTP_HX_REQUEST="true").content.decode()
+    assert "Signed in with a code" in partial and "<html" not in partial
+    assert alpha.client().get(f"/my/activity/{customer.pk}/")["Location"].startswith("/login/")
