@@ -57,10 +57,12 @@ def plan(request):
     now = timezone.now()
     accounts = list(plan_changes.live_accounts(request.visit.customer))
     pending = plan_changes.pending_for(accounts)
+    refused = plan_changes.refused_for(accounts, now)
     cards = [
         {
             "account": account,
             "pending": pending.get(account.pk),
+            "refused": refused.get(account.pk),
             "options": plan_changes.options(account, now),
         }
         for account in accounts

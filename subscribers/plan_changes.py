@@ -17,10 +17,11 @@ and keeps it only if the ledger moves by exactly what the subscriber was shown.
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from billing import preview as billing_preview
@@ -229,6 +230,29 @@ def pending_for(accounts) -> dict[int, PlanChange]:
         service_account__in=list(accounts), state=State.PENDING
     ).select_related("plan")
     return {row.service_account_id: row for row in rows}
+
+
+def refused_for(accounts, now: datetime, *, days: int = 14) -> dict[int, PlanChange]:
+    """The newest scheduled change of each account, when it could not be made in the
+    last `days` days (and the account has not changed plan or asked again since), to
+    tell the subscriber why."""
+    accounts = list(accounts)
+    plans = {a.pk: a.plan_id for a in accounts}
+    found: dict[int, PlanChange] = {}
+    rows = (
+        PlanChange.objects.filter(service_account__in=accounts)
+        .filter(Q(state=State.PENDING) | Q(closed_at__gte=now - timedelta(days=days)))
+        .select_related("plan")
+        .order_by("service_account_id", "-asked_at", "-id")
+    )
+    for row in rows:
+        if row.service_account_id not in found:
+            found[row.service_account_id] = row
+    return {
+        pk: row
+        for pk, row in found.items()
+        if row.state == State.FAILED and row.from_plan_id == plans[pk]
+    }
 
 
 def cancel(change: PlanChange, *, actor, now: datetime) -> bool:

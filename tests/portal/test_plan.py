@@ -27,8 +27,9 @@ D = Decimal
 APRIL_1, APRIL_16 = date(2026, 4, 1), date(2026, 4, 16)
 PHONE = "254712300001"
 # The plan page: session, customer, accounts, scheduled changes, settings, plans and
-# their prices, the paid period, dues, branding (14 today, whatever the plan count).
-QUERY_BUDGET = 15
+# their prices, the paid period, refused changes, dues, branding (15 today, whatever
+# the plan count).
+QUERY_BUDGET = 16
 
 
 def _plan(name, price, **fields):
@@ -423,3 +424,32 @@ def test_the_plan_page_costs_a_fixed_handful_of_queries(
     with at(APRIL_16, 9), django_assert_max_num_queries(QUERY_BUDGET):
         page = client.get("/my/plan/")
     assert page.status_code == 200 and "Extra 7" in page.content.decode()
+
+
+def test_a_scheduled_change_that_cannot_be_made_is_refused_and_the_subscriber_told(
+    alpha, paid, catalogue
+):
+    with tenant_context(alpha.isp):
+        policy(portal_downgrade="renewal")
+    account, _ = paid
+    client = signed_in(alpha)
+    with at(APRIL_16, 9):
+        _, quote = shown(client.get(preview_url(account, catalogue["down"])).content.decode())
+        client.post(preview_url(account, catalogue["down"]), {"quote": quote})
+    with tenant_context(alpha.isp):
+        Plan.objects.filter(pk=catalogue["down"].pk).update(is_active=False)
+        with at(date(2026, 5, 1), 9, 1):
+            assert apply_plan_changes() == "0 done, 1 failed, 0 skipped"
+            assert apply_plan_changes() == "0 done, 0 failed, 0 skipped"
+        change = PlanChange.objects.get(service_account=account)
+        assert change.state == "failed" and "no longer offered" in change.note
+    assert plan_of(alpha, account) == "Home 10M"
+    with at(date(2026, 5, 1), 9, 5):
+        sign_in(alpha, client, PHONE)  # a fortnight on: the April sign-in has lapsed
+        page = client.get("/my/plan/").content.decode()
+    assert "Your change to <b>Home 5M</b> on 1 May 2026 could not be made" in page
+    # A change made since puts the refusal behind it.
+    with at(date(2026, 5, 1), 9, 6):
+        _, quote = shown(client.get(preview_url(account, catalogue["up"])).content.decode())
+        client.post(preview_url(account, catalogue["up"]), {"quote": quote})
+        assert "could not be made" not in client.get("/my/plan/").content.decode()
