@@ -27,7 +27,7 @@ from ispops import audit
 from payments import services as payments
 from payments.models import Payment
 from portal.models import PaymentClaim, PortalSettings
-from portal.services import lock as _lock
+from portal.services import lock
 from tickets import services as tickets
 from tickets.models import Category
 
@@ -94,7 +94,7 @@ def claim(
         amount = Decimal(amount).quantize(CENT, rounding=ROUND_HALF_UP)
     cfg = PortalSettings.load()
     with transaction.atomic():
-        _lock(f"claim-customer:{customer.pk}", f"claim-ip:{ip}", f"claim-code:{code}")
+        lock(f"claim-customer:{customer.pk}", f"claim-ip:{ip}", f"claim-code:{code}")
         if _limited(customer, ip, cfg, now):
             raise Limited
         checked = _check(customer, code, amount, phone)
