@@ -166,6 +166,7 @@ class BillingSettingsForm(forms.ModelForm):
         "prepaid_partial",
         "invoice_prefix",
         "credit_note_prefix",
+        "announce_invoices",
     ]
     PLAN_CHANGES = ["prepaid_upgrade", "portal_upgrade", "portal_downgrade"]
     DUNNING = [
@@ -205,6 +206,7 @@ class BillingSettingsForm(forms.ModelForm):
             "prepaid_partial",
             "invoice_prefix",
             "credit_note_prefix",
+            "announce_invoices",
             "prepaid_upgrade",
             "portal_upgrade",
             "portal_downgrade",
@@ -225,6 +227,7 @@ class BillingSettingsForm(forms.ModelForm):
             "prepaid_upgrade": "A prepaid upgrade in the middle of a paid term",
             "portal_upgrade": "Upgrades subscribers make in the portal",
             "portal_downgrade": "Downgrades subscribers make in the portal",
+            "announce_invoices": "Tell customers of a new invoice",
         }
         help_texts = {
             "legal_name": "On invoices and receipts; empty: the ISP's name.",
@@ -241,7 +244,7 @@ class BillingSettingsForm(forms.ModelForm):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         # Left out of a post (a form saved before these existed, a script): kept.
-        for name in self.PLAN_CHANGES:
+        for name in (*self.PLAN_CHANGES, "announce_invoices"):
             self.fields[name].required = False
 
     def _kept(self, name):
@@ -255,6 +258,9 @@ class BillingSettingsForm(forms.ModelForm):
 
     def clean_portal_downgrade(self):
         return self._kept("portal_downgrade")
+
+    def clean_announce_invoices(self):
+        return self._kept("announce_invoices")
 
     def clean_logo(self):
         logo = self.cleaned_data.get("logo")

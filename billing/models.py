@@ -91,6 +91,18 @@ class BillingSettings(SettingsRow):
     portal_downgrade = models.CharField(
         max_length=8, choices=PlanMove.choices, default=PlanMove.AT_RENEWAL
     )
+    announce_invoices = models.CharField(
+        max_length=5,
+        choices=[
+            ("sms", "By SMS"),
+            ("email", "By email"),
+            ("both", "By SMS and email"),
+            ("none", "Not at all"),
+        ],
+        default="sms",
+        help_text="How the billing run tells each customer of a new invoice (with a "
+        "link to its PDF that expires).",
+    )
     invoice_prefix = models.CharField(max_length=10, default="INV")
     # Gapless: taken under a row lock in the transaction that creates the invoice.
     next_invoice_number = models.PositiveIntegerField(default=1)

@@ -17,7 +17,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from billing import documents, engine, prepaid
+from billing import announce, documents, engine, prepaid
 from billing.documents import Draft
 from billing.ledger import (  # noqa: F401 (the billing API other apps use)
     ZERO,
@@ -171,6 +171,9 @@ def bill_chunk(account_ids, day: date, *, at: datetime, run=None, actor) -> list
         )
         invoices = engine.bill_accounts(accounts, day, as_of=at, run=run, actor=actor)
     _use_credit({invoice.customer_id for invoice in invoices})
+    # After credit is used, so an invoice already paid from credit is not announced as
+    # due and the others quote what is left.
+    announce.announce(Invoice.objects.unpaid().filter(pk__in=[i.pk for i in invoices]), at=at)
     return invoices
 
 

@@ -9,7 +9,7 @@ from django.conf import settings
 from django.core.mail import EmailMessage
 from django.utils import timezone
 
-from billing import dunning, links, services
+from billing import announce, dunning, services
 from billing.models import BillingSettings, Invoice
 from billing.pdf import identity, invoice_pdf
 from ispops.messaging import services as messaging
@@ -40,7 +40,7 @@ def email_invoice(invoice_id: int) -> str:
     cfg = BillingSettings.load()
     isp = identity(cfg)
     context = {
-        **invoice_context(invoice, cfg),
+        **announce.invoice_context(invoice, cfg),
         "customer": messaging.customer_context(customer),
         "isp_name": isp["name"],
     }
@@ -56,18 +56,6 @@ def email_invoice(invoice_id: int) -> str:
     message.send()
     log.info("invoice %s emailed to %s", invoice.number, customer.email)
     return "sent"
-
-
-def invoice_context(invoice, cfg, *, at=None) -> dict:
-    """What the "invoice issued" message template knows about an invoice, with `link`:
-    its PDF by a signed link that works, without signing in, for a while after `at`."""
-    return {
-        "invoice": {"number": invoice.number},
-        "amount": invoice.outstanding if invoice.outstanding > 0 else invoice.total,
-        "due_on": f"{invoice.due_on:%d %b %Y}",
-        "paybill": cfg.paybill,
-        "link": links.document_url(links.INVOICE, invoice.pk, at=at or timezone.now()),
-    }
 
 
 @shared_task

@@ -18,7 +18,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path
 from django.utils import timezone
 
-from billing import pdf, services
+from billing import announce, pdf, services
 from billing.forms import (
     AdjustmentForm,
     BillingSettingsForm,
@@ -238,14 +238,13 @@ def _queue_invoice_email(invoice_id: int) -> None:
 def invoice_sms(request, pk):
     if refused := _post_only(request):
         return refused
-    from billing.tasks import invoice_context
     from ispops.messaging.services import notify
 
     invoice = get_invoice_for(request, pk)
     sent = notify(
         invoice.customer,
         "invoice_issued",
-        invoice_context(invoice, BillingSettings.load()),
+        announce.invoice_context(invoice, BillingSettings.load()),
         channels=("sms",),
         related=f"invoice:{invoice.pk}",
     )
