@@ -5,11 +5,11 @@ Every ticket and photo is looked up among the visiting customer's own: any other
 
 from django.contrib import messages
 from django.core.paginator import Paginator
-from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import path
 from django.views.decorators.http import require_GET, require_POST
 
+from ispops.lib.uploads import private_file_response
 from portal import tickets
 from portal.forms_tickets import NewTicketForm, ReplyForm
 from portal.pages import customer_page, render_page
@@ -119,16 +119,7 @@ def ticket_photo(request, pk):
     """A photo the customer attached, to that customer only (and staff viewing as them);
     never a staff photo, never another customer's."""
     photo = get_photo_for(request, pk)
-    try:
-        handle = photo.file.open("rb")
-    except FileNotFoundError:
-        raise Http404("the file is missing") from None
-    response = FileResponse(handle, content_type=photo.content_type)
-    response["Content-Disposition"] = "inline"
-    response["X-Content-Type-Options"] = "nosniff"
-    response["Content-Security-Policy"] = "default-src 'none'; sandbox"
-    response["Cache-Control"] = "private, max-age=3600"
-    return response
+    return private_file_response(photo.file, photo.content_type)
 
 
 urls = [

@@ -9,13 +9,13 @@ closing someone else's ticket needs support or a manager (services.may_finish).
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db.models import Q
-from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path
 from django.views.decorators.http import require_GET, require_POST
 
 from ispops import audit
 from ispops.lib.htmx import render_partial
+from ispops.lib.uploads import private_file_response
 from ispops.staff.access import any_staff, roles
 from ispops.staff.models import Role
 from subscribers.views.customers import get_customer_for
@@ -233,15 +233,7 @@ def attachment(request, pk):
     """A ticket's photo, to staff who may see the ticket (the media folder itself is
     never served)."""
     item = get_attachment_for(request, pk)
-    try:
-        handle = item.file.open("rb")
-    except FileNotFoundError:
-        raise Http404("the file is missing") from None
-    response = FileResponse(handle, content_type=item.content_type)
-    response["Content-Disposition"] = "inline"
-    response["X-Content-Type-Options"] = "nosniff"
-    response["Cache-Control"] = "private, max-age=3600"
-    return response
+    return private_file_response(item.file, item.content_type)
 
 
 # --- new tickets --------------------------------------------------------------------
