@@ -9,6 +9,7 @@ from django.urls import path
 from django.views.decorators.http import require_POST
 
 from ispops.messaging import preferences
+from portal import contacts
 from portal.forms_profile import ContactForm, PreferencesForm, local_phone
 from portal.pages import customer_page, render_page
 from portal.tickets import customer_actor
@@ -41,7 +42,7 @@ def profile(request):
     changes = form.changes()
     if changes:
         try:
-            subscribers.update_customer(customer, actor=customer_actor(customer), **changes)
+            contacts.change_contacts(customer, changes, actor=customer_actor(customer))
         except subscribers.SubscriberError as exc:
             form.add_error(None, str(exc))
             return _page(request, contact=form, status=400)

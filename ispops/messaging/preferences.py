@@ -59,10 +59,11 @@ KINDS: tuple[Kind, ...] = (
     ),
     Kind(
         key="sign_in",
-        label="Sign-in codes",
-        why="You ask for them; they prove it is you.",
+        label="Sign-in codes and account security",
+        why="You ask for codes; they prove it is you. A change to who may sign in is "
+        "always told to your main phone.",
         optional=False,
-        template_keys=("portal_code",),
+        template_keys=("portal_code", "portal_contact_changed"),
     ),
     Kind(
         key="money",

@@ -195,6 +195,16 @@ DEFAULT_TEMPLATES: dict[str, DefaultTemplate] = {
         variables=("ticket", "subject", "site"),
     ),
     # Subscriber portal (portal app): the sign-in code, sent to the phone that was typed.
+    "portal_contact_changed": DefaultTemplate(
+        label="Portal: contact details changed",
+        sms="{{ customer.name }}, your {{ isp_name }} account's {{ changes }} in the "
+        "portal. If this was not you, call us at once.",
+        email_subject="Your {{ isp_name }} contact details changed",
+        email_body="Dear {{ customer.name }},\n\nYour account's {{ changes }} in the portal. "
+        "If this was not you, call us at once." + _SIGN,
+        # changes: e.g. "other phone now 0722•••002, email changed"
+        variables=("changes",),
+    ),
     "portal_code": DefaultTemplate(
         label="Portal sign-in code",
         sms="{{ customer.name }}, your {{ isp_name }} sign-in code is {{ code }}. It works "
@@ -291,6 +301,7 @@ def sample_context() -> dict:
         "comment": "A technician will visit you tomorrow between 9 and 11.",
         "site": "Kitengela tower",
         "code": "482913",
+        "changes": "other phone now 0722•••002",
         "minutes": 10,
     }
 

@@ -57,6 +57,10 @@ def test_contact_details_change_and_are_audited(alpha, subscriber):
         ).latest("id")
         assert entry.actor_label == f"Akinyi Otieno (customer {customer.account})"
         assert "email" in entry.changes and "alt_phone" in entry.changes
+        # The main phone is told: a phone taken over cannot quietly add itself.
+        notice = Message.objects.get(customer=customer, template_key="portal_contact_changed")
+        assert notice.to == customer.phone and notice.channel == "sms"
+        assert "other phone now 0722•••111" in notice.body and "email changed" in notice.body
     assert "Your contact details are saved" in client.get("/my/settings/").content.decode()
 
 
