@@ -18,6 +18,7 @@ from billing import services as billing
 from billing.models import BillingSettings, Invoice, LedgerEntry, TimelineEntry
 from billing.tasks import apply_plan_changes
 from ispops.audit.models import AuditEntry
+from subscribers import plan_changes
 from subscribers import services as subscribers
 from subscribers.models import Plan, PlanChange, ServiceAccount
 from tests.billing.test_money_cases import at, moment
@@ -236,8 +237,6 @@ def test_a_scheduled_change_is_not_applied_over_a_staff_change(alpha, paid, cata
         policy(portal_downgrade="renewal")
         account, _ = paid
         with at(APRIL_16, 9):
-            from subscribers import plan_changes
-
             change = plan_changes.schedule(
                 account,
                 catalogue["down"],
@@ -302,8 +301,6 @@ def test_staff_viewing_as_the_customer_cannot_change_or_cancel(alpha, paid, cata
     assert ledger_total(alpha, account.customer_id) == before
     assert plan_of(alpha, account) == "Home 10M"
     with tenant_context(alpha.isp), at(APRIL_16, 9):
-        from subscribers import plan_changes
-
         change = plan_changes.schedule(
             account,
             catalogue["down"],
@@ -335,8 +332,6 @@ def test_another_customers_account_or_a_plan_not_offered_is_not_found(alpha, pai
         assert client.post(url, {"quote": quote}).status_code == 404
         assert client.get("/my/plan/999999/to/1/").status_code == 404
     with tenant_context(alpha.isp), at(APRIL_16, 9):
-        from subscribers import plan_changes
-
         theirs = plan_changes.schedule(
             other,
             catalogue["down"],
