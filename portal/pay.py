@@ -12,20 +12,22 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from django.db import transaction
-
 from billing import services as billing
 from billing.prepaid import top_ups
 from payments import services as payments
 from payments.models import MpesaSettings, StkRequest
-from portal.services import lock
+from portal.services import held
 from subscribers.models import AccountStatus, Billing, ServiceAccount, StatusChange
 
 PROMPT_WAIT = timedelta(seconds=90)
 # A prompt left on the phone for this long is over (M-Pesa times it out within about a
 # minute): only then may another be sent for the same account.
 ONE_PROMPT = timedelta(minutes=2)
-QUERY_EVERY = 30  # seconds: with no callback, ask Daraja at 30 s, 60 s, 90 s, ...
+# With no callback, ask Daraja 5 s after the push (a callback that came back before our
+# own record of the push was saved is lost to us; the query finds its result), then
+# every 30 s. A query on a prompt still on the phone only says "being processed".
+FIRST_QUERY = 5
+QUERY_EVERY = 30
 PROMPTS_PER_WINDOW = 5
 PROMPT_WINDOW = timedelta(minutes=30)
 TERM_CHOICES = (1, 2, 3, 6, 12)
@@ -82,14 +84,14 @@ class Sent:
 def send_prompt(customer, *, phone: str, amount: Decimal, actor: str, now: datetime) -> Sent:
     """Send an STK push for `customer`, unless one is still pending (that one is
     returned: never two prompts for one account). Serialised per customer, so two
-    taps at once send one prompt."""
+    taps at once send one prompt. Called outside a transaction."""
     if amount < 1:
         raise PayError("There is nothing to pay right now.")
     if not MpesaSettings.load().configured:
         raise PayError("M-Pesa payments are not available here yet.")
-    failure = None
-    with transaction.atomic():
-        lock(f"stk:{customer.pk}")
+    # Not one transaction: the request row and its CheckoutRequestID must be committed
+    # as soon as they are written, or a callback arriving at once finds nothing.
+    with held(f"stk:{customer.pk}"):
         pending = pending_prompt(customer, now)
         if pending is not None:
             return Sent(pending, already_pending=True)
@@ -110,10 +112,14 @@ def send_prompt(customer, *, phone: str, amount: Decimal, actor: str, now: datet
             )
         except payments.PaymentError as exc:
             # The request row (state "not sent") is kept: the limit counts it.
-            failure = str(exc)
-    if failure is not None:
-        raise PayError(f"M-Pesa could not send the request: {failure}")
+            raise PayError(f"M-Pesa could not send the request: {exc}") from None
     return Sent(stk, already_pending=False)
+
+
+def _queries_due(elapsed: float) -> int:
+    if elapsed < FIRST_QUERY:
+        return 0
+    return 1 + int((elapsed - FIRST_QUERY) // QUERY_EVERY)
 
 
 @dataclass(frozen=True)
@@ -136,7 +142,7 @@ def progress(stk: StkRequest, now: datetime) -> Progress:
     if (
         stk.state == StkRequest.State.PENDING
         and stk.checkout_request_id
-        and stk.queries < int(elapsed // QUERY_EVERY)
+        and stk.queries < _queries_due(elapsed)
     ):
         stk = payments.query_stk(stk)
     if stk.state == StkRequest.State.PENDING:

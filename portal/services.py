@@ -11,6 +11,7 @@ limits and timing do not tell who is a customer.
 import hashlib
 import hmac
 import secrets
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -85,16 +86,32 @@ def _code_hash(phone: str, code: str) -> str:
     return hmac.new(settings.SECRET_KEY.encode(), message, hashlib.sha256).hexdigest()
 
 
+def _lock_key(name: str) -> int:
+    digest = hashlib.sha256(f"portal:{connection.schema_name}:{name}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
 def lock(*names: str) -> None:
     """Serialise the limit checks of one phone / address until the transaction ends."""
     with connection.cursor() as cursor:
         for name in sorted(set(names)):
-            key = int.from_bytes(
-                hashlib.sha256(f"portal:{connection.schema_name}:{name}".encode()).digest()[:8],
-                "big",
-                signed=True,
-            )
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [key])
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_lock_key(name)])
+
+
+@contextmanager
+def held(name: str):
+    """Serialise a block that must commit as it goes (an STK push: its row must be
+    visible to the callback that may follow within milliseconds): a session advisory
+    lock, not a transaction's."""
+    if connection.in_atomic_block:
+        raise RuntimeError("held() is for work outside a transaction")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_lock(%s)", [_lock_key(name)])
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(%s)", [_lock_key(name)])
 
 
 def _ip_capped(ip: str | None, cfg: PortalSettings, now: datetime) -> bool:

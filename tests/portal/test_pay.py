@@ -138,12 +138,12 @@ def test_a_lost_callback_is_replaced_by_a_query_and_nothing_says_failed_before(w
     with tenant_context(world.isp):
         stk = StkRequest.objects.get(customer=account.customer)
         assert world.sim.wait_idle()
-        # Within the first 30 s nobody asks Daraja; the countdown runs.
-        early = pay.progress(stk, stk.created_at + timedelta(seconds=10))
-        assert early.state == "waiting" and early.seconds_left == 80
+        # Within the first 5 s nobody asks Daraja; the countdown runs.
+        early = pay.progress(stk, stk.created_at + timedelta(seconds=3))
+        assert early.state == "waiting" and early.seconds_left == 87
         assert StkRequest.objects.get(pk=stk.pk).queries == 0
-        # No callback at 31 s: the page asks Daraja, which says it was paid.
-        later = pay.progress(stk, stk.created_at + timedelta(seconds=31))
+        # No callback at 6 s: the page asks Daraja, which says it was paid.
+        later = pay.progress(stk, stk.created_at + timedelta(seconds=6))
         assert later.state == "paid" and "failed" not in later.message.lower()
         assert StkRequest.objects.get(pk=stk.pk).queries == 1
 
@@ -182,3 +182,41 @@ def test_a_bad_phone_is_a_form_error_and_sends_nothing(world):
     assert response.status_code == 400
     with tenant_context(world.isp):
         assert not StkRequest.objects.filter(customer=account.customer).exists()
+
+
+def test_two_taps_at_once_send_one_prompt(world):
+    import threading
+
+    from django.db import connections
+    from django.utils import timezone
+
+    account = suspended(world)
+    world.sim.callback_delay = 3.0
+    results, barrier = [], threading.Barrier(2)
+
+    def tap():
+        try:
+            with tenant_context(world.isp):
+                barrier.wait()
+                sent = pay.send_prompt(
+                    account.customer,
+                    phone=account.customer.phone,
+                    amount=Decimal("1500"),
+                    actor="test",
+                    now=timezone.now(),
+                )
+                results.append(sent.stk.pk)
+        finally:
+            connections.close_all()
+
+    try:
+        threads = [threading.Thread(target=tap) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+    finally:
+        world.sim.callback_delay = 0.0
+    assert len(results) == 2 and results[0] == results[1]
+    with tenant_context(world.isp):
+        assert StkRequest.objects.filter(customer=account.customer).count() == 1
