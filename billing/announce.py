@@ -1,7 +1,16 @@
 """Telling customers about their invoices: what the "invoice issued" message knows
 about an invoice (with `link`, its PDF by a signed link that expires), and the
-announcement of the invoices a billing run opens, per the ISP's setting."""
+announcement of the invoices a billing run opens, per the ISP's setting.
 
+A run only hands the work over (announce_soon): its invoices wait with no
+`announced_at`, and announce_due claims them in batches (a conditional update, rows
+other workers hold skipped) and tells each customer once, in the claim's transaction,
+so a crash tells nobody rather than somebody twice. A beat sweep finishes what a lost
+hand-over left. The run itself stays as fast as it was."""
+
+import logging
+
+from django.db import connection, transaction
 from django.utils import timezone
 
 from billing import links
@@ -9,19 +18,21 @@ from billing.models import BillingSettings, Invoice
 from ispops.messaging import services as messaging
 from subscribers.models import Customer
 
+log = logging.getLogger(__name__)
 TEMPLATE = "invoice_issued"
+BATCH = 500
 CHANNELS = {"sms": ("sms",), "email": ("email",), "both": ("sms", "email"), "none": ()}
 
 
-def invoice_context(invoice, cfg, *, at=None) -> dict:
+def invoice_context(invoice, cfg, *, at=None, host: str | None = None) -> dict:
     """The "invoice issued" template's context for `invoice`; the link works, without
-    signing in, for a while after `at`."""
+    signing in, for a while after `at`. `host`: the ISP's, read once for many."""
     return {
         "invoice": {"number": invoice.number},
         "amount": invoice.outstanding if invoice.outstanding > 0 else invoice.total,
         "due_on": f"{invoice.due_on:%d %b %Y}",
         "paybill": cfg.paybill,
-        "link": links.document_url(links.INVOICE, invoice.pk, at=at or timezone.now()),
+        "link": links.document_url(links.INVOICE, invoice.pk, at=at or timezone.now(), host=host),
     }
 
 
@@ -35,8 +46,58 @@ def announce(invoices, *, at, cfg: BillingSettings | None = None) -> int:
     if not channels or not due:
         return 0
     customers = Customer.objects.in_bulk({i.customer_id for i in due})
+    host = links.public_host()
     items = [
-        (customers[i.customer_id], TEMPLATE, invoice_context(i, cfg, at=at), f"invoice:{i.pk}")
+        (
+            customers[i.customer_id],
+            TEMPLATE,
+            invoice_context(i, cfg, at=at, host=host),
+            f"invoice:{i.pk}",
+        )
         for i in due
     ]
     return len(messaging.notify_many(items, channels=channels))
+
+
+def announce_soon() -> None:
+    """After a billing run: hand the announcing of its invoices to a worker (if the
+    broker is down, the sweep does it)."""
+    from billing.tasks import announce_invoices
+    from ispops.tasks import hand_to_worker
+
+    hand_to_worker(announce_invoices, what="invoice announcements")
+
+
+def announce_due(*, at=None, batch: int = BATCH) -> int:
+    """Announce every run invoice not yet announced, a batch per transaction; the
+    invoices paid in the meantime (from credit, say) are claimed but not announced.
+    Returns the number of invoices announced."""
+    at = at or timezone.now()
+    cfg = BillingSettings.load()
+    told = 0
+    while True:
+        with transaction.atomic():
+            ids = _claim(batch, at)
+            if not ids:
+                return told
+            open_ones = list(Invoice.objects.unpaid().filter(pk__in=ids))
+            announce(open_ones, at=at, cfg=cfg)
+            told += len(open_ones)
+
+
+def _claim(batch: int, at) -> list[int]:
+    table = Invoice._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            UPDATE {table} SET announced_at = %s
+            WHERE id IN (
+                SELECT id FROM {table}
+                WHERE announced_at IS NULL AND billing_run_id IS NOT NULL
+                ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED
+            )
+            RETURNING id
+            """,
+            [at, batch],
+        )
+        return [row[0] for row in cursor.fetchall()]

@@ -111,18 +111,24 @@ def document_path(kind: str, pk: int, *, at: datetime.datetime) -> str:
     return reverse("document_link", kwargs={"signed": make_token(kind, pk, at=at)})
 
 
-def document_url(kind: str, pk: int, *, at: datetime.datetime) -> str:
+def document_url(kind: str, pk: int, *, at: datetime.datetime, host: str | None = None) -> str:
     """The absolute link to a document on this ISP's own host, for an SMS or email
     (scheme and port from PUBLIC_SCHEME / PUBLIC_PORT, as other links sent out), or ""
-    if the ISP has no host yet: no link beats one that leads nowhere."""
+    if the ISP has no host yet: no link beats one that leads nowhere. `host`: the
+    ISP's host (public_host()) when many links are made at once."""
+    host = host if host is not None else public_host()
+    return absolute_url(document_path(kind, pk, at=at), host=host) if host else ""
+
+
+def public_host() -> str:
+    """This ISP's primary host name, or "" if it has none yet."""
     # By schema, not connection.tenant: under schema_context() that is a stand-in
     # without domains.
-    host = (
+    return (
         Domain.objects.filter(tenant__schema_name=_schema(None), is_primary=True)
         .values_list("domain", flat=True)
         .first()
-    )
-    return absolute_url(document_path(kind, pk, at=at), host=host) if host else ""
+    ) or ""
 
 
 def _schema(schema: str | None) -> str:

@@ -196,6 +196,9 @@ class Invoice(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     voided_at = models.DateTimeField(null=True, blank=True)
     void_reason = models.CharField(max_length=255, blank=True)
+    # When the customer was told of it (billing.announce), for invoices of a billing
+    # run; claimed once, so an invoice is announced once however often the job runs.
+    announced_at = models.DateTimeField(null=True, blank=True)
 
     objects = InvoiceQuerySet.as_manager()
 
@@ -205,6 +208,12 @@ class Invoice(models.Model):
             # Allocation takes a customer's oldest open invoices; aged debt scans open ones.
             models.Index(fields=["customer", "status", "due_on"], name="invoice_customer_open"),
             models.Index(fields=["status", "due_on"], name="invoice_status_due"),
+            # The run's invoices still to announce (few at a time; none most of the day).
+            models.Index(
+                fields=["id"],
+                name="invoice_to_announce",
+                condition=Q(announced_at__isnull=True, billing_run__isnull=False),
+            ),
         ]
         constraints = [
             models.CheckConstraint(condition=Q(amount_paid__gte=0), name="invoice_paid_not_neg"),

@@ -171,9 +171,6 @@ def bill_chunk(account_ids, day: date, *, at: datetime, run=None, actor) -> list
         )
         invoices = engine.bill_accounts(accounts, day, as_of=at, run=run, actor=actor)
     _use_credit({invoice.customer_id for invoice in invoices})
-    # After credit is used, so an invoice already paid from credit is not announced as
-    # due and the others quote what is left.
-    announce.announce(Invoice.objects.unpaid().filter(pk__in=[i.pk for i in invoices]), at=at)
     return invoices
 
 
@@ -228,6 +225,8 @@ def run_billing(
         state=BillingRun.State.DONE if not run.errors else BillingRun.State.FAILED,
         finished_at=timezone.now(),
     )
+    # Its invoices are told to their customers by a worker (billing.announce).
+    announce.announce_soon()
     run.refresh_from_db()
     return run
 

@@ -66,6 +66,13 @@ def daily_billing() -> int:
 
 
 @shared_task
+def announce_invoices() -> int:
+    """Tell customers of the billing run's new invoices (billing.announce), once each;
+    also beat's sweep (per ISP) for a hand-over the broker lost."""
+    return announce.announce_due()
+
+
+@shared_task
 def daily_dunning() -> str:
     """Beat's daily dunning (per ISP): today's reminders and suspensions, once each."""
     now = timezone.now()

@@ -308,6 +308,12 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": crontab(minute=23, hour="*/6"),
         "args": ["network.tasks.check_drift_all"],
     },
+    # New invoices a billing run handed over but no worker announced (broker down).
+    "announce-invoices": {
+        "task": "ispops.tasks.fan_out",
+        "schedule": crontab(minute="*/10"),
+        "args": ["billing.tasks.announce_invoices"],
+    },
     "sweep-messages": {
         "task": "ispops.tasks.fan_out",
         "schedule": 60.0,
