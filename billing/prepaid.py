@@ -330,7 +330,9 @@ def on_plan_change(account, old_plan, new_plan, at: datetime, *, actor) -> None:
         new_price = _price(new_plan, day)
         diff = ((new_price - term.price) * share).quantize(periods.CENT, ROUND_HALF_UP)
         if diff > 0:
-            if cfg.prepaid_upgrade == BillingSettings.Upgrade.RENEWAL:
+            # "At renewal" refuses a change in the middle of a term, not one made the
+            # moment a term begins (a scheduled change applied at its renewal).
+            if cfg.prepaid_upgrade == BillingSettings.Upgrade.RENEWAL and at > term.starts_at:
                 raise BillingError(
                     f"upgrades take effect at renewal: the paid period ends "
                     f"{timezone.localtime(term.ends_at):%d %b %Y %H:%M}"

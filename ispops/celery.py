@@ -22,17 +22,3 @@ def _fresh_enough_connections(**_):
     them (CELERY_DB_REUSE_MAX in settings)."""
     for conn in connections.all(initialized_only=True):
         conn.close_if_unusable_or_obsolete()
-
-
-@app.on_after_configure.connect
-def _plan_change_schedule(sender, **_):
-    """Scheduled plan changes (subscribers.plan_changes) applied every minute in every
-    ISP, beside the schedule in settings.CELERY_BEAT_SCHEDULE."""
-    sender.conf.beat_schedule.setdefault(
-        "apply-plan-changes",
-        {
-            "task": "ispops.tasks.fan_out",
-            "schedule": 60.0,
-            "args": ["billing.tasks.apply_plan_changes"],
-        },
-    )

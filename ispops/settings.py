@@ -308,6 +308,13 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": crontab(minute=23, hour="*/6"),
         "args": ["network.tasks.check_drift_all"],
     },
+    # Plan changes scheduled for the end of a paid period (subscribers.plan_changes);
+    # every minute, or a payment just after the moment buys a term on the old plan.
+    "apply-plan-changes": {
+        "task": "ispops.tasks.fan_out",
+        "schedule": 60.0,
+        "args": ["billing.tasks.apply_plan_changes"],
+    },
     # New invoices a billing run handed over but no worker announced (broker down).
     "announce-invoices": {
         "task": "ispops.tasks.fan_out",

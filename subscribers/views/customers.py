@@ -408,8 +408,14 @@ def account_plan(request, pk):
     form = PlanChangeForm(request.POST or None)
     if request.method != "POST" or not form.is_valid():
         return HttpResponseBadRequest(_form_reason(form))
-    services.change_plan(account, form.cleaned_data["plan"], actor=request.user)
-    messages.success(request, f"Plan changed to {account.plan}.")
+    try:
+        services.change_plan(account, form.cleaned_data["plan"], actor=request.user)
+    except services.SubscriberError as exc:
+        # A refused change (a prepaid upgrade the ISP holds until renewal) changes
+        # nothing: said on the account page, not a 500.
+        messages.error(request, f"The plan was not changed: {exc}.")
+    else:
+        messages.success(request, f"Plan changed to {account.plan}.")
     return redirect("subscribers:account", pk)
 
 

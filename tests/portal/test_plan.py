@@ -398,10 +398,51 @@ def test_a_prepaid_isp_that_refuses_mid_term_upgrades_schedules_them(alpha, paid
         assert PlanChange.objects.get(service_account=account).plan == catalogue["up"]
 
 
+def test_a_scheduled_upgrade_applies_at_renewal_even_with_the_next_term_paid(
+    alpha, paid, catalogue
+):
+    """Under "upgrades at renewal" the change made the moment the paid term begins is
+    not mid-term: it is charged the difference for the new term, not refused."""
+    with tenant_context(alpha.isp):
+        policy(portal_upgrade="at_once", prepaid_upgrade="renewal")
+    account, _ = paid
+    client = signed_in(alpha)
+    with at(APRIL_16, 9):
+        _, quote = shown(client.get(preview_url(account, catalogue["up"])).content.decode())
+        client.post(preview_url(account, catalogue["up"]), {"quote": quote})
+    with tenant_context(alpha.isp):
+        # The next term is paid ahead, on the old plan.
+        billing.record_payment(
+            account.customer, "2500", actor="t", reference="APR-2", at=moment(APRIL_16, 10)
+        )
+        due = PlanChange.objects.get(service_account=account).at
+        with at(date(2026, 5, 1), 9, 1):
+            assert apply_plan_changes() == "1 done, 0 failed, 0 skipped"
+        assert plan_of(alpha, account) == "Home 20M"
+        newest = Invoice.objects.filter(service_account=account).order_by("-id").first()
+        assert newest.total == D("1500.00")  # 4,000 - 2,500 for the term that began
+        assert newest.created_at == due
+
+
+def test_staff_refused_upgrade_is_a_message_not_an_error(alpha, paid, catalogue):
+    with tenant_context(alpha.isp):
+        policy(prepaid_upgrade="renewal")
+    account, _ = paid
+    staff = alpha.client(alpha.support)
+    with at(APRIL_16, 9):
+        response = staff.post(f"/accounts/{account.pk}/plan/", {"plan": catalogue["up"].pk})
+        assert response.status_code == 302
+        page = staff.get(response["Location"], follow=True).content.decode()
+    assert "The plan was not changed" in page and "renewal" in page
+    assert plan_of(alpha, account) == "Home 10M"
+
+
 def test_beat_applies_scheduled_changes_every_minute_in_every_isp():
+    from django.conf import settings
+
     from ispops.celery import app
 
-    entry = app.conf.beat_schedule["apply-plan-changes"]
+    entry = settings.CELERY_BEAT_SCHEDULE["apply-plan-changes"]
     assert entry["task"] == "ispops.tasks.fan_out"
     assert entry["args"] == ["billing.tasks.apply_plan_changes"]
     assert entry["schedule"] == 60.0
