@@ -69,6 +69,7 @@ TENANT_APPS = [
     "inventory",
     "ispops.messaging",
     "portal",
+    "hotspot",
 ]
 INSTALLED_APPS = SHARED_APPS + [app for app in TENANT_APPS if app not in SHARED_APPS]
 

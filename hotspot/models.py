@@ -1,0 +1,289 @@
+"""The hotspot business: packages sold by the hour, day or month, vouchers printed in
+batches and sold by agents, and the entitlements they become on a router's hotspot.
+
+An entitlement is what a buyer has: a login on one router's hotspot (a voucher's code,
+or one made for a purchase or a trial), a package's time and data, and its place in
+that login's queue. At most one entitlement of a login is live at a time (a partial
+unique constraint): a second one on the same login either extends it or waits behind
+it, per the ISP's stacking rule, never runs beside it.
+
+Byte units: every limit and counter here is in bytes (RouterOS counts bytes; a
+package's data limit is entered in MB or GB and stored as bytes, 1 GB = 10^9 bytes as
+routers and operators count it).
+"""
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from ispops.lib.settingsrow import SettingsRow
+
+
+class Stacking(models.TextChoices):
+    EXTEND = "extend", "Same package adds time and data; another package queues after"
+    QUEUE = "queue", "Every purchase queues after the current one"
+    REFUSE = "refuse", "Refuse while one is active"
+
+
+class HotspotSettings(SettingsRow):
+    """One row per ISP (pk=1)."""
+
+    code_length = models.PositiveSmallIntegerField(
+        "voucher code length",
+        default=8,
+        validators=[MinValueValidator(6), MaxValueValidator(16)],
+    )
+    stacking = models.CharField(max_length=8, choices=Stacking.choices, default=Stacking.EXTEND)
+    wrong_codes_before_lockout = models.PositiveSmallIntegerField(
+        default=5, validators=[MinValueValidator(1), MaxValueValidator(50)]
+    )
+    lockout_minutes = models.PositiveSmallIntegerField(
+        default=15, validators=[MinValueValidator(1), MaxValueValidator(1440)]
+    )
+    trial_package = models.ForeignKey(
+        "Package",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="Empty: no free trial.",
+    )
+    trial_every_days = models.PositiveSmallIntegerField(
+        "one trial per phone every (days)",
+        default=7,
+        validators=[MinValueValidator(1), MaxValueValidator(365)],
+    )
+    # Who is told at 80 % and 100 % of a data limit (by SMS to the buyer's phone).
+    warn_at_percent = models.PositiveSmallIntegerField(
+        default=80, validators=[MinValueValidator(50), MaxValueValidator(99)]
+    )
+
+    class Meta:
+        verbose_name_plural = "hotspot settings"
+
+    def __str__(self):
+        return "Hotspot settings"
+
+
+class Package(models.Model):
+    """What a hotspot sells: time (and optionally data) at a speed, for so many devices.
+    On each router where it is sold it is a /ip/hotspot/user/profile (profile_name)."""
+
+    class Starts(models.TextChoices):
+        PURCHASE = "purchase", "From purchase"
+        FIRST_LOGIN = "first_login", "From first login"
+
+    name = models.CharField(max_length=60, unique=True)
+    price = models.DecimalField(max_digits=10, decimal_places=2, validators=[MinValueValidator(0)])
+    validity_minutes = models.PositiveIntegerField(
+        validators=[MinValueValidator(1), MaxValueValidator(366 * 24 * 60)]
+    )
+    starts = models.CharField(max_length=12, choices=Starts.choices, default=Starts.PURCHASE)
+    data_limit_bytes = models.BigIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1)], help_text="Empty: unlimited."
+    )
+    download_kbps = models.PositiveIntegerField(validators=[MinValueValidator(1)])
+    upload_kbps = models.PositiveIntegerField(validators=[MinValueValidator(1)])
+    devices = models.PositiveSmallIntegerField(
+        default=1, validators=[MinValueValidator(1), MaxValueValidator(20)]
+    )
+    idle_timeout_minutes = models.PositiveSmallIntegerField(default=10)
+    mac_cookie_hours = models.PositiveSmallIntegerField(
+        default=24, help_text="A device is logged in again without the page for this long."
+    )
+    # Where it is sold: no router chosen means every hotspot router of the ISP.
+    routers = models.ManyToManyField("network.Router", blank=True, related_name="hotspot_packages")
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["price", "name"]
+
+    def __str__(self):
+        return self.name
+
+    @property
+    def profile_name(self) -> str:
+        """The hotspot user profile on routers (ids, not names: a rename moves nothing)."""
+        return f"ispops-hs-{self.pk}"
+
+
+class VoucherBatch(models.Model):
+    """Cards printed together: one package, one price, optionally one site and agent."""
+
+    package = models.ForeignKey(Package, on_delete=models.PROTECT, related_name="batches")
+    count = models.PositiveIntegerField(validators=[MinValueValidator(1)])
+    price = models.DecimalField(max_digits=10, decimal_places=2, validators=[MinValueValidator(0)])
+    site = models.ForeignKey(
+        "subscribers.NetworkSite", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    agent = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="voucher_batches",
+    )
+    unsold_expire_at = models.DateTimeField(null=True, blank=True)
+    note = models.CharField(max_length=200, blank=True)
+    created_by = models.CharField(max_length=200)
+    created_at = models.DateTimeField(default=timezone.now)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self):
+        return f"Batch {self.pk} ({self.count} x {self.package})"
+
+
+class Voucher(models.Model):
+    """One card. Its code is the hotspot login (and password) once redeemed."""
+
+    class State(models.TextChoices):
+        GENERATED = "generated", "Generated"
+        ASSIGNED = "assigned", "With the agent"
+        SOLD = "sold", "Sold"
+        REDEEMED = "redeemed", "Redeemed"
+        EXPIRED = "expired", "Expired"
+        REVOKED = "revoked", "Revoked"
+
+    batch = models.ForeignKey(VoucherBatch, on_delete=models.CASCADE, related_name="vouchers")
+    code = models.CharField(max_length=16, unique=True)  # upper case, no look-alikes
+    state = models.CharField(max_length=10, choices=State.choices, default=State.GENERATED)
+    sold_at = models.DateTimeField(null=True, blank=True)
+    sold_to = models.CharField(max_length=12, blank=True)  # buyer's phone, if given
+    redeemed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["batch", "state"], name="voucher_batch_state")]
+
+    def __str__(self):
+        return self.code
+
+
+class Entitlement(models.Model):
+    """Time and data on one login of one router's hotspot (module docstring)."""
+
+    class Source(models.TextChoices):
+        VOUCHER = "voucher", "Voucher"
+        PURCHASE = "purchase", "M-Pesa purchase"
+        TRIAL = "trial", "Free trial"
+        STAFF = "staff", "Given by staff"
+
+    class State(models.TextChoices):
+        QUEUED = "queued", "Waiting for the current one to end"
+        LIVE = "live", "Live"
+        ENDED = "ended", "Ended"
+
+    login = models.CharField(max_length=64)
+    password = models.CharField(max_length=64)
+    package = models.ForeignKey(Package, on_delete=models.PROTECT, related_name="entitlements")
+    router = models.ForeignKey(
+        "network.Router", on_delete=models.PROTECT, related_name="hotspot_entitlements"
+    )
+    source = models.CharField(max_length=8, choices=Source.choices)
+    voucher = models.OneToOneField(
+        Voucher, null=True, blank=True, on_delete=models.PROTECT, related_name="entitlement"
+    )
+    payment = models.ForeignKey(
+        "payments.Payment", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    phone = models.CharField(max_length=12, blank=True)
+    mac = models.CharField(max_length=17, blank=True)  # the device it was bought on
+    state = models.CharField(max_length=8, choices=State.choices)
+    minutes = models.PositiveIntegerField()  # the package's validity, plus any extension
+    data_limit_bytes = models.BigIntegerField(null=True, blank=True)
+    used_bytes = models.BigIntegerField(default=0)
+    starts_at = models.DateTimeField(null=True, blank=True)  # None: from first login
+    ends_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    end_reason = models.CharField(max_length=20, blank=True)  # expired, data, revoked
+    warned_percent = models.PositiveSmallIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["router", "login"], condition=Q(state="live"), name="one_live_per_login"
+            )
+        ]
+        indexes = [
+            models.Index(fields=["ends_at"], name="entitlement_due", condition=Q(state="live")),
+            models.Index(fields=["router", "login", "state"], name="entitlement_login"),
+            models.Index(fields=["phone", "-created_at"], name="entitlement_phone"),
+        ]
+
+    def __str__(self):
+        return f"{self.login} {self.package} ({self.get_state_display()})"
+
+
+class CodeAttempt(models.Model):
+    """A voucher code typed on the captive page; wrong ones count towards a lockout of
+    the device (MAC) and the address."""
+
+    mac = models.CharField(max_length=17, blank=True)
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    ok = models.BooleanField(default=False)
+    at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["mac", "at"], name="hs_attempt_mac"),
+            models.Index(fields=["ip", "at"], name="hs_attempt_ip"),
+        ]
+
+    def __str__(self):
+        return f"{'right' if self.ok else 'wrong'} code from {self.mac or self.ip}"
+
+
+class Trial(models.Model):
+    """A free trial given to a phone (proven by SMS code: MACs are randomised)."""
+
+    phone = models.CharField(max_length=12)
+    mac = models.CharField(max_length=17, blank=True)
+    entitlement = models.OneToOneField(Entitlement, on_delete=models.CASCADE, related_name="trial")
+    at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [models.Index(fields=["phone", "-at"], name="hs_trial_phone")]
+
+    def __str__(self):
+        return f"trial for {self.phone} at {self.at:%Y-%m-%d %H:%M}"
+
+
+class AgentEntry(models.Model):
+    """An agent's float and commission ledger: float given (+), cards taken at their
+    price (-), commission earned (+), payouts (-). The balance is the sum."""
+
+    class Kind(models.TextChoices):
+        FLOAT = "float", "Float given"
+        CARDS = "cards", "Cards taken"
+        COMMISSION = "commission", "Commission"
+        PAYOUT = "payout", "Paid out"
+
+    agent = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="agent_entries"
+    )
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    amount = models.DecimalField(max_digits=12, decimal_places=2)
+    voucher = models.ForeignKey(
+        Voucher, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    batch = models.ForeignKey(
+        VoucherBatch, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    note = models.CharField(max_length=200, blank=True)
+    recorded_by = models.CharField(max_length=200)
+    at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        indexes = [models.Index(fields=["agent", "-at"], name="agent_entry_agent")]
+
+    def __str__(self):
+        return f"{self.get_kind_display()} {self.amount}"
