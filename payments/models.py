@@ -181,10 +181,18 @@ class StkRequest(models.Model):
         PAY_PAGE = "pay_page", "Pay page"
         PORTAL = "portal", "Subscriber portal"
         COMMAND = "command", "Command line"
+        HOTSPOT = "hotspot", "Hotspot page"
 
+    # Whose account the money is for; none when the push has a purpose instead (a
+    # hotspot package bought by a phone that is nobody's account, payments.purposes).
     customer = models.ForeignKey(
-        "subscribers.Customer", on_delete=models.PROTECT, related_name="stk_requests"
+        "subscribers.Customer",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="stk_requests",
     )
+    purpose = models.CharField(max_length=20, blank=True)
     phone = models.CharField(max_length=12)
     amount = models.DecimalField(max_digits=12, decimal_places=2)
     account_reference = models.CharField(max_length=12)
@@ -207,6 +215,13 @@ class StkRequest(models.Model):
         ordering = ["-created_at", "-id"]
         indexes = [
             models.Index(fields=["next_query_at"], name="stk_pending", condition=Q(state="pending"))
+        ]
+        constraints = [
+            # Crediting relies on it: a paid push goes to its customer or its purpose.
+            models.CheckConstraint(
+                condition=Q(customer__isnull=False) | ~Q(purpose=""),
+                name="stk_for_customer_or_purpose",
+            )
         ]
 
     def __str__(self) -> str:

@@ -28,6 +28,7 @@ from django.utils import timezone
 from billing import services as billing
 from ispops import audit
 from ispops.lib.phones import InvalidPhone, normalise_phone
+from payments import purposes
 from payments.daraja import Daraja, DarajaError
 from payments.models import Callback, MpesaSettings, Payment, StkRequest
 
@@ -556,6 +557,10 @@ def credit_payment(payment_id: int, *, actor="M-Pesa") -> str:
         )
         if payment is None:
             return "nothing to do"
+        stk = payment.stk_request
+        if stk is not None and stk.purpose:
+            _use_for_purpose(payment, stk.purpose)
+            return "credited"
         customer, how = _match(payment)
         if customer is None:
             Payment.objects.filter(pk=payment.pk).update(
@@ -565,6 +570,16 @@ def credit_payment(payment_id: int, *, actor="M-Pesa") -> str:
             return "unmatched"
         _credit(payment, customer, how=how, actor=actor)
     return "credited"
+
+
+def _use_for_purpose(payment: Payment, purpose: str) -> None:
+    """Inside the caller's transaction, the payment locked and "received": hand it to
+    its purpose (once: it leaves "received" here), no customer's ledger touched."""
+    purposes.get(purpose).on_paid(payment)
+    payment.matched_by = purpose
+    payment.state = Payment.State.CREDITED
+    payment.credited_at = timezone.now()
+    payment.save(update_fields=["matched_by", "state", "credited_at"])
 
 
 def _match(payment: Payment):
@@ -713,9 +728,25 @@ def stk_amount(amount) -> int:
     return whole
 
 
-def start_stk_push(customer, *, phone: str, amount, actor, source=StkRequest.Source.STAFF):
+def start_stk_push(
+    customer,
+    *,
+    phone: str,
+    amount,
+    actor,
+    source=StkRequest.Source.STAFF,
+    purpose: str = "",
+    account_reference: str = "",
+):
     """Send a payment prompt to `phone` for `customer`'s account; the request is tracked
-    until its callback (or the query that replaces a lost one)."""
+    until its callback (or the query that replaces a lost one). With no customer, a
+    registered `purpose` (payments.purposes) and the `account_reference` shown in the
+    prompt say what the money is for."""
+    if customer is None:
+        purposes.get(purpose)  # LookupError: a push nobody could use
+        if not account_reference:
+            raise PaymentError("a push without a customer needs an account reference")
+    reference = (account_reference or customer.account)[:12]
     cfg = MpesaSettings.load()
     try:
         phone = normalise_phone(phone)
@@ -730,8 +761,9 @@ def start_stk_push(customer, *, phone: str, amount, actor, source=StkRequest.Sou
         customer=customer,
         phone=phone,
         amount=whole,
-        account_reference=customer.account[:12],
+        account_reference=reference,
         source=source,
+        purpose=purpose,
         started_by=label,
         next_query_at=timezone.now() + STK_FIRST_QUERY,
     )
@@ -739,7 +771,7 @@ def start_stk_push(customer, *, phone: str, amount, actor, source=StkRequest.Sou
         reply = Daraja(cfg).stk_push(
             phone=phone,
             amount=whole,
-            account_reference=customer.account,
+            account_reference=reference,
             callback_url=url,
             desc="Internet",
         )
@@ -813,6 +845,8 @@ def pay_status(stk: StkRequest) -> PayStatus:
     payment = stk.payments.first()
     if payment is None or payment.state != Payment.State.CREDITED:
         return PayStatus("paid", "Payment received. We are updating your account...")
+    if stk.customer_id is None:  # for a purpose: its own pages say what came of it
+        return PayStatus("online", "Payment received. Thank you!")
     accounts = stk.customer.service_accounts.exclude(status="terminated")
     if accounts.filter(status="suspended").exists():
         return PayStatus(
