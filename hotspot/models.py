@@ -127,6 +127,14 @@ class VoucherBatch(models.Model):
         related_name="voucher_batches",
     )
     unsold_expire_at = models.DateTimeField(null=True, blank=True)
+    # The agent's share of each card's price when it is sold (hotspot.agents); set per
+    # batch so a new deal with an agent leaves cards already printed as they were.
+    commission_percent = models.DecimalField(
+        max_digits=5,
+        decimal_places=2,
+        default=0,
+        validators=[MinValueValidator(0), MaxValueValidator(100)],
+    )
     note = models.CharField(max_length=200, blank=True)
     created_by = models.CharField(max_length=200)
     created_at = models.DateTimeField(default=timezone.now)
