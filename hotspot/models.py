@@ -302,8 +302,15 @@ class Purchase(models.Model):
     payment grants the entitlement (hotspot.captive.purchase_paid, registered as the
     "hotspot" payment purpose). The login is the buyer's phone (captive.phone_login)."""
 
+    # The push's AccountReference: the purchase is written before the push is sent, so
+    # a callback that beats our own record of the push still finds what it paid for.
+    reference = models.CharField(max_length=12, unique=True)
     stk = models.OneToOneField(
-        "payments.StkRequest", on_delete=models.PROTECT, related_name="hotspot_purchase"
+        "payments.StkRequest",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="hotspot_purchase",
     )
     package = models.ForeignKey(Package, on_delete=models.PROTECT, related_name="purchases")
     router = models.ForeignKey("network.Router", on_delete=models.PROTECT, related_name="+")
