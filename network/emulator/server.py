@@ -320,6 +320,19 @@ class RouterOSEmulator:
     def active_names(self) -> set[str]:
         return self.state.active_names()
 
+    @property
+    def hotspot(self):
+        """Hotspot controls for tests (network.emulator.hotspot.Hotspot): login,
+        cookie_login, set_rate, reboot."""
+        return self.state.hotspot
+
+    def reboot(self):
+        """The router restarts: connections cut, hotspot and PPP sessions gone with the
+        counters they had not handed to their users, session ids counted from the start."""
+        self._shut()
+        self.state.hotspot.reboot()
+        self.start()
+
     def set_traffic(self, interface, rx_bps, tx_bps):
         self.state.set_traffic(interface, rx_bps, tx_bps)
 

@@ -584,6 +584,8 @@ SINGLETONS = {
     "/system/identity": READ_VERBS | {"set"},
 }
 SPECIAL_COMMANDS = {"/interface/monitor-traffic"}
+HOTSPOT_COMMANDS = frozenset({"/ip/hotspot/active/login"})
+HOTSPOT_WRITES = frozenset({"add", "set", "remove", "unset", "enable", "disable"})
 
 
 @dataclass
@@ -646,6 +648,11 @@ class RouterState:
         self.cpu_load = 3
         self.started = clock()
         self.menus = _menus()
+        # The hotspot's sessions, limits, cookies and walled garden (emulator.hotspot).
+        from network.emulator import hotspot
+
+        self.hotspot = hotspot.Hotspot(self)
+        self.menus.update({menu.path: menu for menu in hotspot.menus()})
         self.traffic: dict[int, Traffic] = {}  # /interface id -> counters
         self.session_counter = 0
         self.ppp_sessions: dict[str, int] = {}  # name -> /ppp/active id
@@ -660,7 +667,8 @@ class RouterState:
         ]
         self._commands = self._command_tree()
         self.menus["/ppp/active"].live = self._live_ppp_active
-        self.menus["/ip/hotspot/active"].live = self._live_hotspot_active
+        self.menus["/ip/hotspot/active"].live = self.hotspot.live_active
+        self.hotspot.attach()
         self.menus["/interface"].live = self._live_interface
         self.menus["/queue/simple"].live = self._live_queue
         self.menus["/ip/firewall/address-list"].live = self._live_address_list
@@ -745,7 +753,7 @@ class RouterState:
                 dirs.add("/" + "/".join(parts[:i]))
             for verb in verbs:
                 commands.add(f"{path}/{verb}")
-        commands |= SPECIAL_COMMANDS
+        commands |= SPECIAL_COMMANDS | HOTSPOT_COMMANDS
         return dirs, commands
 
     def is_command(self, command: str) -> bool:
@@ -773,6 +781,12 @@ class RouterState:
         with self.lock:
             if not self.is_command(command):
                 raise self.no_such_command(command)
+            if path.startswith("/ip/hotspot"):
+                self.hotspot.tick()
+                if verb in HOTSPOT_WRITES:
+                    self.hotspot.dirty = True
+                if command in HOTSPOT_COMMANDS:
+                    return self.hotspot.execute(command, args)
             if command == "/interface/monitor-traffic":
                 return Reply(self.monitor_traffic(args), {})
             if path in SINGLETONS:
@@ -1230,23 +1244,6 @@ class RouterState:
         meta = self.menus["/ppp/active"].meta.get(row_id, {})
         return {"uptime": format_duration(now - meta.get("started", now))}
 
-    def _live_hotspot_active(self, row_id, row, now):
-        meta = self.menus["/ip/hotspot/active"].meta.get(row_id, {})
-        started = meta.get("started", now)
-        traffic = Traffic(meta.get("rx_bps", 0), meta.get("tx_bps", 0), started)
-        bytes_in, bytes_out = traffic.totals(now)
-        values = {
-            "uptime": format_duration(now - started),
-            "bytes-in": str(bytes_in),
-            "bytes-out": str(bytes_out),
-            "packets-in": str(bytes_in // 1000),
-            "packets-out": str(bytes_out // 1000),
-        }
-        if meta.get("session_timeout"):
-            left = meta["session_timeout"] - (now - started)
-            values["session-time-left"] = format_duration(left)
-        return values
-
     def _live_queue(self, row_id, row, now):
         meta = self.menus["/queue/simple"].meta.get(row_id)
         if not meta or meta.get("interface") not in self.traffic:
@@ -1369,6 +1366,7 @@ class RouterState:
         self.hotspot_sessions = {
             row["user"]: row_id for row_id, row in self.menus["/ip/hotspot/active"].rows.items()
         }
+        self.hotspot.reindex()
         self.addresses_in_use = {
             row["address"]
             for path in ("/ppp/active", "/ip/hotspot/active")
@@ -1530,77 +1528,19 @@ class RouterState:
             secret["last-disconnect-reason"] = reason
 
     def _hotspot_login(self, name, *, address, mac) -> str:
-        users = self.menus["/ip/hotspot/user"]
-        user_id = users.by_name(name)
-        if user_id is None:
+        from network.emulator.hotspot import LoginRefused
+
+        if self.menus["/ip/hotspot/user"].by_name(name) is None:
             raise ValueError(f"no /ip/hotspot/user named {name!r}")
-        user = users.rows[user_id]
-        if user.get("disabled") == "true":
-            raise ValueError(f"the /ip/hotspot/user {name!r} is disabled")
-        active = self.menus["/ip/hotspot/active"]
-        if name in self.hotspot_sessions:
+        if name in self.hotspot_sessions and not mac:
             raise ValueError(f"{name!r} is already logged in")
-        profiles = self.menus["/ip/hotspot/user/profile"]
-        profile = profiles.rows.get(profiles.by_name(user.get("profile", "default")), {})
-        if address is None:
-            address = user.get("address") or self._allocate(
-                profile.get("address-pool"), "10.5.50.2-10.5.50.254"
-            )
-        address = str(ipaddress.IPv4Address(address))
-        mac = mac or user.get("mac-address") or _mac_for(name)
-        now = self.clock()
-        row_id = active.insert(
-            self._defaults(
-                active,
-                {
-                    "server": user.get("server", "hotspot1")
-                    if user.get("server") != "all"
-                    else "hotspot1",
-                    "user": name,
-                    "address": address,
-                    "mac-address": mac.upper(),
-                    "login-by": "http-chap",
-                    "uptime": "0s",
-                    "keepalive-timeout": profile.get("keepalive-timeout", "2m"),
-                    "bytes-in": "0",
-                    "bytes-out": "0",
-                    "packets-in": "0",
-                    "packets-out": "0",
-                },
-            )
-        )
-        meta = {
-            "started": now,
-            "user": name,
-            "rx_bps": _rate_for(name, "rx"),
-            "tx_bps": _rate_for(name, "tx"),
-        }
-        timeout = parse_duration(profile.get("session-timeout", "") or "")
-        if timeout:
-            meta["session_timeout"] = timeout
-        meta.update(self._session_extras("hotspot", name, profile, address, None, f"{address}/32"))
-        active.meta[row_id] = meta
-        self.hotspot_sessions[name] = row_id
-        self.addresses_in_use.add(address)
-        return format_id(row_id)
+        try:
+            return format_id(self.hotspot.login(name, address=address, mac=mac))
+        except LoginRefused as exc:
+            raise ValueError(f"{name!r}: {exc.message}") from None
 
     def _end_hotspot(self, row_id):
-        active = self.menus["/ip/hotspot/active"]
-        meta = active.meta.get(row_id, {})
-        live = self._live_hotspot_active(row_id, active.rows[row_id], self.clock())
-        row = active.delete(row_id)
-        self._forget_session(self.hotspot_sessions, row["user"], row_id, row["address"])
-        self._drop_extras(meta)
-        users = self.menus["/ip/hotspot/user"]
-        user_id = users.by_name(row["user"])
-        if user_id is not None:
-            user = users.rows[user_id]
-            for field in ("bytes-in", "bytes-out", "packets-in", "packets-out"):
-                user[field] = str(int(user.get(field, "0")) + int(live[field]))
-            seconds = (parse_duration(user.get("uptime", "0s")) or 0) + (
-                parse_duration(live["uptime"]) or 0
-            )
-            user["uptime"] = format_duration(seconds)
+        self.hotspot.end_session(row_id)
 
     def _forget_session(self, sessions, name, row_id, address):
         if sessions.get(name) == row_id:
@@ -1707,5 +1647,7 @@ class RouterState:
             if path in SINGLETONS:
                 return [self.resource() if path == "/system/resource" else {"name": self.identity}]
             menu = self.menu(path)
+            if path.startswith("/ip/hotspot"):
+                self.hotspot.tick()
             self._expire(menu)
             return [dict(row) for row in self.printed(menu)]
