@@ -59,6 +59,11 @@ class HotspotSettings(SettingsRow):
     warn_at_percent = models.PositiveSmallIntegerField(
         default=80, validators=[MinValueValidator(50), MaxValueValidator(99)]
     )
+    # The walled garden pushed to every hotspot router besides the ISP's own portal host
+    # (hotspot.router.walled_garden): hosts a buyer may reach before paying.
+    walled_garden_hosts = models.TextField(
+        blank=True, help_text="One host per line, e.g. a help page or a CDN the portal uses."
+    )
 
     class Meta:
         verbose_name_plural = "hotspot settings"
@@ -212,6 +217,22 @@ class Entitlement(models.Model):
     end_reason = models.CharField(max_length=20, blank=True)  # expired, data, revoked
     warned_percent = models.PositiveSmallIntegerField(default=0)
     created_at = models.DateTimeField(default=timezone.now)
+    # The router side (hotspot.router): the login must be made to match this row again
+    # (a grant, an extension, an end); claimed by a conditional update, retried.
+    router_pending = models.BooleanField(default=True)
+    router_next_at = models.DateTimeField(default=timezone.now)
+    router_attempts = models.PositiveIntegerField(default=0)
+    router_error = models.TextField(blank=True)
+    # The guard written on the router user (limit-bytes-total, limit-uptime in seconds),
+    # so that the limits hold while ispops is down: fixed when the user is written for
+    # this entitlement and moved only by an extension, so a sync writes nothing new.
+    guard_bytes = models.BigIntegerField(null=True, blank=True)
+    guard_seconds = models.BigIntegerField(null=True, blank=True)
+    # The router's counters last seen for this login (hotspot.usage): the user's totals
+    # and each session's bytes and start, so usage is counted from deltas and a counter
+    # that restarts (reconnection, reboot) loses nothing.
+    usage_seen = models.JSONField(default=dict, blank=True)
+    usage_polled_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -222,12 +243,51 @@ class Entitlement(models.Model):
         ]
         indexes = [
             models.Index(fields=["ends_at"], name="entitlement_due", condition=Q(state="live")),
+            # hotspot.router.push claims the router's pending logins.
+            models.Index(
+                fields=["router", "router_next_at"],
+                name="entitlement_router_pending",
+                condition=Q(router_pending=True),
+            ),
             models.Index(fields=["router", "login", "state"], name="entitlement_login"),
             models.Index(fields=["phone", "-created_at"], name="entitlement_phone"),
         ]
 
     def __str__(self):
         return f"{self.login} {self.package} ({self.get_state_display()})"
+
+
+class Grant(models.Model):
+    """What one voucher, payment, trial or staff gift added to an entitlement: a new
+    one, time and data on the live one, or one queued behind it. A payment or voucher
+    grants once (unique here, whichever entitlement it went to)."""
+
+    class Outcome(models.TextChoices):
+        NEW = "new", "Started"
+        EXTEND = "extend", "Added to the live one"
+        QUEUE = "queue", "Queued after the live one"
+
+    entitlement = models.ForeignKey(Entitlement, on_delete=models.PROTECT, related_name="grants")
+    package = models.ForeignKey(Package, on_delete=models.PROTECT, related_name="+")
+    source = models.CharField(max_length=8, choices=Entitlement.Source.choices)
+    outcome = models.CharField(max_length=8, choices=Outcome.choices)
+    voucher = models.OneToOneField(
+        Voucher, null=True, blank=True, on_delete=models.PROTECT, related_name="grant"
+    )
+    payment = models.OneToOneField(
+        "payments.Payment", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    minutes = models.PositiveIntegerField()
+    data_limit_bytes = models.BigIntegerField(null=True, blank=True)
+    phone = models.CharField(max_length=12, blank=True)
+    actor = models.CharField(max_length=200, blank=True)
+    at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["at", "id"]
+
+    def __str__(self):
+        return f"{self.get_outcome_display()}: {self.package}"
 
 
 class CodeAttempt(models.Model):
