@@ -136,8 +136,12 @@ class Progress:
         return self.state in ("failed", "online")
 
 
-def progress(stk: StkRequest, now: datetime) -> Progress:
-    """Where the prompt is, asking Daraja when the callback is late."""
+def prompt_progress(stk: StkRequest, now: datetime) -> Progress | None:
+    """The prompt's own course, shared by every waiting page (the portal's, the
+    hotspot's): asking Daraja when the callback is late, the countdown while the PIN
+    may still come, "late" after it (never "failed" before M-Pesa's final word), and
+    the failure in plain words. None once the prompt was paid: what that means is the
+    caller's to say."""
     elapsed = (now - stk.created_at).total_seconds()
     if (
         stk.state == StkRequest.State.PENDING
@@ -154,9 +158,17 @@ def progress(stk: StkRequest, now: datetime) -> Progress:
             "We are still waiting for M-Pesa's answer. If you entered your PIN, the "
             "payment will show here shortly; you do not need to pay again.",
         )
-    status = payments.pay_status(stk)
-    if status.state == "failed":
+    if stk.state in (StkRequest.State.FAILED, StkRequest.State.ERROR):
         return Progress("failed", stk.failure_reason)
+    return None
+
+
+def progress(stk: StkRequest, now: datetime) -> Progress:
+    """Where the prompt is, asking Daraja when the callback is late."""
+    prompt = prompt_progress(stk, now)
+    if prompt is not None:
+        return prompt
+    status = payments.pay_status(stk)
     if status.state == "online":
         restored = StatusChange.objects.filter(
             service_account__customer_id=stk.customer_id,

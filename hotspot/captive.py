@@ -1,0 +1,792 @@
+"""The captive portal: what a phone on a hotspot can do at the ISP's /hs/ page after the
+router's login.html sent it there, and how it ends logged in.
+
+The device. The router's login page forwards its variables (mac, ip, link-login-only,
+link-orig, chap-id, chap-challenge, identity, server-name, error) and a signed reference
+to the router it was generated for (`router_ref`): the reference names the router, the
+variables say which device and how to log it in. Nothing the phone sends is trusted
+beyond that: a bad or missing parameter is a BadDevice with a reason (the page answers
+400 with it), never a guess.
+
+Logging in. Once an entitlement exists on the router, the browser posts the login and
+password to `link-login-only` (the router's own login servlet; for CHAP the password is
+md5(chap-id + password + chap-challenge), computed here so no JavaScript is needed);
+when the page has no way to post (no link-login-only), the router is asked over its API
+(/ip/hotspot/active/login) instead.
+
+Logins. A voucher's login is its code. A purchase's or trial's login is the buyer's
+phone in its local form, 07... or 01...: the person is the phone (MACs are randomised,
+phones are not), the same phone buying again stacks on the same login by the ISP's rule,
+"I already paid" finds it by the phone, and a leading 0 never collides with a voucher
+code (codes have no 0). In both cases, when this device is already on a live login of
+this router, what it redeems or buys goes to that login, under the stacking rule, and
+the outcome is shown before confirming. Passwords are random per login.
+"""
+
+import base64
+import hashlib
+import hmac
+import ipaddress
+import logging
+import re
+import secrets
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.crypto import constant_time_compare, salted_hmac
+
+from hotspot.models import (
+    CodeAttempt,
+    Entitlement,
+    HotspotSettings,
+    Package,
+    PhoneCode,
+    Purchase,
+    Trial,
+)
+from ispops.lib.phones import InvalidPhone, normalise_phone
+from network.models import Router
+from payments.models import Payment, StkRequest
+
+log = logging.getLogger(__name__)
+
+PURPOSE = "hotspot"  # the payment purpose a paid purchase is handed to (apps.py)
+SALT = "ispops.hotspot.captive.router"
+MAC_BYTES = 12
+ROUTER_REF = re.compile(r"([0-9]{1,12})\.([A-Za-z0-9_-]{16})")
+MAC = re.compile(r"[0-9A-F]{2}(?::[0-9A-F]{2}){5}")
+# What the router's login page forwards, by the names MikroTik gives its variables.
+FORWARDED = (
+    "mac",
+    "ip",
+    "link-login-only",
+    "link-orig",
+    "chap-id",
+    "chap-challenge",
+    "identity",
+    "server-name",
+    "error",
+)
+MAX_PARAM = 1024
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# MikroTik writes chap-id and chap-challenge as octal escapes, "\371\042...": one byte
+# each, 16 bytes for the challenge; some templates give hex instead.
+OCTAL = re.compile(r"(?:\\[0-7]{1,3})+")
+
+PROMPT_WINDOW = timedelta(minutes=30)
+PROMPTS_PER_WINDOW = 5
+ONE_PROMPT = timedelta(minutes=2)
+
+
+class BadDevice(ValueError):
+    """The page was opened without what it needs from the router; str() says what."""
+
+
+class CaptiveError(Exception):
+    """An action refused, in words for the person on the phone."""
+
+
+# --- the router reference and the device ----------------------------------------------
+
+
+def router_ref(router_id: int, *, schema: str | None = None) -> str:
+    """The signed reference to a router that its login.html carries to /hs/ (the id
+    and an HMAC over it and the ISP's schema: useless on another ISP's host)."""
+    return f"{int(router_id)}.{_mac(schema or connection.schema_name, int(router_id))}"
+
+
+def check_router_ref(text: str) -> int:
+    match = ROUTER_REF.fullmatch(text or "")
+    if match is None:
+        raise BadDevice("the router reference (r) is missing or malformed")
+    pk = int(match.group(1))
+    if not constant_time_compare(match.group(2), _mac(connection.schema_name, pk)):
+        raise BadDevice("the router reference (r) is not this ISP's")
+    return pk
+
+
+def _mac(schema: str, pk: int) -> str:
+    digest = salted_hmac(SALT, f"{schema}/{pk}", secret=settings.SECRET_KEY).digest()
+    return base64.urlsafe_b64encode(digest[:MAC_BYTES]).decode().rstrip("=")
+
+
+@dataclass(frozen=True)
+class Device:
+    """A phone behind a router's hotspot, as the router described it."""
+
+    router_id: int
+    mac: str
+    ip: str
+    link_login_only: str = ""
+    link_orig: str = ""
+    chap_id: str = ""
+    chap_challenge: str = ""
+    identity: str = ""
+    server_name: str = ""
+    error: str = ""
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data) -> "Device | None":
+        try:
+            return cls(**data)
+        except TypeError:
+            return None
+
+    @property
+    def can_post_login(self) -> bool:
+        return bool(self.link_login_only)
+
+
+def parse_device(params) -> Device:
+    """The device from /hs/'s query string, or BadDevice saying what is wrong."""
+    values = {}
+    for name in ("r", *FORWARDED):
+        value = params.get(name, "")
+        if not isinstance(value, str) or len(value) > MAX_PARAM:
+            raise BadDevice(f"{name} is too long")
+        if CONTROL.search(value):
+            raise BadDevice(f"{name} holds control characters")
+        values[name] = value.strip()
+    router_id = check_router_ref(values["r"])
+    mac = values["mac"].upper().replace("-", ":")
+    if not MAC.fullmatch(mac):
+        raise BadDevice("mac is missing or not a MAC address (open this page from the Wi-Fi)")
+    try:
+        ip = ipaddress.IPv4Address(values["ip"])
+    except ValueError:
+        raise BadDevice("ip is missing or not an IPv4 address") from None
+    link = values["link-login-only"]
+    if link and not _login_link(link):
+        raise BadDevice("link-login-only is not the router's http(s) login address")
+    orig = values["link-orig"]
+    if orig and urlsplit(orig).scheme not in ("http", "https"):
+        orig = ""  # only ever used as dst after login: drop what is not a web address
+    for name in ("chap-id", "chap-challenge"):
+        if values[name] and chap_bytes(values[name]) is None:
+            raise BadDevice(f"{name} is not an octal-escaped or hex string")
+    if bool(values["chap-id"]) != bool(values["chap-challenge"]):
+        raise BadDevice("chap-id and chap-challenge come together")
+    if not Router.objects.filter(pk=router_id).exists():
+        raise BadDevice("the router of this page no longer exists")
+    return Device(
+        router_id=router_id,
+        mac=mac,
+        ip=str(ip),
+        link_login_only=link,
+        link_orig=orig,
+        chap_id=values["chap-id"],
+        chap_challenge=values["chap-challenge"],
+        identity=values["identity"][:80],
+        server_name=values["server-name"][:80],
+        error=values["error"][:200],
+    )
+
+
+def _login_link(url: str) -> bool:
+    """The router's login servlet: http(s), a host, the path /login. The browser posts
+    the login there, so nothing else is accepted (a link to any other page would have
+    the phone send its password to it)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return False
+    return (
+        parts.scheme in ("http", "https")
+        and bool(parts.hostname)
+        and parts.path.rstrip("/").endswith("/login")
+        and not parts.username
+    )
+
+
+# --- CHAP --------------------------------------------------------------------------------
+
+
+def chap_bytes(text: str) -> bytes | None:
+    """The bytes of a chap-id or chap-challenge as MikroTik prints them: octal escapes
+    ("\\371\\042..."), or 2n hex digits as some templates pass them; None otherwise."""
+    if OCTAL.fullmatch(text):
+        return bytes(int(part, 8) & 0xFF for part in text.split("\\")[1:])
+    if re.fullmatch(r"(?:[0-9a-fA-F]{2})+", text):
+        return bytes.fromhex(text)
+    return None
+
+
+def chap_response(chap_id: str, password: str, chap_challenge: str) -> str:
+    """What the router's http-chap login takes as the password:
+    md5(chap-id + password + chap-challenge) in hex, the id and challenge as bytes."""
+    ident, challenge = chap_bytes(chap_id), chap_bytes(chap_challenge)
+    if ident is None or challenge is None:
+        raise ValueError("chap-id and chap-challenge must be octal-escaped or hex")
+    return hashlib.md5(ident + password.encode() + challenge, usedforsecurity=False).hexdigest()
+
+
+@dataclass(frozen=True)
+class RouterLogin:
+    """The form the browser posts to the router's login servlet."""
+
+    action: str
+    fields: list[tuple[str, str]]
+
+
+def router_login(device: Device, entitlement: Entitlement) -> RouterLogin:
+    password = entitlement.password
+    if device.chap_id:
+        password = chap_response(device.chap_id, password, device.chap_challenge)
+    fields = [("username", entitlement.login), ("password", password)]
+    if device.link_orig:
+        fields.append(("dst", device.link_orig))
+    fields.append(("popup", "true"))
+    return RouterLogin(device.link_login_only, fields)
+
+
+# --- what is sold here and what this device has --------------------------------------------
+
+
+def router_of(device: Device) -> Router:
+    return Router.objects.get(pk=device.router_id)
+
+
+def packages_for(router) -> list[Package]:
+    """The active packages sold at `router` (a package with no routers chosen is sold
+    at every one)."""
+    return list(
+        Package.objects.filter(is_active=True)
+        .filter(Q(routers=router) | Q(routers__isnull=True))
+        .distinct()
+        .order_by("price", "name")
+    )
+
+
+def package_for(router, pk) -> Package | None:
+    try:
+        pk = int(pk)
+    except (TypeError, ValueError):
+        return None
+    return next((p for p in packages_for(router) if p.pk == pk), None)
+
+
+def device_entitlement(device: Device) -> Entitlement | None:
+    """The live entitlement this device was given on this router, if any: what a new
+    voucher or purchase on this device stacks onto."""
+    return (
+        Entitlement.objects.filter(
+            router_id=device.router_id, mac=device.mac, state=Entitlement.State.LIVE
+        )
+        .select_related("package")
+        .order_by("-created_at", "-id")
+        .first()
+    )
+
+
+def phone_login(phone: str) -> str:
+    """A phone's hotspot login: its local form, 07... / 01... (module docstring)."""
+    return "0" + phone[3:]
+
+
+def normalise(raw: str) -> str | None:
+    try:
+        return normalise_phone(raw)
+    except InvalidPhone:
+        return None
+
+
+def new_password() -> str:
+    return secrets.token_urlsafe(9)
+
+
+@dataclass(frozen=True)
+class Stacking:
+    """What a new package does to this device's live login, in words, before confirming."""
+
+    outcome: str  # new, extend, queue, refuse
+    message: str
+    login: str
+
+    @property
+    def needs_confirmation(self) -> bool:
+        return self.outcome in ("extend", "queue")
+
+
+def stacking_for(device: Device, package: Package, fallback_login: str, now) -> Stacking:
+    from hotspot import entitlements
+
+    live = device_entitlement(device)
+    login = live.login if live is not None else fallback_login
+    preview = entitlements.stacking_preview(router_of(device), login, package, now)
+    outcome = str(getattr(preview, "outcome", "new") or "new")
+    message = str(getattr(preview, "message", "") or "")
+    return Stacking(outcome, message, login)
+
+
+# --- vouchers ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Redeemed:
+    outcome: str  # done, confirm, wrong, locked, refused
+    message: str = ""
+    stacking: Stacking | None = None
+    entitlement: Entitlement | None = None
+
+
+def _lock(*names: str) -> None:
+    """Serialise the lockout count of a device and an address until the transaction
+    ends (two wrong codes at once cannot both slip under the limit)."""
+    with connection.cursor() as cursor:
+        for name in sorted(set(names)):
+            digest = hashlib.sha256(f"hotspot:{connection.schema_name}:{name}".encode()).digest()
+            cursor.execute(
+                "SELECT pg_advisory_xact_lock(%s)", [int.from_bytes(digest[:8], "big", signed=True)]
+            )
+
+
+def wrong_codes(device: Device, now) -> tuple[int, HotspotSettings]:
+    """Wrong codes counted against this device: the larger of its MAC's and its
+    address's, within the lockout window."""
+    cfg = HotspotSettings.load()
+    recent = CodeAttempt.objects.filter(
+        ok=False, at__gt=now - timedelta(minutes=cfg.lockout_minutes)
+    )
+    by_mac = recent.filter(mac=device.mac).count()
+    by_ip = recent.filter(ip=device.ip).count()
+    return max(by_mac, by_ip), cfg
+
+
+def count_wrong(device: Device, now) -> None:
+    """A wrong answer from this device ("I already paid" with nothing found)."""
+    CodeAttempt.objects.create(mac=device.mac, ip=device.ip, ok=False, at=now)
+
+
+def locked_out(device: Device, now) -> bool:
+    wrong, cfg = wrong_codes(device, now)
+    return wrong >= cfg.wrong_codes_before_lockout
+
+
+# Why a typed code did not work, in words. A code that exists but may not be redeemed
+# counts as wrong like an unknown one (a code being tried is a code being guessed),
+# except one sold for another place: that is a buyer's mistake, not a guess.
+REFUSALS = {
+    "unknown": "That code is not valid.",
+    "used": "That code was used already.",
+    "revoked": "That code was cancelled by the seller.",
+    "expired": "That code has expired.",
+    "withdrawn": "That code's package is no longer sold.",
+    "elsewhere": "That code is not for this Wi-Fi.",
+}
+
+
+def redeem_voucher(device: Device, raw_code: str, *, confirmed: bool, now, actor) -> Redeemed:
+    """Redeem a typed code (any case, spaces and dashes ignored) for this device: a
+    wrong code counts towards the lockout of its MAC and its address; when something
+    is live on this device's login the stacking outcome comes back to be confirmed
+    first (nothing is counted or redeemed then)."""
+    from hotspot import entitlements, vouchers
+
+    router = router_of(device)
+    with transaction.atomic():
+        _lock(f"mac:{device.mac}", f"ip:{device.ip}")
+        wrong, cfg = wrong_codes(device, now)
+        if wrong >= cfg.wrong_codes_before_lockout:
+            return Redeemed("locked", _locked_words(cfg))
+        found = vouchers.find_redeemable(raw_code or "", router=router, now=now)
+        if not found.ok:
+            reason = found.reason or "unknown"
+            words = REFUSALS.get(reason, REFUSALS["unknown"])
+            if reason == "elsewhere":
+                return Redeemed("refused", words)
+            CodeAttempt.objects.create(mac=device.mac, ip=device.ip, ok=False, at=now)
+            left = cfg.wrong_codes_before_lockout - wrong - 1
+            if left <= 0:
+                return Redeemed("locked", _locked_words(cfg))
+            tries = "try" if left == 1 else "tries"
+            return Redeemed("wrong", f"{words} {left} more {tries} before this device must wait.")
+        voucher = found.voucher
+        package = voucher.batch.package
+        live = device_entitlement(device)
+        stacking = stacking_for(device, package, voucher.code, now)
+        if stacking.outcome == "refuse":
+            return Redeemed("refused", stacking.message or "Your current package is still on.")
+        if stacking.needs_confirmation and not confirmed:
+            return Redeemed("confirm", stacking.message, stacking)
+        if not vouchers.mark_redeemed(voucher, now):
+            return Redeemed("refused", REFUSALS["used"])
+        CodeAttempt.objects.create(mac=device.mac, ip=device.ip, ok=True, at=now)
+        entitlement = entitlements.grant(
+            router=router,
+            login=stacking.login,
+            password=live.password if live is not None else voucher.code,
+            package=package,
+            source=Entitlement.Source.VOUCHER,
+            voucher=voucher,
+            mac=device.mac,
+            actor=actor,
+            now=now,
+        )
+    return Redeemed("done", stacking.message, stacking, entitlement)
+
+
+def _locked_words(cfg: HotspotSettings) -> str:
+    return (
+        f"Too many wrong codes from this device. Wait {cfg.lockout_minutes} minutes and "
+        "try again, or buy with M-Pesa."
+    )
+
+
+# --- buying by M-Pesa ----------------------------------------------------------------------
+
+
+def new_reference() -> str:
+    """A purchase's AccountReference: HS and 10 characters, unique (checked by the
+    table's constraint), never a customer's account number or username (those never
+    start HS with lower-case-free base32 noise of this length, and a payment for a
+    purpose is never matched by its reference anyway)."""
+    return "HS" + base64.b32encode(secrets.token_bytes(7)).decode()[:10]
+
+
+def start_purchase(device: Device, package: Package, phone: str, *, login: str, now, actor):
+    """Write the purchase, then send the STK push for the package's price to `phone`.
+    One prompt per phone at a time (a second tap returns the first); a few per phone
+    per half hour. Serialised per phone; called outside a transaction (the push's row
+    must be visible to a callback the moment it exists)."""
+    from payments import services as payments
+    from portal.services import held
+
+    if package.price < 1:
+        raise CaptiveError("This package is free: ask for the free trial instead.")
+    with held(f"hotspot-stk:{phone}"):
+        pending = (
+            Purchase.objects.filter(
+                phone=phone,
+                stk__state=StkRequest.State.PENDING,
+                created_at__gte=now - ONE_PROMPT,
+            )
+            .select_related("stk")
+            .first()
+        )
+        if pending is not None:
+            return pending
+        recent = Purchase.objects.filter(phone=phone, created_at__gte=now - PROMPT_WINDOW)
+        if recent.count() >= PROMPTS_PER_WINDOW:
+            raise CaptiveError("Too many payment requests. Wait a few minutes and try again.")
+        purchase = Purchase.objects.create(
+            reference=new_reference(),
+            package=package,
+            router_id=device.router_id,
+            phone=phone,
+            mac=device.mac,
+            ip=device.ip,
+            login=login,
+            created_at=now,
+        )
+        try:
+            stk = payments.start_stk_push(
+                None,
+                phone=phone,
+                amount=package.price,
+                actor=actor,
+                source=StkRequest.Source.HOTSPOT,
+                purpose=PURPOSE,
+                account_reference=purchase.reference,
+            )
+        except payments.PaymentError as exc:
+            raise CaptiveError(f"M-Pesa could not send the request: {exc}") from None
+        Purchase.objects.filter(pk=purchase.pk).update(stk=stk)
+        purchase.stk = stk
+    return purchase
+
+
+def purchase_paid(payment: Payment) -> None:
+    """The "hotspot" payment purpose: a paid push grants its purchase's package (in the
+    crediting transaction, the payment locked; payments runs this once per payment).
+    Money short of the price grants nothing and is left for staff on the payment."""
+    from hotspot import entitlements
+
+    stk = payment.stk_request
+    purchase = (
+        Purchase.objects.select_for_update()
+        .select_related("package", "router")
+        .filter(Q(stk=stk) | Q(reference=stk.account_reference))
+        .first()
+    )
+    if purchase is None:
+        raise LookupError(f"no hotspot purchase for push {stk.pk}")
+    if purchase.entitlement_id is not None:
+        return
+    if payment.amount < Decimal(purchase.package.price):
+        Payment.objects.filter(pk=payment.pk).update(
+            note=f"hotspot: KES {payment.amount} is short of {purchase.package} "
+            f"(KES {purchase.package.price}); nothing granted"
+        )
+        return
+    live = (
+        Entitlement.objects.filter(
+            router=purchase.router, login=purchase.login, state=Entitlement.State.LIVE
+        )
+        .only("password")
+        .first()
+    )
+    entitlement = entitlements.grant(
+        router=purchase.router,
+        login=purchase.login,
+        password=live.password if live is not None else new_password(),
+        package=purchase.package,
+        source=Entitlement.Source.PURCHASE,
+        payment=payment,
+        phone=purchase.phone,
+        mac=purchase.mac,
+        actor="M-Pesa",
+        now=timezone.now(),
+    )
+    purchase.entitlement = entitlement
+    purchase.save(update_fields=["entitlement"])
+
+
+@dataclass(frozen=True)
+class PurchaseProgress:
+    state: str  # waiting, late, failed, paid (being set up), ready (log in now)
+    message: str
+    seconds_left: int = 0
+    entitlement: Entitlement | None = None
+
+    @property
+    def final(self) -> bool:
+        return self.state in ("failed", "ready")
+
+
+def purchase_progress(purchase: Purchase, now) -> PurchaseProgress:
+    """Where the purchase is: the prompt's countdown (portal.pay's, shared), then the
+    entitlement once the payment granted it."""
+    from portal import pay
+
+    prompt = pay.prompt_progress(purchase.stk, now)
+    if prompt is not None:
+        return PurchaseProgress(prompt.state, prompt.message, prompt.seconds_left)
+    purchase.refresh_from_db(fields=["entitlement"])
+    entitlement = purchase.entitlement
+    if entitlement is None:
+        return PurchaseProgress("paid", "Payment received. Setting up your Wi-Fi...")
+    return PurchaseProgress(
+        "ready", "Payment received. You are being connected.", entitlement=entitlement
+    )
+
+
+# --- "I already paid" ---------------------------------------------------------------------
+
+
+def already_paid(device: Device, raw: str, *, now) -> Entitlement | None:
+    """The live (or waiting) entitlement a phone number or an M-Pesa code names on this
+    router, bought by purchase: this device may join it (within its device limit,
+    which the router enforces as shared-users)."""
+    text = (raw or "").strip().upper().replace(" ", "")
+    found = Entitlement.objects.filter(
+        router_id=device.router_id,
+        state__in=[Entitlement.State.LIVE, Entitlement.State.QUEUED],
+        source=Entitlement.Source.PURCHASE,
+    ).select_related("package")
+    phone = normalise(raw or "")
+    if phone is not None:
+        found = found.filter(phone=phone)
+    elif re.fullmatch(r"[A-Z0-9]{8,12}", text):
+        found = found.filter(payment__reference=text)
+    else:
+        return None
+    return found.order_by("state", "-created_at").first()  # live before queued
+
+
+def rebind(device: Device, entitlement: Entitlement) -> Entitlement:
+    """Remember this device on the entitlement (what stacks next), the login the router
+    checks is unchanged."""
+    Entitlement.objects.filter(pk=entitlement.pk).update(mac=device.mac)
+    entitlement.mac = device.mac
+    return entitlement
+
+
+# --- the free trial ------------------------------------------------------------------------
+
+
+def trial_package(router) -> Package | None:
+    cfg = HotspotSettings.load()
+    if cfg.trial_package_id is None:
+        return None
+    return package_for(router, cfg.trial_package_id)
+
+
+def _code_hash(phone: str, code: str) -> str:
+    message = f"hotspot:{connection.schema_name}:{phone}:{code}".encode()
+    return hmac.new(settings.SECRET_KEY.encode(), message, hashlib.sha256).hexdigest()
+
+
+def trial_used(phone: str, now) -> datetime | None:
+    """When this phone's last trial was, if within the ISP's trial period."""
+    cfg = HotspotSettings.load()
+    return (
+        Trial.objects.filter(phone=phone, at__gt=now - timedelta(days=cfg.trial_every_days))
+        .values_list("at", flat=True)
+        .first()
+    )
+
+
+def send_trial_code(device: Device, phone: str, *, now) -> str | None:
+    """Send a code proving the phone (the portal's limits: resend wait, codes per phone
+    per day, per address per day); None when sent, else why not, in words."""
+    from ispops.messaging import services as messaging
+    from ispops.messaging.models import Channel, Message
+    from portal.models import PortalSettings
+
+    cfg = PortalSettings.load()
+    with transaction.atomic():
+        _lock(f"phone:{phone}", f"ip:{device.ip}")
+        if trial_used(phone, now) is not None:
+            return "This phone had its free trial already. Buy a package instead."
+        day = now - timedelta(hours=24)
+        if PhoneCode.objects.filter(ip=device.ip, created_at__gt=day).count() >= (
+            cfg.attempts_per_ip_per_day
+        ):
+            return "Too many codes asked from this connection today."
+        recent = PhoneCode.objects.filter(phone=phone, created_at__gt=day)
+        latest = recent.first()
+        wait = timedelta(seconds=cfg.resend_wait_seconds)
+        if latest is not None and latest.created_at > now - wait:
+            return f"A code was sent moments ago. Wait {cfg.resend_wait_seconds} seconds."
+        if recent.count() >= cfg.codes_per_phone_per_day:
+            return "Too many codes for this phone today."
+        code = "".join(str(secrets.randbelow(10)) for _ in range(cfg.code_length))
+        PhoneCode.objects.create(
+            phone=phone,
+            code_hash=_code_hash(phone, code),
+            mac=device.mac,
+            ip=device.ip,
+            created_at=now,
+            expires_at=now + timedelta(minutes=cfg.code_minutes),
+        )
+        name = getattr(connection.tenant, "name", "") or "Wi-Fi"
+        messaging.queue_messages(
+            [
+                Message(
+                    channel=Channel.SMS,
+                    to=phone,
+                    body=f"{name} Wi-Fi: your free trial code is {code}. "
+                    f"It works for {cfg.code_minutes} minutes.",
+                    template_key="hotspot_trial_code",
+                    related="hotspot trial",
+                )
+            ]
+        )
+    return None
+
+
+def start_trial(device: Device, phone: str, code: str, *, now) -> Entitlement:
+    """Check the code sent to `phone` and give this device the trial package once per
+    phone per the ISP's period; CaptiveError in words otherwise."""
+    from hotspot import entitlements
+    from portal.models import PortalSettings
+
+    cfg = PortalSettings.load()
+    router = router_of(device)
+    package = trial_package(router)
+    if package is None:
+        raise CaptiveError("There is no free trial on this Wi-Fi.")
+    with transaction.atomic():
+        _lock(f"phone:{phone}")
+        latest = PhoneCode.objects.select_for_update().filter(phone=phone).first()
+        if (
+            latest is None
+            or latest.used_at is not None
+            or latest.expires_at <= now
+            or latest.tries >= cfg.tries_per_code
+        ):
+            raise CaptiveError("That code has expired. Ask for a new one.")
+        typed = "".join(ch for ch in code or "" if ch.isdigit())
+        if not constant_time_compare(_code_hash(phone, typed), latest.code_hash):
+            latest.tries += 1
+            latest.save(update_fields=["tries"])
+            raise CaptiveError("That code is wrong.")
+        latest.used_at = now
+        latest.save(update_fields=["used_at"])
+        if trial_used(phone, now) is not None:
+            raise CaptiveError("This phone had its free trial already. Buy a package instead.")
+        login = phone_login(phone)
+        if Entitlement.objects.filter(
+            router=router, login=login, state=Entitlement.State.LIVE
+        ).exists():
+            raise CaptiveError("This phone has a package on already.")
+        entitlement = entitlements.grant(
+            router=router,
+            login=login,
+            password=new_password(),
+            package=package,
+            source=Entitlement.Source.TRIAL,
+            phone=phone,
+            mac=device.mac,
+            actor=f"trial {phone}",
+            now=now,
+        )
+        Trial.objects.create(phone=phone, mac=device.mac, entitlement=entitlement, at=now)
+    return entitlement
+
+
+# --- logging in ---------------------------------------------------------------------------
+
+
+def on_router(entitlement: Entitlement) -> bool:
+    """Whether the router can log this entitlement's login in now (it is live)."""
+    return entitlement.state == Entitlement.State.LIVE
+
+
+# --- logging in over the API ---------------------------------------------------------------
+
+
+def login_over_api(device: Device, entitlement: Entitlement) -> None:
+    """When the browser cannot post to the router: have the router log the device in
+    (/ip/hotspot/active/login), after the transaction that granted it."""
+    from hotspot import entitlements
+
+    transaction.on_commit(lambda: entitlements.login_device(entitlement, device.ip, device.mac))
+
+
+# --- the router's own pages ------------------------------------------------------------------
+
+ROUTER_PAGES = (
+    "login.html",
+    "alogin.html",
+    "redirect.html",
+    "rlogin.html",
+    "status.html",
+    "logout.html",
+    "error.html",
+)
+
+
+def router_pages(router, *, now=None) -> dict[str, str]:
+    """The pages to upload to `router`'s hotspot html directory, by file name: login.html
+    forwards the router's variables and the router's signed reference to this ISP's
+    /hs/ (the ISP's primary host), by itself with JavaScript and by a button without;
+    the others are the MikroTik companions in the same look. MikroTik's $(...) variables
+    and $(if ...) conditionals are left for the router to fill."""
+    from django.template.loader import render_to_string
+    from django.urls import reverse
+
+    from billing.links import public_host
+    from ispops.lib.urls import absolute_url
+
+    host = public_host()
+    if not host:
+        raise CaptiveError("this ISP has no primary domain yet: the pages would lead nowhere")
+    context = {
+        "router": router,
+        "ref": router_ref(router.pk),
+        "host": host,
+        "portal_url": absolute_url(reverse("captive:home"), host=host),
+        "isp_name": getattr(connection.tenant, "name", "") or host,
+        "generated_at": now or timezone.now(),
+    }
+    return {name: render_to_string(f"hotspot/routeros/{name}", context) for name in ROUTER_PAGES}
