@@ -214,6 +214,9 @@ class Entitlement(models.Model):
     starts_at = models.DateTimeField(null=True, blank=True)  # None: from first login
     ends_at = models.DateTimeField(null=True, blank=True)
     ended_at = models.DateTimeField(null=True, blank=True)
+    # When it went live (granted live, or its turn came): a package that runs from first
+    # login starts at the first session seen after this, never before.
+    live_at = models.DateTimeField(null=True, blank=True)
     end_reason = models.CharField(max_length=20, blank=True)  # expired, data, revoked
     warned_percent = models.PositiveSmallIntegerField(default=0)
     created_at = models.DateTimeField(default=timezone.now)
