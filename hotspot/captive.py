@@ -107,7 +107,7 @@ def check_router_ref(text: str) -> int:
         raise BadDevice("the router reference (r) is missing or malformed")
     pk = int(match.group(1))
     if not constant_time_compare(match.group(2), _mac(connection.schema_name, pk)):
-        raise BadDevice("the router reference (r) is not this ISP's")
+        raise BadDevice("the router reference (r) names no router of this ISP")
     return pk
 
 
@@ -299,10 +299,6 @@ def normalise(raw: str) -> str | None:
         return None
 
 
-def new_password() -> str:
-    return secrets.token_urlsafe(9)
-
-
 @dataclass(frozen=True)
 class Stacking:
     """What a new package does to this device's live login, in words, before confirming."""
@@ -322,9 +318,7 @@ def stacking_for(device: Device, package: Package, fallback_login: str, now) -> 
     live = device_entitlement(device)
     login = live.login if live is not None else fallback_login
     preview = entitlements.stacking_preview(router_of(device), login, package, now)
-    outcome = str(getattr(preview, "outcome", "new") or "new")
-    message = str(getattr(preview, "message", "") or "")
-    return Stacking(outcome, message, login)
+    return Stacking(preview.outcome, preview.message, login)
 
 
 # --- vouchers ----------------------------------------------------------------------------
@@ -411,26 +405,29 @@ def redeem_voucher(device: Device, raw_code: str, *, confirmed: bool, now, actor
             return Redeemed("wrong", f"{words} {left} more {tries} before this device must wait.")
         voucher = found.voucher
         package = voucher.batch.package
-        live = device_entitlement(device)
         stacking = stacking_for(device, package, voucher.code, now)
         if stacking.outcome == "refuse":
-            return Redeemed("refused", stacking.message or "Your current package is still on.")
+            return Redeemed("refused", stacking.message)
         if stacking.needs_confirmation and not confirmed:
             return Redeemed("confirm", stacking.message, stacking)
-        if not vouchers.mark_redeemed(voucher, now):
-            return Redeemed("refused", REFUSALS["used"])
+        try:
+            with transaction.atomic():  # the card is not used up by a refused grant
+                if not vouchers.mark_redeemed(voucher, now):
+                    return Redeemed("refused", REFUSALS["used"])
+                # The login's password: the voucher's code, or the live login's own.
+                entitlement = entitlements.grant(
+                    router=router,
+                    login=stacking.login,
+                    package=package,
+                    source=Entitlement.Source.VOUCHER,
+                    voucher=voucher,
+                    mac=device.mac,
+                    actor=actor,
+                    now=now,
+                )
+        except entitlements.Refused as exc:
+            return Redeemed("refused", str(exc))
         CodeAttempt.objects.create(mac=device.mac, ip=device.ip, ok=True, at=now)
-        entitlement = entitlements.grant(
-            router=router,
-            login=stacking.login,
-            password=live.password if live is not None else voucher.code,
-            package=package,
-            source=Entitlement.Source.VOUCHER,
-            voucher=voucher,
-            mac=device.mac,
-            actor=actor,
-            now=now,
-        )
     return Redeemed("done", stacking.message, stacking, entitlement)
 
 
@@ -527,25 +524,23 @@ def purchase_paid(payment: Payment) -> None:
             f"(KES {purchase.package.price}); nothing granted"
         )
         return
-    live = (
-        Entitlement.objects.filter(
-            router=purchase.router, login=purchase.login, state=Entitlement.State.LIVE
-        )
-        .only("password")
-        .first()
-    )
-    entitlement = entitlements.grant(
-        router=purchase.router,
-        login=purchase.login,
-        password=live.password if live is not None else new_password(),
-        package=purchase.package,
-        source=Entitlement.Source.PURCHASE,
-        payment=payment,
-        phone=purchase.phone,
-        mac=purchase.mac,
-        actor="M-Pesa",
-        now=timezone.now(),
-    )
+    grant = {
+        "router": purchase.router,
+        "package": purchase.package,
+        "source": Entitlement.Source.PURCHASE,
+        "payment": payment,
+        "phone": purchase.phone,
+        "mac": purchase.mac,
+        "actor": "M-Pesa",
+        "now": timezone.now(),
+    }
+    try:
+        with transaction.atomic():
+            entitlement = entitlements.grant(login=purchase.login, **grant)
+    except entitlements.Refused:
+        # The rule refuses while one is live, and one went live after the buyer
+        # confirmed: the money is in, so the package goes to a login of its own.
+        entitlement = entitlements.grant(**grant)
     purchase.entitlement = entitlement
     purchase.save(update_fields=["entitlement"])
 
@@ -722,7 +717,6 @@ def start_trial(device: Device, phone: str, code: str, *, now) -> Entitlement:
         entitlement = entitlements.grant(
             router=router,
             login=login,
-            password=new_password(),
             package=package,
             source=Entitlement.Source.TRIAL,
             phone=phone,
@@ -737,20 +731,35 @@ def start_trial(device: Device, phone: str, code: str, *, now) -> Entitlement:
 # --- logging in ---------------------------------------------------------------------------
 
 
+def login_target(entitlement: Entitlement) -> Entitlement:
+    """What logs the device in: the entitlement, or for one queued behind another, the
+    live one of the same login (same login, same password on the router)."""
+    if entitlement.state == Entitlement.State.QUEUED:
+        from hotspot import entitlements
+
+        return entitlements.live_for(entitlement.router, entitlement.login) or entitlement
+    return entitlement
+
+
 def on_router(entitlement: Entitlement) -> bool:
-    """Whether the router can log this entitlement's login in now (it is live)."""
-    return entitlement.state == Entitlement.State.LIVE
+    """Whether the router holds the login as the row says (hotspot.router pushed it)."""
+    return entitlement.state == Entitlement.State.LIVE and not entitlement.router_pending
 
 
 # --- logging in over the API ---------------------------------------------------------------
 
 
 def login_over_api(device: Device, entitlement: Entitlement) -> None:
-    """When the browser cannot post to the router: have the router log the device in
-    (/ip/hotspot/active/login), after the transaction that granted it."""
-    from hotspot import entitlements
+    """When the browser cannot post to the router: a worker has the router log the
+    device in (/ip/hotspot/active/login), after the current transaction commits."""
+    from hotspot.tasks_captive import login_device_task
+    from ispops.tasks import hand_to_worker
 
-    transaction.on_commit(lambda: entitlements.login_device(entitlement, device.ip, device.mac))
+    transaction.on_commit(
+        lambda: hand_to_worker(
+            login_device_task, entitlement.pk, device.ip, device.mac, what="hotspot login"
+        )
+    )
 
 
 # --- the router's own pages ------------------------------------------------------------------

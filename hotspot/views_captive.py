@@ -284,6 +284,7 @@ def connect(request):
     entitlement = entitlement_for(request, device)
     if entitlement is None:
         return redirect("captive:home")
+    entitlement = captive.login_target(entitlement)
     ready = captive.on_router(entitlement)
     context = {"device": device, "entitlement": entitlement, "ready": ready}
     if ready and device.can_post_login:
