@@ -333,6 +333,13 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 30.0,
         "args": ["payments.tasks.sweep_payments"],
     },
+    # Voucher cards never sold past their batch's expiry (hotspot.vouchers); the captive
+    # page refuses them from the moment itself, so this only tidies states and ledgers.
+    "expire-unsold-vouchers": {
+        "task": "ispops.tasks.fan_out",
+        "schedule": crontab(minute="*/15"),
+        "args": ["hotspot.tasks.expire_unsold_vouchers"],
+    },
     # SLA warnings and escalations (each happens once per ticket).
     "check-ticket-slas": {
         "task": "ispops.tasks.fan_out",

@@ -14,6 +14,7 @@ urlpatterns = [
     path("", include("inventory.urls")),
     path("", include("tickets.urls")),
     path("", include("portal.urls")),
+    path("", include("hotspot.urls")),
     path("", include("hotspot.urls_captive")),
     path("d/<str:signed>/", document_link, name="document_link"),
 ]

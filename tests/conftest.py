@@ -66,7 +66,7 @@ def _make_tenant(schema: str, name: str, extra_branches: int = 0) -> Tenant:
     )
     with tenant_context(isp):
         people = {Role.OWNER: User.objects.get(email=f"owner@{schema}.test")}
-        for role in (Role.ADMIN, Role.FINANCE, Role.SUPPORT, Role.TECHNICIAN):
+        for role in (Role.ADMIN, Role.FINANCE, Role.SUPPORT, Role.TECHNICIAN, Role.AGENT):
             people[role] = User.objects.create_user(
                 f"{role}@{schema}.test", PASSWORD, role=role, full_name=f"{role.title()} {name}"
             )

@@ -73,6 +73,13 @@ KINDS: tuple[Kind, ...] = (
         template_keys=("invoice_issued", "payment_received", "service_restored"),
     ),
     Kind(
+        key="vouchers",
+        label="Wi-Fi vouchers",
+        why="A Wi-Fi voucher bought from us or our agent: the code is what you paid for.",
+        optional=False,
+        template_keys=("hotspot_voucher",),
+    ),
+    Kind(
         key="service",
         label="Suspension and outage notices",
         why="Your service changes: we must tell you before or when it is limited, "

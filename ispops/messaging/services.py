@@ -149,6 +149,17 @@ DEFAULT_TEMPLATES: dict[str, DefaultTemplate] = {
         email_body="Dear {{ customer.name }},\n\nYour internet is back on. Thank you for your "
         "payment." + _SIGN,
     ),
+    # A hotspot voucher sent to the buyer's phone (hotspot.vouchers.send_card_sms),
+    # who may be nobody's customer record.
+    "hotspot_voucher": DefaultTemplate(
+        label="Hotspot: voucher code",
+        sms="{{ isp_name }} Wi-Fi voucher {{ code }}: {{ package }}, {{ validity }} "
+        "({{ amount }}). Join the Wi-Fi and enter the code, or open {{ link }}",
+        email_subject="Your {{ isp_name }} Wi-Fi voucher",
+        email_body="Your Wi-Fi voucher code is {{ code }}: {{ package }}, {{ validity }} "
+        "({{ amount }}).\n\nJoin the Wi-Fi and enter the code, or open {{ link }}" + _SIGN,
+        variables=("code", "package", "validity", "amount", "link"),
+    ),
     # Support tickets (tickets app)
     "ticket_opened": DefaultTemplate(
         label="Ticket opened",
@@ -296,6 +307,7 @@ def sample_context() -> dict:
         "link": "https://isp.example.co.ke/d/i2x.t9q3kbd.Xy3kQp9Rt2Lm8Vn4/",
         "receipt": "SBK4XYZ12Q",
         "plan": "Home 10M",
+        "validity": "1 hour",
         "ticket": "T-00042",
         "subject": "No connection since morning",
         "comment": "A technician will visit you tomorrow between 9 and 11.",

@@ -17,7 +17,9 @@ SUBSCRIBER = "subscriber"
 # The portal's sign-in lives under this session key, apart from Django's auth keys: a
 # staff login never opens the portal and a portal sign-in never opens a staff page.
 PORTAL_SESSION_KEY = "portal"
-ALL_STAFF = frozenset(Role.values)
+# Every role but the voucher agent, who is not staff: an agent logs in only to sell
+# cards (hotspot), so "any staff" pages (subscribers, tickets, the map) stay closed.
+ALL_STAFF = frozenset(Role.values) - {Role.AGENT}
 MANAGERS = frozenset({Role.OWNER, Role.ADMIN})
 
 ROLES_ATTR = "ispops_roles"

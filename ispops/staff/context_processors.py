@@ -21,6 +21,8 @@ NAVIGATION = [
     ("Routers", "network:routers", {Role.OWNER, Role.ADMIN, Role.SUPPORT}),
     ("Alerts", "network:alerts", {Role.OWNER, Role.ADMIN, Role.SUPPORT}),
     ("Tickets", "tickets:list", ALL_STAFF),
+    ("Hotspot", "hotspot:batches", {Role.OWNER, Role.ADMIN, Role.FINANCE, Role.SUPPORT}),
+    ("My cards", "hotspot:my", {Role.AGENT}),
     ("Inventory", "inventory:items", ALL_STAFF - {Role.FINANCE}),
     ("Imports", "subscribers:import", {Role.OWNER, Role.ADMIN}),
     ("Messages", "messaging:log", {Role.OWNER, Role.ADMIN, Role.FINANCE, Role.SUPPORT}),

@@ -16,6 +16,9 @@ class Role(models.TextChoices):
     FINANCE = "finance", "Finance"
     SUPPORT = "support", "Support"
     TECHNICIAN = "technician", "Technician"
+    # Sells hotspot vouchers: sees only their own batches, sales and ledger
+    # (hotspot.views_agents), none of the ISP's staff pages (access.ALL_STAFF).
+    AGENT = "agent", "Voucher agent"
 
 
 class BranchQuerySet(models.QuerySet):

@@ -8,7 +8,7 @@ from django.db import connection
 from django.shortcuts import get_object_or_404, redirect, render
 
 from ispops.staff import services
-from ispops.staff.access import MANAGERS, any_staff, logged_in, public, roles
+from ispops.staff.access import ALL_STAFF, MANAGERS, logged_in, public, roles
 from ispops.staff.forms import BranchForm, InviteForm, StaffForm, ThrottledLoginForm
 from ispops.staff.models import Branch, Role, User
 
@@ -41,8 +41,13 @@ def public_home(request):
     return redirect("login")
 
 
-@any_staff
+@roles(*ALL_STAFF, Role.AGENT)
 def home(request):
+    if request.user.role == Role.AGENT:
+        # A voucher agent's home is their own cards and ledger, nothing of the ISP's.
+        from hotspot.views_agents import my_page
+
+        return my_page(request)
     from network import services as network
     from subscribers import services as subscribers
 
