@@ -346,6 +346,24 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": crontab(minute="*/5"),
         "args": ["tickets.tasks.check_ticket_slas"],
     },
+    # Hotspot (hotspot.tasks): entitlements end within 60 s of their end or data
+    # limit; usage is counted from the routers' counters every minute; each hotspot
+    # router is compared with ispops (profiles, walled garden, users) every 15 minutes.
+    "hotspot-enforce": {
+        "task": "ispops.tasks.fan_out",
+        "schedule": 30.0,
+        "args": ["hotspot.tasks.enforce_entitlements"],
+    },
+    "hotspot-usage": {
+        "task": "ispops.tasks.fan_out",
+        "schedule": 60.0,
+        "args": ["hotspot.tasks.poll_hotspot_usage"],
+    },
+    "hotspot-sync": {
+        "task": "ispops.tasks.fan_out",
+        "schedule": crontab(minute="*/15"),
+        "args": ["hotspot.tasks.sync_hotspot_routers"],
+    },
     # Low stock is checked after every movement; this catches alerts whose email was
     # not queued (broker down) and thresholds no movement has touched.
     "check-low-stock": {

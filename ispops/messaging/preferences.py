@@ -88,6 +88,14 @@ KINDS: tuple[Kind, ...] = (
         template_keys=("suspended_soft", "suspended_hard", "outage_opened", "outage_resolved"),
     ),
     Kind(
+        key="hotspot",
+        label="Wi-Fi hotspot data notices",
+        why="The data of a Wi-Fi package you bought is running low or used up: you need "
+        "to know before you are cut off.",
+        optional=False,
+        template_keys=("hotspot_data_warning", "hotspot_data_used_up"),
+    ),
+    Kind(
         key="support",
         label="Answers to your requests",
         why="Replies about the tickets you opened.",

@@ -216,6 +216,28 @@ DEFAULT_TEMPLATES: dict[str, DefaultTemplate] = {
         # changes: e.g. "other phone now 0722•••002, email changed"
         variables=("changes",),
     ),
+    # Hotspot (hotspot.usage): to the phone that bought a package with a data limit,
+    # which may be nobody's customer record (then customer.name is empty).
+    "hotspot_data_warning": DefaultTemplate(
+        label="Hotspot: data running low",
+        sms='{{ customer.name|default:"Hello" }}, you have used {{ percent }}% of the data '
+        "in your {{ package }} Wi-Fi package; {{ left }} left. {{ isp_name }}",
+        email_subject="Your {{ package }} data is running low",
+        email_body='Dear {{ customer.name|default:"customer" }},\n\nYou have used '
+        "{{ percent }}% of the data in your {{ package }} Wi-Fi package; {{ left }} "
+        "left." + _SIGN,
+        variables=("package", "percent", "left"),
+    ),
+    "hotspot_data_used_up": DefaultTemplate(
+        label="Hotspot: data used up",
+        sms='{{ customer.name|default:"Hello" }}, the data in your {{ package }} Wi-Fi '
+        "package is used up. Buy another on the Wi-Fi page to stay online. {{ isp_name }}",
+        email_subject="Your {{ package }} data is used up",
+        email_body='Dear {{ customer.name|default:"customer" }},\n\nThe data in your '
+        "{{ package }} Wi-Fi package is used up. Buy another on the Wi-Fi page to stay "
+        "online." + _SIGN,
+        variables=("package",),
+    ),
     "portal_code": DefaultTemplate(
         label="Portal sign-in code",
         sms="{{ customer.name }}, your {{ isp_name }} sign-in code is {{ code }}. It works "
@@ -315,6 +337,9 @@ def sample_context() -> dict:
         "code": "482913",
         "changes": "other phone now 0722•••002",
         "minutes": 10,
+        "package": "Daily 1 GB",
+        "percent": 80,
+        "left": "200 MB",
     }
 
 
