@@ -577,24 +577,48 @@ def purchase_progress(purchase: Purchase, now) -> PurchaseProgress:
 # --- "I already paid" ---------------------------------------------------------------------
 
 
-def already_paid(device: Device, raw: str, *, now) -> Entitlement | None:
-    """The live (or waiting) entitlement a phone number or an M-Pesa code names on this
-    router, bought by purchase: this device may join it (within its device limit,
-    which the router enforces as shared-users)."""
-    text = (raw or "").strip().upper().replace(" ", "")
+def paid_by(device: Device, *, phone: str = "", receipt: str = "") -> Entitlement | None:
+    """The live (or waiting) entitlement bought on this router by `phone` or with the
+    M-Pesa `receipt`: this device may join it (within its device limit, which the
+    router enforces as shared-users)."""
     found = Entitlement.objects.filter(
         router_id=device.router_id,
         state__in=[Entitlement.State.LIVE, Entitlement.State.QUEUED],
         source=Entitlement.Source.PURCHASE,
     ).select_related("package")
-    phone = normalise(raw or "")
-    if phone is not None:
+    if phone:
         found = found.filter(phone=phone)
-    elif re.fullmatch(r"[A-Z0-9]{8,12}", text):
-        found = found.filter(payment__reference=text)
+    elif receipt:
+        found = found.filter(payment__reference=receipt)
     else:
         return None
     return found.order_by("state", "-created_at").first()  # live before queued
+
+
+RECEIPT = re.compile(r"[A-Z0-9]{8,12}")
+
+
+def receipt_of(raw: str) -> str:
+    """An M-Pesa code as typed ('uc3 ab12 xyz' -> 'UC3AB12XYZ'), or "" if it is not one."""
+    text = "".join((raw or "").split()).upper()
+    return text if RECEIPT.fullmatch(text) and not text.isdigit() else ""
+
+
+def ask_paid_by_phone(device: Device, phone: str, *, now) -> str | None:
+    """ "I already paid" with a phone: a number is no proof (anyone can type one), so a
+    code goes to the phone when it bought something here; the answer is the same
+    either way. None when done, else why not (the code limits)."""
+    send = paid_by(device, phone=phone) is not None
+    return send_phone_code(device, phone, why="connect another device", send=send, now=now)
+
+
+def join_by_phone(device: Device, phone: str, code: str, *, now) -> Entitlement:
+    with transaction.atomic():
+        check_phone_code(phone, code, now=now)
+    found = paid_by(device, phone=phone)
+    if found is None:
+        raise CaptiveError("We found no package bought with this phone on this Wi-Fi.")
+    return rebind(device, found)
 
 
 def rebind(device: Device, entitlement: Entitlement) -> Entitlement:
@@ -630,9 +654,14 @@ def trial_used(phone: str, now) -> datetime | None:
     )
 
 
-def send_trial_code(device: Device, phone: str, *, now) -> str | None:
-    """Send a code proving the phone (the portal's limits: resend wait, codes per phone
-    per day, per address per day); None when sent, else why not, in words."""
+PHONE_CODE_TEMPLATE = "hotspot_phone_code"
+
+
+def send_phone_code(device: Device, phone: str, *, why: str, send: bool, now) -> str | None:
+    """A code that proves `phone` (the portal's limits: resend wait, codes per phone per
+    day, per address per day). Written whether or not it is sent (`send` False: the
+    phone has nothing to prove here), so limits and answers are alike either way.
+    None when written, else why not, in words."""
     from ispops.messaging import services as messaging
     from ispops.messaging.models import Channel, Message
     from portal.models import PortalSettings
@@ -640,8 +669,6 @@ def send_trial_code(device: Device, phone: str, *, now) -> str | None:
     cfg = PortalSettings.load()
     with transaction.atomic():
         _lock(f"phone:{phone}", f"ip:{device.ip}")
-        if trial_used(phone, now) is not None:
-            return "This phone had its free trial already. Buy a package instead."
         day = now - timedelta(hours=24)
         if PhoneCode.objects.filter(ip=device.ip, created_at__gt=day).count() >= (
             cfg.attempts_per_ip_per_day
@@ -663,50 +690,67 @@ def send_trial_code(device: Device, phone: str, *, now) -> str | None:
             created_at=now,
             expires_at=now + timedelta(minutes=cfg.code_minutes),
         )
-        name = getattr(connection.tenant, "name", "") or "Wi-Fi"
-        messaging.queue_messages(
-            [
-                Message(
-                    channel=Channel.SMS,
-                    to=phone,
-                    body=f"{name} Wi-Fi: your free trial code is {code}. "
-                    f"It works for {cfg.code_minutes} minutes.",
-                    template_key="hotspot_trial_code",
-                    related="hotspot trial",
-                )
-            ]
-        )
+        if send:
+            name = getattr(connection.tenant, "name", "") or "Wi-Fi"
+            text = f"{name} Wi-Fi: your code to {why} is {code}. It works for "
+            messaging.queue_messages(
+                [
+                    Message(
+                        channel=Channel.SMS,
+                        to=phone,
+                        body=f"{text}{cfg.code_minutes} minutes.",
+                        template_key=PHONE_CODE_TEMPLATE,
+                        related="hotspot",
+                    )
+                ]
+            )
     return None
+
+
+def check_phone_code(phone: str, code: str, *, now) -> None:
+    """Use up the newest code sent to `phone` if `code` is it; CaptiveError otherwise
+    (each wrong entry uses one of the code's tries, as the portal's do). Inside the
+    caller's transaction."""
+    from portal.models import PortalSettings
+
+    cfg = PortalSettings.load()
+    _lock(f"phone:{phone}")
+    latest = PhoneCode.objects.select_for_update().filter(phone=phone).first()
+    if (
+        latest is None
+        or latest.used_at is not None
+        or latest.expires_at <= now
+        or latest.tries >= cfg.tries_per_code
+    ):
+        raise CaptiveError("That code has expired. Ask for a new one.")
+    typed = "".join(ch for ch in code or "" if ch.isdigit())
+    if not constant_time_compare(_code_hash(phone, typed), latest.code_hash):
+        PhoneCode.objects.filter(pk=latest.pk).update(tries=latest.tries + 1)
+        raise CaptiveError("That code is wrong.")
+    latest.used_at = now
+    latest.save(update_fields=["used_at"])
+
+
+def send_trial_code(device: Device, phone: str, *, now) -> str | None:
+    if trial_used(phone, now) is not None:
+        return "This phone had its free trial already. Buy a package instead."
+    return send_phone_code(device, phone, why="start your free trial", send=True, now=now)
 
 
 def start_trial(device: Device, phone: str, code: str, *, now) -> Entitlement:
     """Check the code sent to `phone` and give this device the trial package once per
     phone per the ISP's period; CaptiveError in words otherwise."""
     from hotspot import entitlements
-    from portal.models import PortalSettings
 
-    cfg = PortalSettings.load()
     router = router_of(device)
     package = trial_package(router)
     if package is None:
         raise CaptiveError("There is no free trial on this Wi-Fi.")
+    # The code is used up (or its try counted) whatever follows.
     with transaction.atomic():
-        _lock(f"phone:{phone}")
-        latest = PhoneCode.objects.select_for_update().filter(phone=phone).first()
-        if (
-            latest is None
-            or latest.used_at is not None
-            or latest.expires_at <= now
-            or latest.tries >= cfg.tries_per_code
-        ):
-            raise CaptiveError("That code has expired. Ask for a new one.")
-        typed = "".join(ch for ch in code or "" if ch.isdigit())
-        if not constant_time_compare(_code_hash(phone, typed), latest.code_hash):
-            latest.tries += 1
-            latest.save(update_fields=["tries"])
-            raise CaptiveError("That code is wrong.")
-        latest.used_at = now
-        latest.save(update_fields=["used_at"])
+        check_phone_code(phone, code, now=now)
+    with transaction.atomic():
+        _lock(f"trial:{phone}")
         if trial_used(phone, now) is not None:
             raise CaptiveError("This phone had its free trial already. Buy a package instead.")
         login = phone_login(phone)

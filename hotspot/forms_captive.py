@@ -45,7 +45,7 @@ class PaidForm(forms.Form):
     )
 
 
-class TrialPhoneForm(forms.Form):
+class PhoneForm(forms.Form):
     phone = forms.CharField(
         label="Your phone number", max_length=20, widget=forms.TextInput(attrs=PHONE_ATTRS)
     )
@@ -54,7 +54,7 @@ class TrialPhoneForm(forms.Form):
         return _phone(self.cleaned_data["phone"])
 
 
-class TrialCodeForm(TrialPhoneForm):
+class PhoneCodeForm(PhoneForm):
     code = forms.CharField(
         label="The code we sent by SMS",
         max_length=12,

@@ -10,12 +10,13 @@ without them, or with bad ones, is a 400 that says what is missing.
 
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils import timezone
 
 from billing.models import BillingSettings
 from hotspot import captive
 from hotspot.captive import BadDevice, CaptiveError, Device
-from hotspot.forms_captive import BuyForm, PaidForm, TrialCodeForm, TrialPhoneForm, VoucherForm
+from hotspot.forms_captive import BuyForm, PaidForm, PhoneCodeForm, PhoneForm, VoucherForm
 from hotspot.models import Entitlement, Purchase
 from ispops.staff.access import public
 from ispops.staff.forms import client_ip
@@ -197,7 +198,7 @@ def pay_status(request, public_id):
         request.session[ENTITLEMENT_KEY] = progress.entitlement.pk
         if getattr(request, "htmx", False):
             response = HttpResponse(status=204)
-            response["HX-Redirect"] = "/hs/connect/"
+            response["HX-Redirect"] = reverse("captive:connect")
             return response
         return redirect("captive:connect")
     context = {"device": device, "purchase": purchase, "progress": progress}
@@ -209,29 +210,56 @@ def pay_status(request, public_id):
 
 @public
 def already_paid(request):
+    """Join what was bought: by the M-Pesa code from the SMS (proof enough), or by the
+    phone that paid, proven by a code sent to it."""
     try:
         device = device_for(request)
     except BadDevice as exc:
         return bad_device(request, exc)
-    form = PaidForm(request.POST or None)
-    status = 200
-    if request.method == "POST":
-        status = 400
+    if request.method != "POST":
+        return page(request, "hotspot/captive/paid.html", {"form": PaidForm()})
+    now = timezone.now()
+    if captive.locked_out(device, now):
+        form = PaidForm(request.POST)
+        form.full_clean()
+        form.add_error(None, "Too many tries from this device. Wait a while and try again.")
+        return page(request, "hotspot/captive/paid.html", {"form": form}, status=429)
+    if "code" in request.POST:
+        form = PhoneCodeForm(request.POST)
         if form.is_valid():
-            now = timezone.now()
-            if captive.locked_out(device, now):
-                form.add_error(None, "Too many tries from this device. Wait a while.")
-                return page(request, "hotspot/captive/paid.html", {"form": form}, status=429)
-            found = captive.already_paid(device, form.cleaned_data["paid_with"], now=now)
+            try:
+                found = captive.join_by_phone(
+                    device, form.cleaned_data["phone"], form.cleaned_data["code"], now=now
+                )
+            except CaptiveError as exc:
+                form.add_error(None, str(exc))
+            else:
+                return _given(request, found)
+        return page(request, "hotspot/captive/paid.html", {"form": form, "asked": True}, 400)
+    form = PaidForm(request.POST)
+    if form.is_valid():
+        typed = form.cleaned_data["paid_with"]
+        phone = captive.normalise(typed)
+        if phone is not None:
+            refused = captive.ask_paid_by_phone(device, phone, now=now)
+            if refused is None:
+                code_form = PhoneCodeForm(initial={"phone": phone})
+                return page(
+                    request, "hotspot/captive/paid.html", {"form": code_form, "asked": True}
+                )
+            form.add_error(None, refused)
+        else:
+            receipt = captive.receipt_of(typed)
+            found = captive.paid_by(device, receipt=receipt) if receipt else None
             if found is not None:
                 return _given(request, captive.rebind(device, found))
             captive.count_wrong(device, now)
             form.add_error(
                 None,
-                "We found no package bought with that phone or M-Pesa code on this Wi-Fi. "
-                "If you paid minutes ago, wait a moment and try again.",
+                "We found no package bought with that M-Pesa code on this Wi-Fi. If you "
+                "paid minutes ago, wait a moment and try again.",
             )
-    return page(request, "hotspot/captive/paid.html", {"form": form}, status=status)
+    return page(request, "hotspot/captive/paid.html", {"form": form}, status=400)
 
 
 @public
@@ -243,12 +271,12 @@ def trial(request):
     package = captive.trial_package(captive.router_of(device))
     if package is None:
         return bad_device(request, BadDevice("there is no free trial on this Wi-Fi"))
-    context = {"package": package, "form": TrialPhoneForm()}
+    context = {"package": package, "form": PhoneForm()}
     if request.method != "POST":
         return page(request, "hotspot/captive/trial.html", context)
     now = timezone.now()
     if "code" in request.POST:
-        form = TrialCodeForm(request.POST)
+        form = PhoneCodeForm(request.POST)
         context.update(form=form, asked=True)
         if form.is_valid():
             try:
@@ -260,13 +288,13 @@ def trial(request):
             else:
                 return _given(request, entitlement)
         return page(request, "hotspot/captive/trial.html", context, status=400)
-    form = TrialPhoneForm(request.POST)
+    form = PhoneForm(request.POST)
     context["form"] = form
     if form.is_valid():
         phone = form.cleaned_data["phone"]
         refused = captive.send_trial_code(device, phone, now=now)
         if refused is None:
-            context.update(form=TrialCodeForm(initial={"phone": phone}), asked=True)
+            context.update(form=PhoneCodeForm(initial={"phone": phone}), asked=True)
             return page(request, "hotspot/captive/trial.html", context)
         form.add_error(None, refused)
     return page(request, "hotspot/captive/trial.html", context, status=400)
