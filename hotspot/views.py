@@ -129,7 +129,7 @@ def batch_list(request):
     batches = batches_for(request.user).annotate(
         sold=Count("vouchers", filter=Q(vouchers__state__in=["sold", "redeemed"])),
         redeemed=Count("vouchers", filter=Q(vouchers__state="redeemed")),
-    )
+    ).order_by("-created_at", "-id")
     page = Paginator(batches, PER_PAGE).get_page(request.GET.get("page"))
     return render(
         request,

@@ -68,7 +68,7 @@ def _batch_figures(batches):
     return batches.annotate(
         held=Count("vouchers", filter=Q(vouchers__state=Voucher.State.ASSIGNED)),
         sold=Count("vouchers", filter=Q(vouchers__state__in=["sold", "redeemed"])),
-    )
+    ).order_by("-created_at", "-id")
 
 
 @roles(Role.AGENT)
