@@ -20,7 +20,9 @@ phones are not), the same phone buying again stacks on the same login by the ISP
 "I already paid" finds it by the phone, and a leading 0 never collides with a voucher
 code (codes have no 0). In both cases, when this device is already on a live login of
 this router, what it redeems or buys goes to that login, under the stacking rule, and
-the outcome is shown before confirming. Passwords are random per login.
+the outcome is shown before confirming. A voucher's password is its code; a phone
+login's is random (hotspot.entitlements.grant); a login keeps its password while it
+has a live entitlement.
 """
 
 import base64
@@ -81,6 +83,7 @@ OCTAL = re.compile(r"(?:\\[0-7]{1,3})+")
 
 PROMPT_WINDOW = timedelta(minutes=30)
 PROMPTS_PER_WINDOW = 5
+PROMPTS_PER_ADDRESS = 10
 ONE_PROMPT = timedelta(minutes=2)
 
 
@@ -471,8 +474,13 @@ def start_purchase(device: Device, package: Package, phone: str, *, login: str, 
         )
         if pending is not None:
             return pending
-        recent = Purchase.objects.filter(phone=phone, created_at__gte=now - PROMPT_WINDOW)
-        if recent.count() >= PROMPTS_PER_WINDOW:
+        recent = Purchase.objects.filter(created_at__gte=now - PROMPT_WINDOW)
+        # Per phone, and per address: prompts are pushed to phones that did not ask for
+        # them, so one connection may not send many, to one number or to many.
+        if (
+            recent.filter(phone=phone).count() >= PROMPTS_PER_WINDOW
+            or recent.filter(ip=device.ip).count() >= PROMPTS_PER_ADDRESS
+        ):
             raise CaptiveError("Too many payment requests. Wait a few minutes and try again.")
         purchase = Purchase.objects.create(
             reference=new_reference(),

@@ -83,10 +83,13 @@ def _actor(request, what: str) -> str:
 
 
 def _home_context(device: Device) -> dict:
+    from hotspot.vouchers import validity_text
+
     router = captive.router_of(device)
+    packages = captive.packages_for(router)
     return {
         "device": device,
-        "packages": captive.packages_for(router),
+        "packages": [(p, validity_text(p.validity_minutes)) for p in packages],
         "live": captive.device_entitlement(device),
         "trial": captive.trial_package(router),
     }

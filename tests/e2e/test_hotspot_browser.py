@@ -179,3 +179,28 @@ def test_a_phone_buys_an_hour_by_stk_and_is_logged_in_on_the_router(world, servl
         world.sim.callback_delay = 0.0
     assert servlet.logins == [(mobile, servlet.mac)]
     assert len(session_for(world, servlet.mac)) == 1
+
+
+@pytest.fixture
+def phone_without_js(browser):
+    """A 360 x 780 phone whose browser runs no JavaScript."""
+    context = browser.new_context(viewport={"width": 360, "height": 780}, java_script_enabled=False)
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    yield page
+    context.close()
+
+
+def test_without_javascript_every_step_is_a_button(world, servlet, hour, phone_without_js):
+    page = phone_without_js
+    code = vouchers.generate_batch(hour, 1, actor=world.tenant.owner).vouchers.get().code
+    page.goto(f"{servlet.url}/")
+    page.get_by_role("button", name="Continue").click()  # login.html's own button
+    page.wait_for_url(re.compile(r"/hs/"))
+    page.fill("input[name=code]", code)
+    page.get_by_role("button", name="Use voucher").click()
+    # The page refreshes itself until the router holds the login, then shows the button.
+    page.get_by_role("button", name="Connect").click(timeout=30_000)
+    page.get_by_text("You are connected").wait_for()
+    assert len(session_for(world, servlet.mac)) == 1
+    assert_fits(page)
