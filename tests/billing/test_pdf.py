@@ -49,8 +49,10 @@ def pdf_text(data: bytes) -> str:
     """The PDF's text: pdftotext if the machine has it; otherwise each text run decoded
     with every ToUnicode map in the file (WeasyPrint writes glyph ids, not characters)."""
     if shutil.which("pdftotext"):
+        # -raw: in content-stream order, so rotated text (the VOID watermark) comes out
+        # whole rather than letter by letter in layout order.
         done = subprocess.run(
-            ["pdftotext", "-", "-"], input=data, capture_output=True, check=True, timeout=30
+            ["pdftotext", "-raw", "-", "-"], input=data, capture_output=True, check=True, timeout=30
         )
         return done.stdout.decode()
     streams = _streams(data)
