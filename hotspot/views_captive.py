@@ -305,9 +305,10 @@ def trial(request):
 
 @public
 def connect(request):
-    """Log the device in with what this session was given: a form the browser posts to
-    the router's login servlet (JavaScript submits it; without, the button does), or,
-    when the page has no such address, the router over its API."""
+    """Log the device in with what this session was given: first a form the browser
+    posts to the router's login servlet (JavaScript submits it; without, the button
+    does); else, on a POST here (no such address on the page, or the router sent the
+    phone back with an error), the router over its API."""
     try:
         device = device_for(request)
     except BadDevice as exc:
@@ -318,9 +319,9 @@ def connect(request):
     entitlement = captive.login_target(entitlement)
     ready = captive.on_router(entitlement)
     context = {"device": device, "entitlement": entitlement, "ready": ready}
-    if ready and device.can_post_login:
-        context["login"] = captive.router_login(device, entitlement)
-    elif ready and request.method == "POST":
+    if ready and request.method == "POST":
         captive.login_over_api(device, entitlement)
         context["api_login"] = True
+    elif ready and device.can_post_login:
+        context["login"] = captive.router_login(device, entitlement)
     return page(request, "hotspot/captive/connect.html", context)

@@ -253,3 +253,32 @@ def test_a_second_voucher_on_a_live_login_shows_the_stacking_outcome_first(
     live.refresh_from_db()
     assert live.minutes == 120 and live.login == first  # same login: extended, not beside
     assert Entitlement.objects.filter(state="live").count() == 1
+
+
+def test_without_a_login_address_the_router_logs_the_device_in_over_its_api(
+    phone, router, make_batch, monkeypatch, django_capture_on_commit_callbacks
+):
+    from hotspot import tasks_captive
+
+    sent = []
+    monkeypatch.setattr(tasks_captive.login_device_task, "delay", lambda *a: sent.append(a))
+    code = make_batch(count=1).vouchers.get().code
+    opened(phone, router, **{"link-login-only": None})
+    phone.post("/hs/voucher/", {"code": code})
+    entitlement = Entitlement.objects.get(voucher__code=code)
+    Entitlement.objects.filter(pk=entitlement.pk).update(router_pending=False)
+    page = phone.get("/hs/connect/").content.decode()
+    assert "router-login" not in page and 'action="/hs/connect/"' in page
+    with django_capture_on_commit_callbacks(execute=True):
+        response = phone.post("/hs/connect/")
+    assert "You are being connected" in response.content.decode()
+    assert sent == [(entitlement.pk, "10.5.50.23", MAC)]
+
+
+def test_a_router_error_brings_back_a_connect_button_that_uses_the_api(phone, router, make_batch):
+    code = make_batch(count=1).vouchers.get().code
+    opened(phone, router)
+    phone.post("/hs/voucher/", {"code": code})
+    page = opened(phone, router, error="invalid username or password").content.decode()
+    assert "The router says: invalid username or password" in page
+    assert '<form method="post" action="/hs/connect/">' in page
