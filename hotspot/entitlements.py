@@ -303,13 +303,13 @@ def _extend(live: Entitlement, package: Package, now: datetime) -> Entitlement:
             if live.data_limit_bytes is None
             else live.guard_bytes + (package.data_limit_bytes or 0)
         )
-    # Warned at 80 % of the old limit is not 80 % of the new one.
-    if (
-        live.data_limit_bytes is not None
-        and live.warned_percent
-        and live.used_bytes * 100 < live.data_limit_bytes * live.warned_percent
-    ):
-        live.warned_percent = 0
+    # Warned at 80 % of the old limit is not 80 % of the new one: the buyer is told
+    # again when the new limit's thresholds are crossed.
+    if live.data_limit_bytes is not None and live.warned_percent:
+        level = HotspotSettings.load().warn_at_percent
+        percent = live.used_bytes * 100 // live.data_limit_bytes
+        passed = 100 if percent >= 100 else level if percent >= level else 0
+        live.warned_percent = min(live.warned_percent, passed)
     live.router_pending, live.router_next_at, live.router_attempts = True, now, 0
     live.save(
         update_fields=[

@@ -497,6 +497,16 @@ def login_device(entitlement: Entitlement, ip: str, mac: str) -> bool:
     from hotspot import entitlements
 
     entitlement.refresh_from_db()
+    if entitlement.state == Entitlement.State.QUEUED:
+        # Queued behind the live one of the same login (and password): log in as that.
+        entitlement = (
+            Entitlement.objects.filter(
+                router_id=entitlement.router_id,
+                login=entitlement.login,
+                state=Entitlement.State.LIVE,
+            ).first()
+            or entitlement
+        )
     if entitlement.state != Entitlement.State.LIVE:
         return False
     router = entitlement.router

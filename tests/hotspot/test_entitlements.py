@@ -106,6 +106,14 @@ def test_extend_rule_same_package_adds_time_and_data(hs_router, hour):
     assert [g.outcome for g in again.grants.all()] == ["new", "extend"]
 
 
+def test_an_extension_lets_the_buyer_be_warned_again_under_the_new_limit(hs_router, hour):
+    first = give(hs_router, hour)
+    Entitlement.objects.filter(pk=first.pk).update(used_bytes=450 * 10**6, warned_percent=80)
+    give(hs_router, hour)  # 450 MB of 1 GB: under 80 % again
+    first.refresh_from_db()
+    assert first.warned_percent == 0
+
+
 def test_extend_rule_another_package_queues_after_the_current_one(hs_router, hour, day):
     rule(Stacking.EXTEND)
     first = give(hs_router, hour)

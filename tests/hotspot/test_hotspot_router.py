@@ -212,6 +212,16 @@ def test_login_over_the_api_writes_the_user_first_and_starts_a_first_login_packa
     assert entitlement.ends_at - entitlement.starts_at == timedelta(days=7)
 
 
+def test_login_over_the_api_with_a_queued_entitlement_logs_in_as_the_live_one(
+    hs_router, emulator, hour, day
+):
+    give(hs_router, hour)
+    queued = give(hs_router, day)  # another package: queued on the same login
+    assert router.login_device(queued, "10.5.50.32", MAC) is True
+    (session,) = rows(emulator, "/ip/hotspot/active", user="guest1")
+    assert session["mac-address"] == MAC
+
+
 def test_login_over_the_api_of_an_ended_entitlement_is_refused(hs_router, emulator, hour):
     entitlement = give(hs_router, hour)
     entitlements.end(entitlement, reason="revoked", now=timezone.now())
