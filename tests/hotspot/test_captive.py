@@ -11,6 +11,8 @@ from urllib.parse import urlencode
 import pytest
 from django.test import Client
 from django.utils import timezone
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from hotspot import captive
 from hotspot.models import CodeAttempt, Entitlement, HotspotSettings, Package
@@ -282,3 +284,26 @@ def test_a_router_error_brings_back_a_connect_button_that_uses_the_api(phone, ro
     page = opened(phone, router, error="invalid username or password").content.decode()
     assert "The router says: invalid username or password" in page
     assert '<form method="post" action="/hs/connect/">' in page
+
+
+FUZZ_TEXT = st.one_of(
+    st.text(max_size=40),
+    st.sampled_from(["", "---", "\\371", "\\1234", "00:11:22:33:44:55", "10.5.50.1", "http://"]),
+)
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(values=st.dictionaries(st.sampled_from(["r", *captive.FORWARDED]), FUZZ_TEXT))
+def test_whatever_the_router_variables_hold_the_page_is_200_or_a_400_never_a_500(
+    phone, router, values
+):
+    query = device_query(router)
+    query.update(values)
+    response = phone.get("/hs/?" + urlencode(query))
+    assert response.status_code in (200, 400)
+    if response.status_code == 400:
+        assert 'id="reason">Why: ' in response.content.decode()
