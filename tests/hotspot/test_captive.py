@@ -307,3 +307,42 @@ def test_whatever_the_router_variables_hold_the_page_is_200_or_a_400_never_a_500
     assert response.status_code in (200, 400)
     if response.status_code == 400:
         assert 'id="reason">Why: ' in response.content.decode()
+
+
+def test_buying_onto_a_live_login_shows_the_stacking_outcome_and_sends_nothing_yet(
+    phone, router, make_batch, package
+):
+    from payments.models import StkRequest
+
+    code = make_batch(count=1).vouchers.get().code
+    opened(phone, router)
+    phone.post("/hs/voucher/", {"code": code})
+    response = phone.post("/hs/buy/", {"package": package.pk, "phone": "0712 000 555"})
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert f"Buy {package.name}?" in page and "This adds 1 hour" in page
+    assert 'name="confirm" value="on"' in page
+    assert not StkRequest.objects.exists()
+
+
+def test_a_package_not_sold_here_cannot_be_bought(phone, router, elsewhere):
+    there = Package.objects.create(
+        name="There only", price=50, validity_minutes=60, download_kbps=1000, upload_kbps=500
+    )
+    there.routers.add(elsewhere)
+    opened(phone, router)
+    assert phone.get(f"/hs/buy/?package={there.pk}").status_code == 400
+    response = phone.post("/hs/buy/", {"package": there.pk, "phone": "0712000555"})
+    assert response.status_code == 400
+
+
+def test_the_page_reads_the_same_few_queries_with_many_packages(
+    phone, router, django_assert_max_num_queries
+):
+    for n in range(12):
+        Package.objects.create(
+            name=f"P{n}", price=10 + n, validity_minutes=60, download_kbps=1000, upload_kbps=500
+        )
+    opened(phone, router)
+    with django_assert_max_num_queries(12):
+        assert phone.get("/hs/?" + urlencode(device_query(router))).status_code == 200
