@@ -153,11 +153,12 @@ DEFAULT_TEMPLATES: dict[str, DefaultTemplate] = {
     # who may be nobody's customer record.
     "hotspot_voucher": DefaultTemplate(
         label="Hotspot: voucher code",
-        sms="{{ isp_name }} Wi-Fi voucher {{ code }}: {{ package }}, {{ validity }} "
-        "({{ amount }}). Join the Wi-Fi and enter the code, or open {{ link }}",
+        sms='{{ customer.name|default:"Hello" }}, your {{ isp_name }} Wi-Fi code is {{ code }} '
+        "({{ package }}, {{ validity }}). Enter it on the Wi-Fi page: {{ link }}",
         email_subject="Your {{ isp_name }} Wi-Fi voucher",
-        email_body="Your Wi-Fi voucher code is {{ code }}: {{ package }}, {{ validity }} "
-        "({{ amount }}).\n\nJoin the Wi-Fi and enter the code, or open {{ link }}" + _SIGN,
+        email_body='Dear {{ customer.name|default:"customer" }},\n\nYour Wi-Fi voucher code '
+        "is {{ code }}: {{ package }}, {{ validity }} ({{ amount }}).\n\nJoin the Wi-Fi and "
+        "enter the code on the page that opens, or open {{ link }}" + _SIGN,
         variables=("code", "package", "validity", "amount", "link"),
     ),
     # Support tickets (tickets app)
