@@ -18,6 +18,7 @@ Error texts of a refused login are the hotspot's own page errors; whether the AP
 carries exactly these words is [unverified].
 """
 
+import heapq
 import ipaddress
 
 from network.emulator.state import (
@@ -110,8 +111,11 @@ class Hotspot:
     def __init__(self, state):
         self.state = state
         self.by_user: dict[str, list[int]] = {}  # user -> its /ip/hotspot/active ids
-        self.dirty = True  # limits or sessions changed: deadlines to compute again
-        self.next_due: float | None = None
+        # Limits: each user's next deadline in a heap of (moment, user, version); a user
+        # whose sessions or limits changed is `stale` until the next tick.
+        self.heap: list[tuple[float, str, int]] = []
+        self.version: dict[str, int] = {}
+        self.stale: set[str] = set()
 
     def attach(self):
         self.state.menus[COOKIE].live = self._live_cookie
@@ -242,7 +246,7 @@ class Hotspot:
             state.addresses_in_use.add(address)
             if profile.get("add-mac-cookie", "true") == "true":
                 self._add_cookie(name, mac.upper(), profile, now)
-            self.dirty = True
+            self.stale.add(name)
             return row_id
 
     def _add_cookie(self, name, mac, profile, now):
@@ -285,7 +289,7 @@ class Hotspot:
                     rx_base=traffic.rx_base,
                     tx_base=traffic.tx_base,
                 )
-            self.dirty = True
+            self.stale.add(name)
 
     def live_active(self, row_id, row, now):
         meta = self.state.menus[ACTIVE].meta.get(row_id, {})
@@ -337,7 +341,7 @@ class Hotspot:
                 del state.hotspot_sessions[name]
         state.addresses_in_use.discard(row["address"])
         state._drop_extras(meta)
-        self.dirty = True
+        self.stale.add(name)
         user = self._user(name)
         if user is not None and fold:
             for field in COUNTER_FIELDS:
@@ -351,7 +355,7 @@ class Hotspot:
         self.by_user = {}
         for row_id, row in self.state.menus[ACTIVE].rows.items():
             self.by_user.setdefault(row["user"], []).append(row_id)
-        self.dirty = True
+        self.heap, self.stale = [], set(self.by_user)
 
     def reboot(self):
         """Sessions vanish with their unsaved counters; ids and router uptime restart."""
@@ -367,67 +371,91 @@ class Hotspot:
 
     # ------------------------------------------------------------------ limits
 
+    def changed(self, path, verb, args):
+        """A write is about to be applied on a hotspot menu: the users whose limits it
+        may move get their deadlines computed again at the next tick (all of them for a
+        profile change)."""
+        if path == USER and verb == "add":
+            self.stale.add(args.get("name", ""))
+        elif path == USER:
+            users = self.state.menus[USER]
+            try:
+                ids = self.state.resolve(users, args.get(".id", args.get("numbers", "")))
+            except ApiError:
+                return
+            for row_id in ids:
+                self.stale.add(users.rows[row_id].get("name", ""))
+        elif path == PROFILE:
+            self.stale.update(self.by_user)
+
     def tick(self):
         """Cut the sessions whose user reached limit-bytes-total or limit-uptime, at the
-        moment they reached it. Cheap when nothing is due (a deadline is kept)."""
+        moment they reached it. Each user's next deadline is kept in a heap (computed
+        again only when its sessions or limits change), so a tick costs little."""
         state = self.state
         with state.lock:
             now = state.clock()
-            if not self.dirty and (self.next_due is None or now < self.next_due):
-                return
-            for _ in range(1000):  # each round ends at least one session, or stops
-                due = self._deadlines(now)
-                ended = False
-                for at, row_ids, name, limit in due:
-                    if at <= now:
-                        for row_id in row_ids:
-                            if row_id in state.menus[ACTIVE].rows:
-                                self.end_session(row_id, at=at)
-                                ended = True
-                        user = self._user(name)
-                        if limit and user is not None and _user_bytes(user) < limit:
-                            # Counters round down per direction: the cut is at the limit.
-                            user["bytes-out"] = str(
-                                int(user.get("bytes-out", "0")) + limit - _user_bytes(user)
-                            )
-                if not ended:
-                    break
-            self.dirty = False
-            future = [due[0] for due in self._deadlines(now) if due[0] > now]
-            self.next_due = min(future) if future else None
+            if self.stale:
+                for name in self.stale:
+                    self._schedule(name, now)
+                self.stale.clear()
+            while self.heap and self.heap[0][0] <= now:
+                _, name, version = heapq.heappop(self.heap)
+                if self.version.get(name) != version:
+                    continue  # superseded by a later computation
+                for due_at, row_ids, limit in self._due(name, now):
+                    if due_at > now:
+                        continue
+                    for row_id in row_ids:
+                        if row_id in state.menus[ACTIVE].rows:
+                            self.end_session(row_id, at=due_at)
+                    user = self._user(name)
+                    if limit and user is not None and _user_bytes(user) < limit:
+                        # Counters round down per direction: the cut is at the limit.
+                        user["bytes-out"] = str(
+                            int(user.get("bytes-out", "0")) + limit - _user_bytes(user)
+                        )
+                self.stale.discard(name)
+                self._schedule(name, now)
 
-    def _deadlines(self, now) -> list[tuple]:
-        """(moment, session ids, user, byte limit or 0) at which sessions reach their
-        user's limits."""
+    def _schedule(self, name, now):
+        self.version[name] = self.version.get(name, 0) + 1
+        due = [at for at, _, _ in self._due(name, now)]
+        if due:
+            heapq.heappush(self.heap, (min(due), name, self.version[name]))
+
+    def _due(self, name, now) -> list[tuple]:
+        """(moment, session ids, byte limit or 0) at which `name`'s sessions reach its
+        limits."""
         active = self.state.menus[ACTIVE]
+        ids = self.by_user.get(name)
+        user = self._user(name)
+        if user is None or not ids:
+            return []
         out = []
-        for name, ids in self.by_user.items():
-            user = self._user(name)
-            if user is None or not ids:
-                continue
-            limit_bytes = int(user.get("limit-bytes-total", "0") or 0)
-            if limit_bytes:
-                allowance = limit_bytes - _user_bytes(user)
-                rate = 0.0
-                offset = 0.0
-                for row_id in ids:
-                    traffic = _traffic(active.meta.get(row_id, {}))
-                    per_second = (traffic.rx_bps + traffic.tx_bps) / 8
-                    rate += per_second
-                    offset += traffic.rx_base + traffic.tx_base - per_second * traffic.since
-                if allowance <= 0:
-                    out.append((now, list(ids), name, limit_bytes))
-                elif rate > 0:
-                    at = (allowance - offset) / rate
-                    # Never before a session began (the counters then read the limit).
-                    starts = max(active.meta.get(i, {}).get("started", now) for i in ids)
-                    out.append((max(at, starts), list(ids), name, limit_bytes))
-            limit_uptime = parse_duration(user.get("limit-uptime", "") or "")
-            if limit_uptime:
-                left = limit_uptime - (parse_duration(user.get("uptime", "0s")) or 0)
-                for row_id in ids:
-                    started = active.meta.get(row_id, {}).get("started", now)
-                    out.append((started + max(left, 0), [row_id], name, 0))
+        limit_bytes = int(user.get("limit-bytes-total", "0") or 0)
+        if limit_bytes:
+            allowance = limit_bytes - _user_bytes(user)
+            rate = 0.0
+            offset = 0.0
+            for row_id in ids:
+                traffic = _traffic(active.meta.get(row_id, {}))
+                per_second = (traffic.rx_bps + traffic.tx_bps) / 8
+                rate += per_second
+                offset += traffic.rx_base + traffic.tx_base - per_second * traffic.since
+            if allowance <= 0:
+                out.append((now, list(ids), limit_bytes))
+            elif rate > 0:
+                at = (allowance - offset) / rate
+                # Never before a session began (the counters then read the limit).
+                starts = max(active.meta.get(i, {}).get("started", now) for i in ids)
+                out.append((max(at, starts), list(ids), limit_bytes))
+        limit_uptime = parse_duration(user.get("limit-uptime", "") or "")
+        if limit_uptime:
+            left = limit_uptime - (parse_duration(user.get("uptime", "0s")) or 0)
+            for row_id in ids:
+                started = active.meta.get(row_id, {}).get("started", now)
+                out.append((started + max(left, 0), [row_id], 0))
         return out
 
 

@@ -653,6 +653,10 @@ class RouterState:
 
         self.hotspot = hotspot.Hotspot(self)
         self.menus.update({menu.path: menu for menu in hotspot.menus()})
+        # PPPoE session counters within the profile's limit, ids after a reboot.
+        from network.emulator import pppoe_usage
+
+        self.pppoe = pppoe_usage.PppoeUsage(self)
         self.traffic: dict[int, Traffic] = {}  # /interface id -> counters
         self.session_counter = 0
         self.ppp_sessions: dict[str, int] = {}  # name -> /ppp/active id
@@ -784,7 +788,7 @@ class RouterState:
             if path.startswith("/ip/hotspot"):
                 self.hotspot.tick()
                 if verb in HOTSPOT_WRITES:
-                    self.hotspot.dirty = True
+                    self.hotspot.changed(path, verb, args)
                 if command in HOTSPOT_COMMANDS:
                     return self.hotspot.execute(command, args)
             if command == "/interface/monitor-traffic":
@@ -1507,6 +1511,7 @@ class RouterState:
             self.ppp_sessions[name] = row_id
             self.addresses_in_use.add(address)
             secret["last-caller-id"] = caller_id
+            self.pppoe.session_up(name)
             return format_id(row_id)
 
     def _end_ppp(self, row_id, reason):
@@ -1526,6 +1531,7 @@ class RouterState:
             secret["last-logged-out"] = format_clock(self.clock())
             secret["last-caller-id"] = row.get("caller-id", "")
             secret["last-disconnect-reason"] = reason
+        self.pppoe.session_down(reason)
 
     def _hotspot_login(self, name, *, address, mac) -> str:
         from network.emulator.hotspot import LoginRefused
