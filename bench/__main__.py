@@ -25,6 +25,7 @@ from bench import (  # noqa: E402
     billing,
     expiry,
     foundation,
+    hotspot,
     payments,
     portal,
     properties,
@@ -41,6 +42,7 @@ SUITES = {
     "expiry": expiry.run,
     "properties": properties.run,
     "portal": portal.run,
+    "hotspot": hotspot.run,
 }
 
 
