@@ -304,6 +304,13 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 60.0,
         "args": ["billing.tasks.enforce_expiry"],
     },
+    # PPPoE usage and fair use (network.pppoe_usage, network.fup): a poll a minute, so
+    # a threshold acts within one poll and a top-up or a new period within 60 s.
+    "poll-pppoe-usage": {
+        "task": "ispops.tasks.fan_out",
+        "schedule": 60.0,
+        "args": ["network.tasks.poll_pppoe_usage"],
+    },
     "check-drift": {
         "task": "ispops.tasks.fan_out",
         "schedule": crontab(minute=23, hour="*/6"),

@@ -5,6 +5,7 @@ import re
 
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.db.models import Q
 from django.utils import timezone
 
 from ispops.lib.crypto import EncryptedTextField
@@ -295,3 +296,99 @@ class DriftItem(models.Model):
 
     def __str__(self):
         return f"{self.get_kind_display()}: {self.username}"
+
+
+# --- PPPoE usage and fair use (issue 14; network.pppoe_usage, network.fup) --------------
+
+
+class FupLevel(models.TextChoices):
+    """What a PPPoE account's data allowance allows now (network.fup)."""
+
+    FULL = "full", "Full speed"
+    THROTTLED = "throttled", "Slowed (fair usage)"
+    BLOCKED = "blocked", "Blocked until a top-up"
+
+
+class UsageMeter(models.Model):
+    """One PPPoE account's meter: the router counters it last saw and the fair-usage
+    level its router item should carry.
+
+    `seen` is {session key: [bytes in, bytes out, start epoch]} (network.pppoe_usage
+    says why a start): a poll counts each session's growth since then, so a counter that
+    restarts (reconnection, reboot) loses nothing that was seen. `polled_at` refuses a
+    reading older than the one already stored (two polls racing)."""
+
+    service_account = models.OneToOneField(
+        "subscribers.ServiceAccount", on_delete=models.CASCADE, related_name="usage_meter"
+    )
+    seen = models.JSONField(default=dict, blank=True)
+    polled_at = models.DateTimeField(null=True, blank=True)
+    # Changed only by network.fup.evaluate's conditional update, which queues the router
+    # job in the same transaction; provisioning writes the profile this names.
+    fup_level = models.CharField(max_length=10, choices=FupLevel.choices, default=FupLevel.FULL)
+    fup_changed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            # The periodic evaluation looks at every account not at full speed.
+            models.Index(
+                fields=["fup_level"], name="usagemeter_limited", condition=~Q(fup_level="full")
+            ),
+        ]
+
+    def __str__(self):
+        return f"meter of {self.service_account_id}"
+
+
+class UsagePeriod(models.Model):
+    """Bytes one PPPoE account used in one usage period (network.fup.period_start):
+    in = what the router received from the subscriber (upload), out = download."""
+
+    service_account = models.ForeignKey(
+        "subscribers.ServiceAccount", on_delete=models.CASCADE, related_name="usage_periods"
+    )
+    period_start = models.DateField()
+    bytes_in = models.BigIntegerField(default=0)
+    bytes_out = models.BigIntegerField(default=0)
+    # 0, 80 or 100: the SMS already sent this period (claimed by a conditional update).
+    warned_percent = models.PositiveSmallIntegerField(default=0)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-period_start"]
+        constraints = [
+            # A poll adds to the period's row with INSERT ... ON CONFLICT on this.
+            models.UniqueConstraint(
+                fields=["service_account", "period_start"], name="usage_period_once"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.service_account_id} from {self.period_start}"
+
+    @property
+    def total(self) -> int:
+        return self.bytes_in + self.bytes_out
+
+
+class DataTopUp(models.Model):
+    """Extra data for one account in one usage period (a staff action now; the portal
+    and captive page can call network.fup.top_up later). Rows are never edited: the
+    period's allowance is the plan's cap plus the sum of these."""
+
+    service_account = models.ForeignKey(
+        "subscribers.ServiceAccount", on_delete=models.CASCADE, related_name="data_top_ups"
+    )
+    period_start = models.DateField()
+    gigabytes = models.PositiveIntegerField()
+    created_by = models.CharField(max_length=200)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["service_account", "period_start"], name="topup_account_period")
+        ]
+
+    def __str__(self):
+        return f"{self.gigabytes} GB for {self.service_account_id}"

@@ -39,6 +39,16 @@ def downsample_samples() -> int:
 
 
 @shared_task
+def poll_pppoe_usage() -> int:
+    """Every minute: count PPPoE usage from the session counters, then fair use (the
+    slower or capped profile, SMS at 80 % and 100 %, full speed back at a new period or
+    after a top-up)."""
+    from network import pppoe_usage
+
+    return pppoe_usage.poll_all()
+
+
+@shared_task
 def fix_drift(router_id: int, actor_label: str) -> int:
     from network.models import Router
 

@@ -96,6 +96,14 @@ KINDS: tuple[Kind, ...] = (
         template_keys=("hotspot_data_warning", "hotspot_data_used_up"),
     ),
     Kind(
+        key="data_cap",
+        label="Data allowance notices",
+        why="The data of your plan is running low or used up, and your speed is about to "
+        "change: you need to know before it does.",
+        optional=False,
+        template_keys=("data_cap_warning", "data_cap_used_up"),
+    ),
+    Kind(
         key="support",
         label="Answers to your requests",
         why="Replies about the tickets you opened.",

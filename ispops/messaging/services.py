@@ -239,6 +239,27 @@ DEFAULT_TEMPLATES: dict[str, DefaultTemplate] = {
         "online." + _SIGN,
         variables=("package",),
     ),
+    # PPPoE fair usage (network.fup): the plan's data allowance for the period.
+    "data_cap_warning": DefaultTemplate(
+        label="Data allowance running low",
+        sms="{{ customer.name }}, you have used {{ percent }}% of this period's data on your "
+        "{{ plan }} plan; {{ left }} left. {{ isp_name }}",
+        email_subject="You have used {{ percent }}% of your {{ plan }} data",
+        email_body="Dear {{ customer.name }},\n\nYou have used {{ percent }}% of this "
+        "period's data on your {{ plan }} plan; {{ left }} left." + _SIGN,
+        variables=("plan", "percent", "left"),
+    ),
+    "data_cap_used_up": DefaultTemplate(
+        label="Data allowance used up",
+        sms="{{ customer.name }}, this period's data on your {{ plan }} plan is used up. "
+        "{% if slowed %}Your speed is now {{ fup_speed }}{% else %}Your internet is paused"
+        "{% endif %} until the next period or a top-up. {{ isp_name }}",
+        email_subject="Your {{ plan }} data is used up",
+        email_body="Dear {{ customer.name }},\n\nThis period's data on your {{ plan }} plan "
+        "is used up. {% if slowed %}Your speed is now {{ fup_speed }}{% else %}Your "
+        "internet is paused{% endif %} until the next period or a top-up." + _SIGN,
+        variables=("plan", "slowed", "fup_speed"),
+    ),
     "portal_code": DefaultTemplate(
         label="Portal sign-in code",
         sms="{{ customer.name }}, your {{ isp_name }} sign-in code is {{ code }}. It works "
