@@ -126,10 +126,14 @@ def _package_form(request, package):
 
 @roles(*SELLERS)
 def batch_list(request):
-    batches = batches_for(request.user).annotate(
-        sold=Count("vouchers", filter=Q(vouchers__state__in=["sold", "redeemed"])),
-        redeemed=Count("vouchers", filter=Q(vouchers__state="redeemed")),
-    ).order_by("-created_at", "-id")
+    batches = (
+        batches_for(request.user)
+        .annotate(
+            sold=Count("vouchers", filter=Q(vouchers__state__in=["sold", "redeemed"])),
+            redeemed=Count("vouchers", filter=Q(vouchers__state="redeemed")),
+        )
+        .order_by("-created_at", "-id")
+    )
     page = Paginator(batches, PER_PAGE).get_page(request.GET.get("page"))
     return render(
         request,
