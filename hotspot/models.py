@@ -293,6 +293,48 @@ class Grant(models.Model):
         return f"{self.get_outcome_display()}: {self.package}"
 
 
+class Bypass(models.Model):
+    """A device let through the hotspot without a login (a TV, a CCTV camera): an
+    /ip/hotspot/ip-binding of type bypassed for its MAC on one router, until ends_at
+    (empty: until ended by staff). hotspot.router keeps the router in step."""
+
+    class State(models.TextChoices):
+        ACTIVE = "active", "Active"
+        ENDED = "ended", "Ended"
+
+    router = models.ForeignKey(
+        "network.Router", on_delete=models.PROTECT, related_name="hotspot_bypasses"
+    )
+    mac = models.CharField(max_length=17)  # upper case, colon separated
+    note = models.CharField(max_length=200, blank=True)
+    state = models.CharField(max_length=8, choices=State.choices, default=State.ACTIVE)
+    starts_at = models.DateTimeField(default=timezone.now)
+    ends_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    payment = models.OneToOneField(
+        "payments.Payment", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    router_pending = models.BooleanField(default=True)
+    router_error = models.TextField(blank=True)
+    created_by = models.CharField(max_length=200)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            # hotspot.entitlements.add_bypass extends the active one instead of a second.
+            models.UniqueConstraint(
+                fields=["router", "mac"], condition=Q(state="active"), name="one_bypass_per_mac"
+            )
+        ]
+        indexes = [
+            models.Index(fields=["ends_at"], name="bypass_due", condition=Q(state="active")),
+        ]
+
+    def __str__(self):
+        return f"{self.mac} bypassed on {self.router}"
+
+
 class CodeAttempt(models.Model):
     """A voucher code typed on the captive page; wrong ones count towards a lockout of
     the device (MAC) and the address."""
