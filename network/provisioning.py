@@ -9,6 +9,10 @@ What the item should look like follows from the account's status alone:
     suspended   present, disabled, session dropped, address in the suspended list
     otherwise   absent (leads not yet installed, terminated accounts)
 
+A PPPoE secret names its plan's profile, or the plan's fair-usage one while the account
+is over its data allowance (network.fup); a secret whose profile changes has its live
+session dropped, since a session keeps the profile it connected with.
+
 So applying is idempotent and order-independent: whatever jobs ran before, the router
 ends matching the database, and a second apply writes nothing. Every write is read
 back; a router that did not apply it raises NotApplied.
@@ -95,6 +99,91 @@ def max_limit_bits(plan: Plan) -> str:
     return f"{plan.upload_kbps * 1000}/{plan.download_kbps * 1000}"
 
 
+# --- fair use (network.fup) ------------------------------------------------------------
+# A PPPoE account over its data allowance gets another profile of its plan: slowed to
+# the plan's FUP speeds, or "capped" (blocked until a top-up). The capped profile puts
+# the session's address in the suspended list, which the PPPoE walled garden sends to
+# the pay page, and allows 64 kbit/s, so the line stays useless where that garden's
+# rules are not on the router yet (and the portal still loads where they are).
+FUP_SUFFIX, CAPPED_SUFFIX = "-fup", "-capped"
+CAPPED_RATE = "64k/64k"
+
+
+def profile_for(account) -> str:
+    """The PPP profile a PPPoE account's secret names: its plan's, or the plan's fair
+    usage one (network.fup.level_of)."""
+    from network import fup
+    from network.models import FupLevel
+
+    level = fup.level_of(account)
+    if level == FupLevel.THROTTLED and account.plan.fup_download_kbps:
+        return account.plan.name + FUP_SUFFIX
+    if level == FupLevel.BLOCKED:
+        return account.plan.name + CAPPED_SUFFIX
+    return account.plan.name
+
+
+def fup_profiles(accounts) -> dict[str, dict]:
+    """{profile name: the fields it must have} for the fair-usage profiles these
+    accounts name (none for accounts at full speed)."""
+    wanted = {}
+    for account in accounts:
+        plan, name = account.plan, profile_for(account)
+        if name == plan.name:
+            continue
+        if name.endswith(FUP_SUFFIX):
+            up = plan.fup_upload_kbps or plan.fup_download_kbps
+            rate = f"{format_speed(up)}/{format_speed(plan.fup_download_kbps)}"
+            wanted[name] = {"name": name, "rate-limit": rate, "comment": f"ispops fup {plan.pk}"}
+        else:
+            wanted[name] = {
+                "name": name,
+                "rate-limit": CAPPED_RATE,
+                "address-list": settings.SUSPENDED_ADDRESS_LIST,
+                "comment": f"ispops capped {plan.pk}",
+            }
+    return wanted
+
+
+def annotate_levels(accounts) -> None:
+    """Read the fair-usage level of many PPPoE accounts in one query (profile_for then
+    asks nothing more)."""
+    from network.models import FupLevel, UsageMeter
+
+    ids = [a.pk for a in accounts if a.service == ServiceType.PPPOE]
+    levels = dict(
+        UsageMeter.objects.filter(service_account_id__in=ids).values_list(
+            "service_account_id", "fup_level"
+        )
+    )
+    for account in accounts:
+        if account.service == ServiceType.PPPOE:
+            account._fup_level = levels.get(account.pk, FupLevel.FULL)
+
+
+def ensure_fup_profiles(session: "RouterSession", wanted: dict[str, dict]) -> list[str]:
+    """The fair-usage profiles exist with these fields; read back."""
+    if not wanted:
+        return []
+    props = (*PROFILE_PROPS, "address-list")
+    existing = session.by_name(PPP_PROFILE, list(wanted), props=props)
+    done = []
+    for name, fields in wanted.items():
+        row = existing.get(name)
+        if row is None:
+            session.add(PPP_PROFILE, **fields)
+            done.append(f"profile {name} created")
+        elif changed := differences(row, fields):
+            session.update(PPP_PROFILE, row[".id"], **changed)
+            done.append(f"profile {name} updated")
+    after = session.by_name(PPP_PROFILE, list(wanted), props=props) if done else existing
+    for name, fields in wanted.items():
+        row = after.get(name)
+        if row is None or differences(row, fields):
+            raise NotApplied(f"profile {name} does not carry {fields['rate-limit']}")
+    return done
+
+
 def menu_for(account) -> str:
     return {ServiceType.PPPOE: PPP_SECRET, ServiceType.HOTSPOT: HS_USER, ServiceType.STATIC: QUEUE}[
         account.service
@@ -130,7 +219,7 @@ def desired_fields(account) -> dict:
             "name": account.username,
             "password": account.password or "",
             "service": "pppoe",
-            "profile": account.plan.name,
+            "profile": profile_for(account),
             "comment": comment_for(account),
             "disabled": disabled,
         }
@@ -326,11 +415,14 @@ def apply_accounts(
     what was written."""
     accounts = list(accounts)
     outcomes = {a.pk: Outcome(a.pk) for a in accounts}
+    annotate_levels(accounts)
     ensure_profiles(
         session,
         {a.plan for a in accounts if should_exist(a, router_id)},
         recheck=recheck_profiles,
     )
+    ensure_fup_profiles(session, fup_profiles([a for a in accounts if should_exist(a, router_id)]))
+    reprofiled = []
     by_menu: dict[str, list] = {}
     for account in accounts:
         by_menu.setdefault(menu_for(account), []).append(account)
@@ -343,6 +435,12 @@ def apply_accounts(
             row = current.get(key_for(account))
             if _apply_one(session, menu, account, row, outcomes[account.pk], router_id):
                 written.append(account)
+                if (
+                    menu == PPP_SECRET
+                    and row is not None
+                    and "profile" in differences(row, desired_fields(account))
+                ):
+                    reprofiled.append(account)
             comment = str((row or {}).get("comment", ""))
             if owner_of(comment) == account.pk and comment != comment_for(account):
                 old_comments[account.pk] = comment
@@ -351,7 +449,21 @@ def apply_accounts(
         for account in written:
             _verify(account, after.get(key_for(account)), router_id)
     _apply_sessions_and_lists(session, accounts, outcomes, router_id, old_comments)
+    _drop_reprofiled(session, reprofiled, outcomes)
     return outcomes
+
+
+def _drop_reprofiled(session, accounts, outcomes) -> None:
+    """A PPP session keeps the profile it connected with: a live session of a secret
+    whose profile changed (a fair-usage level, a plan) is dropped, and the subscriber's
+    device redials on the new profile within seconds. Suspended ones already were."""
+    accounts = [a for a in accounts if a.status == Status.ACTIVE]
+    live = session.by_name(PPP_ACTIVE, [a.username for a in accounts], props=(".id", "name"))
+    for account in accounts:
+        row = live.get(account.username)
+        if row is not None:
+            session.remove(PPP_ACTIVE, row[".id"])
+            outcomes[account.pk].changes.append("session dropped for the new profile")
 
 
 def _apply_one(session, menu, account, row, outcome, router_id) -> bool:
