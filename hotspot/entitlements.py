@@ -20,6 +20,7 @@ Router work is never done here: the rows say what the router must hold
 """
 
 import hashlib
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -27,7 +28,7 @@ from datetime import datetime, timedelta
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from hotspot.models import Entitlement, Grant, HotspotSettings, Package, Stacking
+from hotspot.models import Bypass, Entitlement, Grant, HotspotSettings, Package, Stacking
 from ispops import audit
 
 State = Entitlement.State
@@ -427,3 +428,80 @@ def login_device(entitlement: Entitlement, ip: str, mac: str) -> bool:
     from hotspot import router as hotspot_router
 
     return hotspot_router.login_device(entitlement, ip, mac)
+
+
+# --- MAC bypass ---------------------------------------------------------------------------
+
+_MAC = re.compile(r"([0-9A-Fa-f]{2})[:-]?" * 5 + r"([0-9A-Fa-f]{2})")
+
+
+def normalise_mac(raw: str) -> str:
+    """`aa-bb-cc-dd-ee-ff`, `aabb.ccdd.eeff`... as `AA:BB:CC:DD:EE:FF`; Refused if not a MAC."""
+    match = _MAC.fullmatch((raw or "").strip().replace(".", ""))
+    if not match:
+        raise Refused(f"{raw!r} is not a MAC address")
+    return ":".join(match.groups()).upper()
+
+
+def add_bypass(
+    *, router, mac: str, minutes: int | None, note: str = "", payment=None, actor, now
+) -> Bypass:
+    """Let a device without a browser (a TV, a camera) through the router's hotspot for
+    `minutes` (None: until ended). A device already bypassed gets the time added (or
+    keeps no end). Idempotent on `payment`."""
+    mac = normalise_mac(mac)
+    with transaction.atomic():
+        lock_login(router.pk, f"bypass:{mac}")
+        if payment is not None:
+            done = Bypass.objects.filter(payment=payment).first()
+            if done is not None:
+                return done
+        active = (
+            Bypass.objects.select_for_update()
+            .filter(router=router, mac=mac, state=Bypass.State.ACTIVE)
+            .first()
+        )
+        if active is None:
+            bypass = Bypass.objects.create(
+                router=router,
+                mac=mac,
+                note=note,
+                payment=payment,
+                starts_at=now,
+                ends_at=now + timedelta(minutes=minutes) if minutes else None,
+                created_by=audit.describe_actor(actor)[1],
+                created_at=now,
+            )
+            audit.record(bypass, "create", {"mac": [None, mac]}, actor=actor)
+        else:
+            bypass = active
+            if minutes and bypass.ends_at is not None:
+                bypass.ends_at = max(bypass.ends_at, now) + timedelta(minutes=minutes)
+            elif not minutes:
+                bypass.ends_at = None
+            bypass.router_pending = True
+            bypass.save(update_fields=["ends_at", "router_pending"])
+            audit.record(bypass, "update", {"ends_at": [None, str(bypass.ends_at)]}, actor=actor)
+        _push_on_commit(router.pk)
+    return bypass
+
+
+def end_bypass(bypass: Bypass, *, now, actor="system") -> bool:
+    """End a bypass (its binding leaves the router at the next push); once."""
+    with transaction.atomic():
+        ended = Bypass.objects.filter(pk=bypass.pk, state=Bypass.State.ACTIVE).update(
+            state=Bypass.State.ENDED, ended_at=now, router_pending=True
+        )
+        if ended:
+            audit.record(bypass, "update", {"state": ["active", "ended"]}, actor=actor)
+            _push_on_commit(bypass.router_id)
+    return bool(ended)
+
+
+def end_due_bypasses(now: datetime) -> list[int]:
+    """End the bypasses past their end (the beat task); returns the routers touched."""
+    routers = set()
+    for bypass in Bypass.objects.filter(state=Bypass.State.ACTIVE, ends_at__lte=now):
+        if end_bypass(bypass, now=now):
+            routers.add(bypass.router_id)
+    return sorted(routers)

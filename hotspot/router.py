@@ -37,7 +37,7 @@ from django.db.models import Q
 from django.utils import timezone
 from librouteros.exceptions import MultiTrapError, TrapError
 
-from hotspot.models import Entitlement, HotspotSettings, Package
+from hotspot.models import Bypass, Entitlement, HotspotSettings, Package
 from network import routeros
 from network.provisioning import NotApplied, RouterSession, as_wire
 from network.routeros import parse_duration
@@ -52,6 +52,9 @@ HS_USER, HS_PROFILE, HS_ACTIVE, HS_COOKIE = (
     "/ip/hotspot/cookie",
 )
 WALLED, WALLED_IP = "/ip/hotspot/walled-garden", "/ip/hotspot/walled-garden/ip"
+BINDING = "/ip/hotspot/ip-binding"
+BYPASS_PREFIX = "ispops-hs-bypass:"
+BINDING_PROPS = (".id", "mac-address", "type", "comment", "disabled")
 COMMENT_PREFIX = "ispops-hs:"
 WALLED_COMMENT = "ispops-hs walled garden"
 USER_PROPS = (
@@ -346,6 +349,48 @@ def apply_login(
     return done
 
 
+def apply_bypass(session: RouterSession, router, mac: str, *, rows=None) -> list[str]:
+    """Make `mac`'s bypass binding on the router match its active Bypass (or its
+    absence). Bindings without our comment are the operator's and left alone."""
+    active = Bypass.objects.filter(router=router, mac=mac, state=Bypass.State.ACTIVE).first()
+    if rows is None:
+        rows = session.rows(BINDING, props=BINDING_PROPS, **{"mac-address": mac})
+    ours = [r for r in rows if str(r.get("comment", "")).startswith(BYPASS_PREFIX)]
+    wanted = None
+    if active is not None:
+        wanted = {
+            "mac-address": mac,
+            "type": "bypassed",
+            "comment": f"{BYPASS_PREFIX}{active.pk}",
+            "disabled": "false",
+        }
+    keep = next((r for r in ours if wanted and r.get("comment") == wanted["comment"]), None)
+    done = []
+    extra = [r[".id"] for r in ours if r is not keep]
+    if extra:
+        session.remove(BINDING, *extra)
+        done.append(f"{mac} binding removed")
+    if wanted is not None:
+        if keep is None:
+            session.add(BINDING, **wanted)
+            done.append(f"{mac} bypassed")
+        else:
+            changed = differences(keep, wanted)
+            if changed:
+                session.update(BINDING, keep[".id"], **changed)
+                done.append(f"{mac} binding updated")
+    if done:
+        after = [
+            r
+            for r in session.rows(BINDING, props=BINDING_PROPS, **{"mac-address": mac})
+            if str(r.get("comment", "")).startswith(BYPASS_PREFIX)
+        ]
+        expected = 0 if wanted is None else 1
+        if len(after) != expected or (after and differences(after[0], wanted)):
+            raise NotApplied(f"the bypass binding of {mac} is not as written")
+    return done
+
+
 # --- claiming and pushing ---------------------------------------------------------------
 
 
@@ -380,6 +425,25 @@ def _claim(router_id: int, now: datetime, limit: int = 500) -> dict[str, list[in
         for pk, login in cursor.fetchall():
             claimed.setdefault(login, []).append(pk)
     return claimed
+
+
+def _claim_bypasses(router_id: int) -> list[str]:
+    """Claim the router's pending bypasses (conditional update): their MACs."""
+    table = connection.ops.quote_name(Bypass._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET router_pending = false WHERE router_id = %s AND router_pending "
+            "RETURNING mac",
+            [router_id],
+        )
+        return sorted({row[0] for row in cursor.fetchall()})
+
+
+def _retry_bypasses(router_id: int, macs, error: str) -> None:
+    # Tried again by the enforcement sweep (every 30 s), which pushes pending routers.
+    Bypass.objects.filter(router_id=router_id, mac__in=list(macs)).update(
+        router_pending=True, router_error=error[:2000]
+    )
 
 
 def _retry(ids, error: str, now: datetime) -> None:
@@ -427,7 +491,18 @@ def push(router_id: int, *, now: datetime | None = None) -> str:
                 return f"router unavailable: {exc}"
             if now is not None:
                 break  # a fixed moment (tests): one pass
-    return f"{done} logins pushed, {failed} refused"
+        macs = _claim_bypasses(router_id)
+        if macs:
+            try:
+                with routeros.pooled(router) as link:
+                    session = RouterSession(link.api, cache=link.cache)
+                    for mac in macs:
+                        apply_bypass(session, router, mac)
+            except (routeros.RouterError, *_REFUSALS) as exc:
+                _retry_bypasses(router_id, macs, str(exc))
+                return f"{done} logins pushed; bypasses failed: {exc}"
+    bypassed = f", {len(macs)} bypasses pushed" if macs else ""
+    return f"{done} logins pushed, {failed} refused{bypassed}"
 
 
 def push_soon(router_id: int) -> bool:
@@ -452,12 +527,11 @@ def hotspot_routers():
 
 
 def pending_routers(now: datetime) -> list[int]:
+    logins = Entitlement.objects.filter(router_pending=True, router_next_at__lte=now)
+    bypasses = Bypass.objects.filter(router_pending=True)
     return sorted(
-        set(
-            Entitlement.objects.filter(router_pending=True, router_next_at__lte=now).values_list(
-                "router_id", flat=True
-            )
-        )
+        set(logins.values_list("router_id", flat=True))
+        | set(bypasses.values_list("router_id", flat=True))
     )
 
 
@@ -486,6 +560,21 @@ def sync_router(router, *, now: datetime | None = None) -> dict:
                 session, router, login, now, row=users.get(login), read=False
             ):
                 changes.append(f"{login}: {change}")
+        bindings: dict[str, list] = {}
+        for row in session.rows(BINDING, props=BINDING_PROPS):
+            bindings.setdefault(str(row.get("mac-address", "")), []).append(row)
+        macs = {
+            mac
+            for mac, rows in bindings.items()
+            if any(str(r.get("comment", "")).startswith(BYPASS_PREFIX) for r in rows)
+        }
+        macs |= set(
+            Bypass.objects.filter(router=router, state=Bypass.State.ACTIVE).values_list(
+                "mac", flat=True
+            )
+        )
+        for mac in sorted(macs):
+            changes += apply_bypass(session, router, mac, rows=bindings.get(mac, []))
         writes = session.writes
     return {"writes": writes, "changes": changes}
 

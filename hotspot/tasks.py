@@ -20,7 +20,7 @@ def enforce_entitlements() -> dict:
     from hotspot import entitlements, router
 
     now = timezone.now()
-    ended_on = entitlements.end_due(now)
+    ended_on = entitlements.end_due(now) + entitlements.end_due_bypasses(now)
     pushed = {}
     for router_id in sorted(set(ended_on) | set(router.pending_routers(now))):
         pushed[router_id] = router.push(router_id)

@@ -275,3 +275,46 @@ def test_the_walled_garden_on_the_router_is_the_generated_one_and_a_second_sync_
     assert router.sync_router(hs_router) == {"writes": 0, "changes": []}
     verbs = [verb for _, verb in emulator.commands[writes_before:]]
     assert not {"add", "set", "remove"} & set(verbs)
+
+
+# --- MAC bypass -------------------------------------------------------------------------------
+
+
+def test_a_bypassed_device_gets_a_binding_until_its_end(hs_router, emulator):
+    import time_machine
+
+    from hotspot import tasks
+
+    emulator.add_row("/ip/hotspot/ip-binding", mac_address="AA:BB:CC:00:00:77", type="blocked")
+    start = timezone.now()
+    with time_machine.travel(start, tick=False) as clock:
+        bypass = entitlements.add_bypass(
+            router=hs_router, mac="aa-bb-cc-00-00-42", minutes=60, note="lobby TV",
+            actor="test", now=start,
+        )  # fmt: skip
+        assert bypass.mac == "AA:BB:CC:00:00:42"
+        assert "1 bypasses pushed" in router.push(hs_router.pk)
+        (binding,) = rows(emulator, "/ip/hotspot/ip-binding", **{"mac-address": bypass.mac})
+        assert binding["type"] == "bypassed"
+        assert binding["comment"] == f"{router.BYPASS_PREFIX}{bypass.pk}"
+        # Bought again: the time is added to the same binding.
+        again = entitlements.add_bypass(
+            router=hs_router, mac="AA:BB:CC:00:00:42", minutes=60, actor="test", now=start
+        )
+        assert again.pk == bypass.pk and again.ends_at == start + timedelta(hours=2)
+        router.sync_router(hs_router)
+        assert router.sync_router(hs_router) == {"writes": 0, "changes": []}
+        clock.shift(2 * 3600 + 1)
+        tasks.enforce_entitlements()
+    assert rows(emulator, "/ip/hotspot/ip-binding", **{"mac-address": bypass.mac}) == []
+    # The operator's own binding is not ours to touch.
+    assert rows(emulator, "/ip/hotspot/ip-binding", **{"mac-address": "AA:BB:CC:00:00:77"})
+    bypass.refresh_from_db()
+    assert bypass.state == "ended"
+
+
+def test_a_bypass_needs_a_mac(hs_router):
+    with pytest.raises(entitlements.Refused, match="not a MAC address"):
+        entitlements.add_bypass(
+            router=hs_router, mac="not-a-mac", minutes=None, actor="test", now=timezone.now()
+        )
