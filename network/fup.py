@@ -23,6 +23,23 @@ a router job in the same transaction (provisioning writes the profile and drops 
 live session, so the subscriber's device redials on the new profile). evaluate() runs
 after every usage poll and from the beat every minute, so a new period or a top-up
 restores full speed within 60 s.
+
+Router-side guard (what holds while ispops is down). The level is router state: the
+secret names the slower or capped profile, so a limited account stays limited through
+reboots, reconnections and an ispops outage. Crossing the cap while ispops is away is
+not guarded, and no honest cheap guard exists without RADIUS:
+- /ppp/secret limit-bytes-in/out are per session (copied to /ppp/active at connect, the
+  session cut when reached): a redial gets the whole amount again, so writing the
+  remaining allowance there caps nothing over a period, and costs a secret write per
+  account as usage moves.
+- The dynamic `<pppoe-NAME>` queue and interface restart their counters at every
+  reconnection, and a static queue per subscriber needs a fixed address.
+- A scheduler script adding session counters into a file per login and switching the
+  profile would run on the router, but loses the bytes of sessions that end between
+  runs (on-down gets no byte counters for PPP) and is not something the emulator can
+  show working.
+RADIUS (Mikrotik-Total-Limit per session with a period counter, shared/hotspot.md D.2)
+is the guard that holds; until then the poll's minute is the window.
 """
 
 import logging

@@ -212,3 +212,16 @@ def test_plans_without_a_cap_are_never_limited(router, emulator, clock):
     assert level(account) == "full" and not Message.objects.filter(customer=customer)
     with pytest.raises(fup.TopUpError):
         fup.top_up(account, 1, actor="test")
+
+
+def test_a_slowed_account_stays_slowed_through_a_reboot_with_ispops_away(
+    router, emulator, account, clock
+):
+    online(emulator, "otieno")
+    pppoe_usage.poll(router)
+    clock.shift(120)
+    pppoe_usage.poll(router)
+    services.run_jobs(router.pk)
+    emulator.reboot()  # nothing from ispops after this
+    online(emulator, "otieno")
+    assert queue(emulator, "otieno")["max-limit"] == "1000000/2000000"
