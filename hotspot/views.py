@@ -32,8 +32,9 @@ MANAGERS = (Role.OWNER, Role.ADMIN)
 ISSUERS = (Role.OWNER, Role.ADMIN, Role.FINANCE)
 SELLERS = (*VIEWERS, Role.AGENT)
 PER_PAGE = 50
-# Cards a web request renders into one PDF; a bigger batch is printed in parts.
-PDF_MAX = 1000
+# Cards a web request renders into one PDF (WeasyPrint takes about 20 ms a card, so
+# about 10 s); a bigger batch is printed in parts, or whole by make_vouchers --pdf.
+PDF_MAX = 500
 
 
 class Echo:

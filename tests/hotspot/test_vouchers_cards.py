@@ -269,3 +269,18 @@ def _database_url() -> str:
     from tests.conftest import subprocess_database_url
 
     return subprocess_database_url()
+
+
+def test_a_big_batch_prints_on_the_web_in_parts(in_alpha, make_batch):
+    from hotspot.views import PDF_MAX
+
+    batch = make_batch(count=PDF_MAX + 1)
+    connection.set_schema_to_public()
+    client = in_alpha.client(in_alpha.owner)
+    page = client.get(f"/hotspot/batches/{batch.pk}/").content.decode()
+    dash = "\u2013"
+    assert f"A4 1{dash}{PDF_MAX}" in page and f"A4 {PDF_MAX + 1}{dash}{PDF_MAX + 1}" in page
+    last = client.get(f"/hotspot/batches/{batch.pk}/cards.pdf?part=2")
+    assert last.status_code == 200 and _sizes_mm(last.content) == [(210, 297)]
+    assert "part2" in last["Content-Disposition"]
+    assert client.get(f"/hotspot/batches/{batch.pk}/cards.pdf?part=3").status_code == 404
