@@ -557,8 +557,11 @@ def credit_payment(payment_id: int, *, actor="M-Pesa") -> str:
         )
         if payment is None:
             return "nothing to do"
-        stk = payment.stk_request
+        stk = payment.stk_request or _purpose_push(payment)
         if stk is not None and stk.purpose:
+            if payment.stk_request_id is None:
+                payment.stk_request = stk
+                payment.save(update_fields=["stk_request"])
             _use_for_purpose(payment, stk.purpose)
             return "credited"
         customer, how = _match(payment)
@@ -570,6 +573,23 @@ def credit_payment(payment_id: int, *, actor="M-Pesa") -> str:
             return "unmatched"
         _credit(payment, customer, how=how, actor=actor)
     return "credited"
+
+
+def _purpose_push(payment: Payment) -> StkRequest | None:
+    """The push for a purpose whose AccountReference this payment carries: an STK
+    payment to a paybill is also reported by a C2B confirmation, which may come first
+    or alone (its callback lost). Such a payment is that push's, never a customer's
+    found by the payer's phone."""
+    if not payment.account_reference:
+        return None
+    return (
+        StkRequest.objects.filter(
+            customer__isnull=True, account_reference__iexact=payment.account_reference.strip()
+        )
+        .exclude(purpose="")
+        .order_by("-created_at")
+        .first()
+    )
 
 
 def _use_for_purpose(payment: Payment, purpose: str) -> None:

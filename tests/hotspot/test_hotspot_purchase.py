@@ -133,6 +133,34 @@ def test_a_cancelled_prompt_grants_nothing_and_says_so_with_try_again(world, hou
         assert not Entitlement.objects.filter(phone="254" + phone[1:]).exists()
 
 
+@pytest.mark.committed
+@pytest.mark.worker
+def test_a_lost_callback_is_replaced_by_the_c2b_confirmation_of_the_same_payment(world, hour):
+    phone = new_phone()
+    mobile = "254" + phone[1:]
+    client = world.tenant.client()
+    client.get("/hs/?" + urlencode(device(world.router, new_mac())))
+    world.sim.stk_outcome(mobile, "lost")  # no STK callback ever comes
+    world.sim.stk_confirms_c2b = True  # but the paybill's C2B confirmation does
+    try:
+        client.post("/hs/buy/", {"package": hour.pk, "phone": phone})
+        with tenant_context(world.isp):
+            purchase = Purchase.objects.select_related("stk").get(phone=mobile)
+
+            def granted():
+                purchase.refresh_from_db()
+                return purchase.entitlement_id is not None
+
+            assert wait_for(granted, seconds=30)
+            payment = Payment.objects.get(account_reference=purchase.reference)
+            assert payment.via_c2b and not payment.via_stk
+            assert payment.stk_request_id == purchase.stk_id and payment.matched_by == "hotspot"
+            assert payment.customer_id is None
+    finally:
+        world.sim.stk_confirms_c2b = False
+        world.sim.wait_idle()
+
+
 # --- the seam, rolled back -----------------------------------------------------------------
 
 
