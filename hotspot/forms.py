@@ -207,4 +207,9 @@ class AssignForm(forms.Form):
 
 class CardFilterForm(forms.Form):
     state = forms.ChoiceField(choices=[("", "Any state"), *Voucher.State.choices], required=False)
-    q = forms.CharField(label="Code", required=False, max_length=40)
+    q = forms.CharField(
+        label="Code",
+        required=False,
+        max_length=40,
+        widget=forms.TextInput(attrs={"type": "search", "placeholder": "Part of a code"}),
+    )
