@@ -293,6 +293,7 @@ class RouterOSEmulator:
         """Change a row (`item` is an `.id` or a name) as `set` over the API would."""
         with self.lock:
             menu = self.state.menu(path)
+            self.state.hotspot.changed(menu.path, "set", {".id": str(item)})
             try:
                 for row_id in self.state.resolve(menu, item):
                     self.state.update(menu, row_id, _api_args(fields))
