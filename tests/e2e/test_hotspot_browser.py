@@ -17,10 +17,12 @@ from urllib.parse import parse_qs
 import pytest
 from django.db import connection
 from django.test import override_settings
+from django.utils import timezone
 from django_tenants.utils import tenant_context
 
 from hotspot import captive, vouchers
-from hotspot.models import Package
+from hotspot.models import Package, Purchase
+from payments.models import Callback
 from tests.e2e.portal import assert_fits
 
 pytestmark = [pytest.mark.committed, pytest.mark.worker, pytest.mark.browser]
@@ -104,6 +106,7 @@ class Servlet:
         except Exception as exc:
             return False, str(exc)
         self.logins.append((username, self.mac))
+        self.logged_in_at = timezone.now()
         return True, ""
 
     def stop(self):
@@ -179,6 +182,10 @@ def test_a_phone_buys_an_hour_by_stk_and_is_logged_in_on_the_router(world, servl
         world.sim.callback_delay = 0.0
     assert servlet.logins == [(mobile, servlet.mac)]
     assert len(session_for(world, servlet.mac)) == 1
+    # Logged in within 10 s of M-Pesa's callback (the acceptance's promise).
+    stk = Purchase.objects.get(phone="254" + mobile[1:]).stk
+    callback = Callback.objects.filter(kind="stk", body__contains=stk.checkout_request_id).get()
+    assert (servlet.logged_in_at - callback.received_at).total_seconds() < 10
 
 
 @pytest.fixture
