@@ -67,6 +67,16 @@ def account_marker(account_id) -> str:
     return f"ispops:{account_id}"
 
 
+# Items another part of ispops keeps on the router (the hotspot business's logins and
+# walled garden, comments "ispops-hs:..."): they have their own sync and checks, so
+# drift leaves them alone rather than calling a paying hotspot login unbilled.
+OWNED_ELSEWHERE = "ispops-"
+
+
+def owned_elsewhere(comment) -> bool:
+    return str(comment or "").startswith(OWNED_ELSEWHERE)
+
+
 def owner_of(comment) -> int | None:
     """The service account id an item's comment names (what we wrote), if any."""
     text = str(comment or "")

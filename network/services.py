@@ -199,6 +199,8 @@ def compute_drift(router: Router, router_items: dict[str, list[dict]]) -> list[D
     items, seen = [], set()
     for menu, service, _ in _DRIFT_MENUS:
         for row in router_items.get(menu, []):
+            if provisioning.owned_elsewhere(row.get("comment")):
+                continue
             name = str(row.get("name", ""))
             account = by_id.get(provisioning.owner_of(row.get("comment")))
             if account is None or not provisioning.should_exist(account, router.pk):

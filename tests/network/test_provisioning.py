@@ -183,6 +183,19 @@ def test_drift_finds_an_unbilled_secret_and_a_missing_one(router, plan, emulator
     assert missing.pk
 
 
+def test_drift_leaves_the_hotspot_business_logins_alone(router, plan, emulator):
+    """A hotspot login ispops sold (comment ispops-hs:<entitlement>) is paid for: drift
+    must neither call it unbilled nor disable it when fixing."""
+    emulator.add_row("/ip/hotspot/user", name="0712345601", password="x", comment="ispops-hs:7")
+    emulator.add_row("/ip/hotspot/user", name="walkin", password="x")
+    report = services.check_drift(router)
+    assert {i.username for i in report.items} == {"walkin"}
+    services.fix_drift(router, actor="test")
+    rows = {r["name"]: r for r in emulator.rows("/ip/hotspot/user")}
+    assert rows["0712345601"].get("disabled") != "true"
+    assert rows["walkin"]["disabled"] == "true"
+
+
 def test_drift_sees_wrong_profile_and_state(router, plan, emulator):
     other = Plan.objects.create(name="Home 5M", price=1500, download_kbps=5000, upload_kbps=2000)
     account = make_account(router, plan, username="mover", status="active")
