@@ -109,13 +109,17 @@ def check_router_ref(text: str) -> int:
     if match is None:
         raise BadDevice("the router reference (r) is missing or malformed")
     pk = int(match.group(1))
-    if not constant_time_compare(match.group(2), _mac(connection.schema_name, pk)):
+    # Pages made under an old key keep working while a new SECRET_KEY rolls out.
+    keys = [settings.SECRET_KEY, *getattr(settings, "SECRET_KEY_FALLBACKS", [])]
+    if not any(
+        constant_time_compare(match.group(2), _mac(connection.schema_name, pk, key)) for key in keys
+    ):
         raise BadDevice("the router reference (r) names no router of this ISP")
     return pk
 
 
-def _mac(schema: str, pk: int) -> str:
-    digest = salted_hmac(SALT, f"{schema}/{pk}", secret=settings.SECRET_KEY).digest()
+def _mac(schema: str, pk: int, key: str | None = None) -> str:
+    digest = salted_hmac(SALT, f"{schema}/{pk}", secret=key or settings.SECRET_KEY).digest()
     return base64.urlsafe_b64encode(digest[:MAC_BYTES]).decode().rstrip("=")
 
 

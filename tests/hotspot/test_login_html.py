@@ -97,3 +97,13 @@ def test_the_command_writes_the_pages_into_a_directory(router, tmp_path, alpha):
     assert "/hs/" in text and "$(mac)" in text
     with pytest.raises(CommandError, match="no router named"):
         call_command("hotspot_login_html", "--schema", "alpha", "nowhere", "--out", str(tmp_path))
+
+
+def test_pages_made_under_an_old_secret_key_keep_working_while_it_rolls_out(router, settings):
+    ref = captive.router_ref(router.pk)
+    old = settings.SECRET_KEY
+    settings.SECRET_KEY, settings.SECRET_KEY_FALLBACKS = "a-new-key-" + "x" * 50, [old]
+    assert captive.check_router_ref(ref) == router.pk
+    settings.SECRET_KEY_FALLBACKS = []
+    with pytest.raises(captive.BadDevice):
+        captive.check_router_ref(ref)
