@@ -521,7 +521,7 @@ def purchase_paid(payment: Payment) -> None:
 
     stk = payment.stk_request
     purchase = (
-        Purchase.objects.select_for_update()
+        Purchase.objects.select_for_update(of=("self",))
         .select_related("package", "router")
         .filter(Q(stk=stk) | Q(reference=stk.account_reference))
         .first()
