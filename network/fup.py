@@ -129,6 +129,9 @@ def evaluate(account_ids, *, now: datetime | None = None) -> int:
         account = meter.service_account
         _, used, allowance, row = figures[account.pk]
         wanted = level_for(account.plan, used, allowance)
+        warn = row is not None and allowance and _percent(used, allowance) > row.warned_percent
+        if wanted == meter.fup_level and not warn:
+            continue  # most accounts, most minutes: no statement at all
         with transaction.atomic():
             if wanted != meter.fup_level:
                 claimed = UsageMeter.objects.filter(pk=meter.pk, fup_level=meter.fup_level).update(
@@ -138,9 +141,16 @@ def evaluate(account_ids, *, now: datetime | None = None) -> int:
                     log.info("account %s: fair usage %s -> %s", account.pk, meter.fup_level, wanted)
                     jobs.queue_account(account, actor=ACTOR)
                     changed += 1
-            if row is not None and allowance:
+            if warn:
                 _warn(account, row, used, allowance)
     return changed
+
+
+def _percent(used: int, allowance: int) -> int:
+    """The warning level reached: 100, WARN_AT_PERCENT or 0."""
+    if used >= allowance:
+        return 100
+    return WARN_AT_PERCENT if used * 100 >= allowance * WARN_AT_PERCENT else 0
 
 
 def _warn(account, row: UsagePeriod, used: int, allowance: int) -> None:
@@ -148,12 +158,7 @@ def _warn(account, row: UsagePeriod, used: int, allowance: int) -> None:
     update of warned_percent; a second poll sends nothing)."""
     from ispops.messaging import services as messaging
 
-    if used >= allowance:
-        percent = 100
-    elif used * 100 >= allowance * WARN_AT_PERCENT:
-        percent = WARN_AT_PERCENT
-    else:
-        return
+    percent = _percent(used, allowance)
     claimed = UsagePeriod.objects.filter(pk=row.pk, warned_percent__lt=percent).update(
         warned_percent=percent
     )

@@ -4,8 +4,12 @@ that sees it, the live session is dropped and the redial runs at the slower spee
 at 80 % and 100 % once each; a new period or a top-up restores full speed; polls and
 jobs run twice do everything once."""
 
+import io
+
 import pytest
 import time_machine
+from django.core.management import call_command
+from django.core.management.base import CommandError
 from django.utils import timezone
 
 from ispops.messaging.models import Message
@@ -225,3 +229,36 @@ def test_a_slowed_account_stays_slowed_through_a_reboot_with_ispops_away(
     emulator.reboot()  # nothing from ispops after this
     online(emulator, "otieno")
     assert queue(emulator, "otieno")["max-limit"] == "1000000/2000000"
+
+
+def test_the_top_up_command_adds_data_or_says_why_not(router, emulator, account, clock):
+    out = io.StringIO()
+    call_command("top_up_data", "--schema", "alpha", "otieno", "2", stdout=out)
+    assert "2 GB added to otieno for the period from 2026-07-01" in out.getvalue()
+    assert DataTopUp.objects.get(service_account=account).created_by == "top_up_data command"
+    with pytest.raises(CommandError, match="no live PPPoE account 'nobody'"):
+        call_command("top_up_data", "--schema", "alpha", "nobody", "1")
+    with pytest.raises(CommandError, match="at least 1"):
+        call_command("top_up_data", "--schema", "alpha", "otieno", "0")
+
+
+def test_a_poll_costs_the_same_queries_for_one_account_or_many(router, emulator, clock):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    def queries_of_a_poll() -> int:
+        pppoe_usage.poll(router)
+        clock.shift(60)
+        with CaptureQueriesContext(connection) as captured:
+            pppoe_usage.poll(router)
+        return len(captured)
+
+    def slow(name):  # far from the cap: no level change, no message
+        emulator.dial_in(name)
+        emulator.state.pppoe.set_rate(name, 100_000, 100_000)
+
+    slow(make_account(router, username="user0").username)
+    one = queries_of_a_poll()
+    for number in range(1, 8):
+        slow(make_account(router, username=f"user{number}").username)
+    assert queries_of_a_poll() == one <= 12
