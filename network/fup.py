@@ -173,12 +173,15 @@ def _warn(account, row: UsagePeriod, used: int, allowance: int) -> None:
             "percent": percent,
             "left": f"{max(allowance - used, 0) / GB:.1f} GB",
             "slowed": bool(plan.fup_download_kbps),
-            "fup_speed": f"{plan.fup_download_kbps // 1000} Mbit/s"
-            if plan.fup_download_kbps and plan.fup_download_kbps >= 1000
-            else f"{plan.fup_download_kbps or 0} kbit/s",
+            "fup_speed": _speed(plan.fup_download_kbps or 0),
         },
         related=f"usage:{account.pk}:{row.period_start:%Y-%m-%d}",
     )
+
+
+def _speed(kbps: int) -> str:
+    """1500 -> '1.5 Mbit/s', 512 -> '512 kbit/s' (the SMS's words)."""
+    return f"{kbps / 1000:g} Mbit/s" if kbps >= 1000 else f"{kbps} kbit/s"
 
 
 def top_up(account, gigabytes: int, *, actor, now: datetime | None = None) -> DataTopUp:

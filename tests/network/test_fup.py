@@ -198,6 +198,14 @@ def test_polls_and_jobs_run_twice_do_everything_once(router, emulator, account, 
     assert "otieno" in emulator.active_names()
 
 
+def test_the_slowed_speed_is_told_in_the_units_people_read():
+    assert [fup._speed(k) for k in (2000, 1500, 512)] == [
+        "2 Mbit/s",
+        "1.5 Mbit/s",
+        "512 kbit/s",
+    ]
+
+
 def test_plans_without_a_cap_are_never_limited(router, emulator, clock):
     plan = Plan.objects.create(
         name="Unlimited", price="5000.00", download_kbps=100_000, upload_kbps=50_000
