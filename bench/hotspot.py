@@ -7,17 +7,22 @@ function so others can be added beside it.
   (read /ip/hotspot/active and /ip/hotspot/user, count every delta, store it), first
   with no counters seen before and then again. Target: under 10 s.
 
+- vouchers: a batch of BENCH_VOUCHERS (10,000) cards generated (codes from secrets,
+  unique in the database), then printed as A4 sheets of 50: times of both, and the PDF's
+  size.
+
 Uses its own small ISP (schema `benchhs`, built on first use) in the development
 database; the entitlements it makes are removed at the start of the next run.
 """
 
+import logging
 import os
 import time
 
 from django.utils import timezone
 from django_tenants.utils import tenant_context
 
-from hotspot import usage
+from hotspot import cards, usage, vouchers
 from hotspot.models import Entitlement, Grant, Package
 from hotspot.router import ensure_profile, marker, user_fields
 from ispops.tenancy.models import Isp
@@ -33,10 +38,35 @@ ROUTER_USER, ROUTER_PASSWORD = "admin", "bench-hs-router"
 TARGET_SECONDS = 10.0
 
 
+VOUCHERS = int(os.environ.get("BENCH_VOUCHERS", "10000"))
+
+
 def run():
     isp = _ensure_isp()
     with tenant_context(isp):
+        vouchers_and_cards()
         usage_poll()
+
+
+def vouchers_and_cards():
+    package, _ = Package.objects.get_or_create(
+        name="Bench 1 hour",
+        defaults={"price": 20, "validity_minutes": 60, "download_kbps": 2000, "upload_kbps": 1000},
+    )
+    started = time.perf_counter()
+    batch = vouchers.generate_batch(package, VOUCHERS, actor="bench")
+    made = time.perf_counter() - started
+    print(f"vouchers: {VOUCHERS:,} cards generated in {made:.2f} s", flush=True)
+    logging.getLogger("weasyprint").setLevel(logging.WARNING)  # a line per page otherwise
+    started = time.perf_counter()
+    pdf = cards.cards_pdf(batch, "a4")
+    printed = time.perf_counter() - started
+    print(
+        f"vouchers: {VOUCHERS:,} cards printed (A4, 50 a page) in {printed:.1f} s, "
+        f"{len(pdf) / 1e6:.1f} MB, {printed * 1000 / VOUCHERS:.1f} ms a card",
+        flush=True,
+    )
+    vouchers.revoke_batch(batch, actor="bench")
 
 
 def _ensure_isp() -> Isp:
