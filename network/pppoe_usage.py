@@ -13,7 +13,8 @@ from a new one that got the same id after a reboot). Per poll:
     new session          bytes now (it started from zero)
     ended session        nothing more: the router keeps no counter of it
 
-Deltas go to the usage period the poll falls in (network.fup.period_start). What a
+Deltas go to the usage period the poll falls in (network.fup.period_start), shared by
+time with the period before when one began since the last poll. What a
 session moved between its last poll and its end is lost by the router itself (PPPoE
 secrets carry no totals; only RADIUS accounting would report it): at most one poll
 interval; everything ispops saw is kept and nothing is counted twice.
@@ -26,7 +27,7 @@ a newer one changes nothing.
 import json
 import logging
 import zlib
-from datetime import datetime
+from datetime import datetime, time
 
 from django.db import connection, transaction
 from django.utils import timezone
@@ -113,7 +114,6 @@ def poll(router: Router, *, now: datetime | None = None) -> dict:
 
 
 def _account(router: Router, sessions: list[dict], at: datetime) -> tuple[int, list[int]]:
-    from network.fup import period_start
     from subscribers.models import ServiceAccount, ServiceType
 
     epoch = at.timestamp()
@@ -155,7 +155,8 @@ def _account(router: Router, sessions: list[dict], at: datetime) -> tuple[int, l
         if meter.polled_at is not None and meter.polled_at >= at:
             continue  # a newer reading is already stored
         used_in, used_out, seen = deltas(meter.seen or {}, by_name[account.username])
-        rows.append((account.pk, period_start(account.plan, at), used_in, used_out, seen))
+        parts = _split(account.plan, meter.polled_at, at, used_in, used_out)
+        rows += [(account.pk, period, b_in, b_out, seen) for period, b_in, b_out in parts]
         total += used_in + used_out
     for account_id in gone:
         meter = meters.get(account_id)
@@ -165,9 +166,28 @@ def _account(router: Router, sessions: list[dict], at: datetime) -> tuple[int, l
     return total, [a.pk for a in accounts]
 
 
+def _split(plan, since, at, used_in, used_out) -> list[tuple]:
+    """[(period, bytes in, bytes out)]: what was used between the last poll and this one,
+    shared by time between two periods when a period began in between (the router
+    says how much, not when)."""
+    from network.fup import period_start
+
+    now_period = period_start(plan, at)
+    if since is None or period_start(plan, since) == now_period:
+        return [(now_period, used_in, used_out)]
+    boundary = timezone.make_aware(datetime.combine(now_period, time.min))
+    share = min(max((boundary - since) / (at - since), 0.0), 1.0)
+    old_in, old_out = round(used_in * share), round(used_out * share)
+    return [
+        (period_start(plan, since), old_in, old_out),
+        (now_period, used_in - old_in, used_out - old_out),
+    ]
+
+
 def _store(rows, at: datetime) -> None:
     """Two statements for the whole poll: the meters, then each period's bytes added
-    (INSERT ... ON CONFLICT on usage_period_once)."""
+    (INSERT ... ON CONFLICT on usage_period_once). An account may have two rows (a
+    period began since its last poll): both carry the same `seen`."""
     if not rows:
         return
     meters = connection.ops.quote_name(UsageMeter._meta.db_table)

@@ -130,8 +130,8 @@ def test_a_new_period_restores_full_speed_within_a_minute(router, emulator, acco
     online(emulator, "otieno")
     clock.shift(30)
     pppoe_usage.poll(router)
-    # The new period: the next minute's poll (whatever the session did since, it
-    # counts in August; here the subscriber is away over the night).
+    # The new period: the first poll in it restores (the subscriber is offline over
+    # the night here; a session across midnight shares its bytes by time).
     emulator.hang_up("otieno")
     clock.move_to(NEXT_MONTH)  # 30 s into August
     tasks.poll_pppoe_usage()

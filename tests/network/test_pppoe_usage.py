@@ -162,3 +162,20 @@ def test_the_beat_task_polls_every_pppoe_router(router, emulator, account, clock
     clock.shift(60)
     assert tasks.poll_pppoe_usage() == 1
     assert period(account).total == IN_PER_MIN + OUT_PER_MIN
+
+
+def test_usage_across_the_start_of_a_period_is_shared_by_time(router, emulator, account, clock):
+    clock.move_to(timezone.make_aware(timezone.datetime(2026, 7, 31, 23, 59, 30)))
+    online(emulator)
+    pppoe_usage.poll(router)
+    clock.shift(60)  # 30 s in July, 30 s in August
+    pppoe_usage.poll(router)
+    by_period = {
+        p.period_start: (p.bytes_in, p.bytes_out)
+        for p in UsagePeriod.objects.filter(service_account=account)
+    }
+    half_in, half_out = IN_PER_MIN // 2, OUT_PER_MIN // 2
+    assert by_period == {
+        date(2026, 7, 1): (half_in, half_out),
+        date(2026, 8, 1): (half_in, half_out),
+    }
