@@ -184,6 +184,7 @@ def compute_drift(router: Router, router_items: dict[str, list[dict]]) -> list[D
     from subscribers.models import Plan, ServiceAccount, ServiceType
 
     accounts = list(ServiceAccount.objects.filter(router=router).select_related("plan", "customer"))
+    provisioning.annotate_levels(accounts)  # the fair-usage levels in one query, not one each
     by_id = {a.pk: a for a in accounts}
     live_by_name = {
         (a.service, a.username): a
