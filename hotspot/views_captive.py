@@ -20,6 +20,7 @@ from hotspot.forms_captive import BuyForm, PaidForm, PhoneCodeForm, PhoneForm, V
 from hotspot.models import Entitlement, Purchase
 from ispops.staff.access import public
 from ispops.staff.forms import client_ip
+from payments.models import MpesaSettings
 
 DEVICE_KEY = "hotspot_device"
 ENTITLEMENT_KEY = "hotspot_entitlement"
@@ -89,6 +90,7 @@ def _home_context(device: Device) -> dict:
     packages = captive.packages_for(router)
     return {
         "device": device,
+        "mpesa_ready": MpesaSettings.load().configured,
         "packages": [(p, validity_text(p.validity_minutes)) for p in packages],
         "live": captive.device_entitlement(device),
         "trial": captive.trial_package(router),

@@ -346,3 +346,9 @@ def test_the_page_reads_the_same_few_queries_with_many_packages(
     opened(phone, router)
     with django_assert_max_num_queries(12):
         assert phone.get("/hs/?" + urlencode(device_query(router))).status_code == 200
+
+
+def test_without_mpesa_set_up_the_page_sells_by_voucher_only(phone, router, package):
+    page = opened(phone, router).content.decode()
+    assert "Buying with M-Pesa is not available here yet" in page
+    assert 'action="/hs/buy/"' not in page and "KES 20" in page
