@@ -14,7 +14,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from billing.models import BillingSettings
-from hotspot import captive
+from hotspot import captive, captive_phone
 from hotspot.captive import BadDevice, CaptiveError, Device
 from hotspot.forms_captive import BuyForm, PaidForm, PhoneCodeForm, PhoneForm, VoucherForm
 from hotspot.models import Entitlement, Purchase
@@ -93,7 +93,7 @@ def _home_context(device: Device) -> dict:
         "mpesa_ready": MpesaSettings.load().configured,
         "packages": [(p, validity_text(p.validity_minutes)) for p in packages],
         "live": captive.device_entitlement(device),
-        "trial": captive.trial_package(router),
+        "trial": captive_phone.trial_package(router),
     }
 
 
@@ -233,7 +233,7 @@ def already_paid(request):
         form = PhoneCodeForm(request.POST)
         if form.is_valid():
             try:
-                found = captive.join_by_phone(
+                found = captive_phone.join_by_phone(
                     device, form.cleaned_data["phone"], form.cleaned_data["code"], now=now
                 )
             except CaptiveError as exc:
@@ -246,7 +246,7 @@ def already_paid(request):
         typed = form.cleaned_data["paid_with"]
         phone = captive.normalise(typed)
         if phone is not None:
-            refused = captive.ask_paid_by_phone(device, phone, now=now)
+            refused = captive_phone.ask_paid_by_phone(device, phone, now=now)
             if refused is None:
                 code_form = PhoneCodeForm(initial={"phone": phone})
                 return page(
@@ -254,10 +254,10 @@ def already_paid(request):
                 )
             form.add_error(None, refused)
         else:
-            receipt = captive.receipt_of(typed)
-            found = captive.paid_by(device, receipt=receipt) if receipt else None
+            receipt = captive_phone.receipt_of(typed)
+            found = captive_phone.paid_by(device, receipt=receipt) if receipt else None
             if found is not None:
-                return _given(request, captive.rebind(device, found))
+                return _given(request, captive_phone.rebind(device, found))
             captive.count_wrong(device, now)
             form.add_error(
                 None,
@@ -273,7 +273,7 @@ def trial(request):
         device = device_for(request)
     except BadDevice as exc:
         return bad_device(request, exc)
-    package = captive.trial_package(captive.router_of(device))
+    package = captive_phone.trial_package(captive.router_of(device))
     if package is None:
         return bad_device(request, BadDevice("there is no free trial on this Wi-Fi"))
     context = {"package": package, "form": PhoneForm()}
@@ -285,7 +285,7 @@ def trial(request):
         context.update(form=form, asked=True)
         if form.is_valid():
             try:
-                entitlement = captive.start_trial(
+                entitlement = captive_phone.start_trial(
                     device, form.cleaned_data["phone"], form.cleaned_data["code"], now=now
                 )
             except CaptiveError as exc:
@@ -297,7 +297,7 @@ def trial(request):
     context["form"] = form
     if form.is_valid():
         phone = form.cleaned_data["phone"]
-        refused = captive.send_trial_code(device, phone, now=now)
+        refused = captive_phone.send_trial_code(device, phone, now=now)
         if refused is None:
             context.update(form=PhoneCodeForm(initial={"phone": phone}), asked=True)
             return page(request, "hotspot/captive/trial.html", context)
