@@ -11,26 +11,12 @@ from hotspot.models import AgentEntry, Package, Voucher, VoucherBatch
 from ispops.staff.models import Role, User
 from ispops.tenancy.management.commands.seed_demo import DEMO_PASSWORD
 from ispops.tenancy.models import Isp
-from tests.e2e import conftest as e2e
 from tests.e2e.test_lead_to_activation import log_in
 
 pytestmark = [pytest.mark.committed, pytest.mark.browser]
 
 OWNER = "owner@demo.ispops.local"
 AGENT = "phone-agent@demo.ispops.local"
-
-
-@pytest.fixture(scope="module")
-def chromium():
-    """Debian's chromium, as the e2e tests drive it (their fixture lives in their folder)."""
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=e2e.CHROMIUM, args=e2e.CHROMIUM_ARGS, headless=True
-        )
-        yield browser
-        browser.close()
 
 
 @pytest.fixture
@@ -75,7 +61,7 @@ def _too_wide(phone, base, paths) -> dict:
     return wide
 
 
-def test_voucher_pages_fit_a_phone(demo_cards, django_db_blocker, live_server_url, chromium):
+def test_voucher_pages_fit_a_phone(demo_cards, django_db_blocker, live_server_url, browser):
     batch, agent, card = demo_cards
     base = f"http://demo.localhost:{live_server_url}"
     staff_pages = [
@@ -93,7 +79,7 @@ def test_voucher_pages_fit_a_phone(demo_cards, django_db_blocker, live_server_ur
     wide = {}
     with django_db_blocker.unblock():  # the live server's threads use the database
         for email, pages in ((OWNER, staff_pages), (AGENT, agent_pages)):
-            context = chromium.new_context(viewport={"width": 360, "height": 780})
+            context = browser.new_context(viewport={"width": 360, "height": 780})
             phone = context.new_page()
             phone.set_default_timeout(15_000)
             log_in(phone, base, email, pages[0])
