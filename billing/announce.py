@@ -2,13 +2,11 @@
 about an invoice (with `link`, its PDF by a signed link that expires), and the
 announcement of the invoices a billing run opens, per the ISP's setting.
 
-A run only hands the work over (announce_soon): its invoices wait with no
-`announced_at`, and announce_due claims them in batches (a conditional update, rows
-other workers hold skipped) and tells each customer once, in the claim's transaction,
-so a crash tells nobody rather than somebody twice. A beat sweep finishes what a lost
-hand-over left. The run itself stays as fast as it was."""
-
-import logging
+A run leaves its invoices with no `announced_at`; beat's job (every minute, per ISP)
+runs announce_due, which claims them in batches (a conditional update, rows other
+workers hold skipped) and tells each customer once, in the claim's transaction, so a
+crash tells nobody rather than somebody twice. The run itself stays as fast as it was,
+and nothing is lost if no worker was there to be handed the work."""
 
 from django.db import connection, transaction
 from django.utils import timezone
@@ -18,7 +16,6 @@ from billing.models import BillingSettings, Invoice
 from ispops.messaging import services as messaging
 from subscribers.models import Customer
 
-log = logging.getLogger(__name__)
 TEMPLATE = "invoice_issued"
 BATCH = 500
 CHANNELS = {"sms": ("sms",), "email": ("email",), "both": ("sms", "email"), "none": ()}
@@ -57,15 +54,6 @@ def announce(invoices, *, at, cfg: BillingSettings | None = None) -> int:
         for i in due
     ]
     return len(messaging.notify_many(items, channels=channels))
-
-
-def announce_soon() -> None:
-    """After a billing run: hand the announcing of its invoices to a worker (if the
-    broker is down, the sweep does it)."""
-    from billing.tasks import announce_invoices
-    from ispops.tasks import hand_to_worker
-
-    hand_to_worker(announce_invoices, what="invoice announcements")
 
 
 def announce_due(*, at=None, batch: int = BATCH) -> int:

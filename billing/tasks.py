@@ -67,8 +67,8 @@ def daily_billing() -> int:
 
 @shared_task
 def announce_invoices() -> int:
-    """Tell customers of the billing run's new invoices (billing.announce), once each;
-    also beat's sweep (per ISP) for a hand-over the broker lost."""
+    """Beat's job (per ISP, every minute): tell customers of the billing runs' new
+    invoices (billing.announce), once each."""
     return announce.announce_due()
 
 

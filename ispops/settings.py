@@ -323,10 +323,10 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 60.0,
         "args": ["billing.tasks.apply_plan_changes"],
     },
-    # New invoices a billing run handed over but no worker announced (broker down).
+    # New invoices of a billing run, told to their customers (billing.announce).
     "announce-invoices": {
         "task": "ispops.tasks.fan_out",
-        "schedule": crontab(minute="*/10"),
+        "schedule": 60.0,
         "args": ["billing.tasks.announce_invoices"],
     },
     "sweep-messages": {

@@ -43,5 +43,7 @@ def sign_in_by_code(page, base: str, isp, phone: str, typed: str | None = None) 
 
 
 def assert_fits(page, width: int = 360) -> None:
-    """Nothing on the page is wider than the phone."""
+    """Nothing on the page is wider than the phone (measured once a navigation a click
+    started has loaded the next page)."""
+    page.wait_for_load_state()
     assert page.evaluate("document.documentElement.scrollWidth") <= width

@@ -169,6 +169,7 @@ def test_a_phone_buys_an_hour_by_stk_and_is_logged_in_on_the_router(world, servl
     phone.goto(f"{servlet.url}/")
     phone.wait_for_url(re.compile(r"/hs/"))
     phone.get_by_role("button", name=re.compile(f"Buy {re.escape(hour.name)}")).click()
+    phone.locator("input[name=phone]").wait_for()
     assert_fits(phone)
     world.sim.callback_delay = 2.0  # the buyer takes a moment to type the PIN
     try:
