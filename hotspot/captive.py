@@ -39,9 +39,13 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Q
+from django.template.loader import render_to_string
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare, salted_hmac
 
+from billing.links import public_host
+from hotspot import entitlements, vouchers
 from hotspot.models import (
     CodeAttempt,
     Entitlement,
@@ -49,9 +53,15 @@ from hotspot.models import (
     Package,
     Purchase,
 )
+from hotspot.tasks_captive import login_device_task
 from ispops.lib.phones import InvalidPhone, normalise_phone
+from ispops.lib.urls import absolute_url
+from ispops.tasks import hand_to_worker
 from network.models import Router
+from payments import services as payments
 from payments.models import Payment, StkRequest
+from portal import pay
+from portal.services import held
 
 log = logging.getLogger(__name__)
 
@@ -317,7 +327,6 @@ class Stacking:
 
 
 def stacking_for(device: Device, package: Package, fallback_login: str, now) -> Stacking:
-    from hotspot import entitlements
 
     live = device_entitlement(device)
     login = live.login if live is not None else fallback_login
@@ -387,7 +396,6 @@ def redeem_voucher(device: Device, raw_code: str, *, confirmed: bool, now, actor
     wrong code counts towards the lockout of its MAC and its address; when something
     is live on this device's login the stacking outcome comes back to be confirmed
     first (nothing is counted or redeemed then)."""
-    from hotspot import entitlements, vouchers
 
     router = router_of(device)
     with transaction.atomic():
@@ -458,8 +466,6 @@ def start_purchase(device: Device, package: Package, phone: str, *, login: str, 
     One prompt per phone at a time (a second tap returns the first); a few per phone
     per half hour. Serialised per phone; called outside a transaction (the push's row
     must be visible to a callback the moment it exists)."""
-    from payments import services as payments
-    from portal.services import held
 
     if package.price < 1:
         raise CaptiveError("This package is free: ask for the free trial instead.")
@@ -514,7 +520,6 @@ def purchase_paid(payment: Payment) -> None:
     """The "hotspot" payment purpose: a paid push grants its purchase's package (in the
     crediting transaction, the payment locked; payments runs this once per payment).
     Money short of the price grants nothing and is left for staff on the payment."""
-    from hotspot import entitlements
 
     stk = payment.stk_request
     purchase = (
@@ -569,7 +574,6 @@ class PurchaseProgress:
 def purchase_progress(purchase: Purchase, now) -> PurchaseProgress:
     """Where the purchase is: the prompt's countdown (portal.pay's, shared), then the
     entitlement once the payment granted it."""
-    from portal import pay
 
     prompt = pay.prompt_progress(purchase.stk, now)
     if prompt is not None:
@@ -590,8 +594,6 @@ def login_target(entitlement: Entitlement) -> Entitlement:
     """What logs the device in: the entitlement, or for one queued behind another, the
     live one of the same login (same login, same password on the router)."""
     if entitlement.state == Entitlement.State.QUEUED:
-        from hotspot import entitlements
-
         return entitlements.live_for(entitlement.router, entitlement.login) or entitlement
     return entitlement
 
@@ -607,8 +609,6 @@ def on_router(entitlement: Entitlement) -> bool:
 def login_over_api(device: Device, entitlement: Entitlement) -> None:
     """When the browser cannot post to the router: a worker has the router log the
     device in (/ip/hotspot/active/login), after the current transaction commits."""
-    from hotspot.tasks_captive import login_device_task
-    from ispops.tasks import hand_to_worker
 
     transaction.on_commit(
         lambda: hand_to_worker(
@@ -636,11 +636,6 @@ def router_pages(router, *, now=None) -> dict[str, str]:
     /hs/ (the ISP's primary host), by itself with JavaScript and by a button without;
     the others are the MikroTik companions in the same look. MikroTik's $(...) variables
     and $(if ...) conditionals are left for the router to fill."""
-    from django.template.loader import render_to_string
-    from django.urls import reverse
-
-    from billing.links import public_host
-    from ispops.lib.urls import absolute_url
 
     host = public_host()
     if not host:
