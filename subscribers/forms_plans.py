@@ -55,6 +55,8 @@ class PlanForm(forms.ModelForm):
             "data_cap_gb",
             "fup_download_kbps",
             "fup_upload_kbps",
+            "top_up_gb",
+            "top_up_price",
             "description",
             "is_active",
         ]
@@ -63,7 +65,10 @@ class PlanForm(forms.ModelForm):
             "data_cap_gb": "Data cap (GB)",
             "is_active": "Active (offered to new subscribers)",
         }
-        help_texts = {"data_cap_gb": "Leave empty for unlimited data."}
+        help_texts = {
+            "data_cap_gb": "Leave empty for unlimited data.",
+            "top_up_gb": "Extra data a subscriber can buy in the portal; empty: not sold.",
+        }
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -91,6 +96,11 @@ class PlanForm(forms.ModelForm):
         has_fup = data.get("fup_download_kbps") or data.get("fup_upload_kbps")
         if has_fup and not data.get("data_cap_gb"):
             self.add_error("fup_download_kbps", "a FUP speed needs a data cap")
+        if (data.get("top_up_gb") is None) != (data.get("top_up_price") is None):
+            if not self.has_error("top_up_gb") and not self.has_error("top_up_price"):
+                self.add_error("top_up_gb", "give both the pack's GB and its price, or neither")
+        elif data.get("top_up_gb") and not data.get("data_cap_gb"):
+            self.add_error("top_up_gb", "a top-up pack needs a data cap")
         return data
 
     def _check_pair(self, data, down, up, what):

@@ -70,6 +70,20 @@ class Plan(models.Model):
         null=True, blank=True, help_text="Speed after the data cap is used up."
     )
     fup_upload_kbps = models.PositiveIntegerField(null=True, blank=True)
+    # The data pack a subscriber on a capped plan may buy (portal) or staff may give or
+    # sell (account page): both set, or neither (not sold). The price is before VAT
+    # where the ISP prices exclusive of VAT, as the plan's price is.
+    top_up_gb = models.PositiveIntegerField(
+        "top-up pack (GB)", null=True, blank=True, validators=[MinValueValidator(1)]
+    )
+    top_up_price = models.DecimalField(
+        "top-up price (KES)",
+        max_digits=12,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+    )
     description = models.CharField(max_length=255, blank=True)
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -78,6 +92,12 @@ class Plan(models.Model):
         ordering = ["price", "name"]
         constraints = [
             models.CheckConstraint(condition=Q(price__gte=0), name="plan_price_not_negative"),
+            # A pack is sold whole: portal.data_top_up and the staff page read both.
+            models.CheckConstraint(
+                condition=Q(top_up_gb__isnull=True, top_up_price__isnull=True)
+                | Q(top_up_gb__gte=1, top_up_price__gte=1, data_cap_gb__isnull=False),
+                name="plan_top_up_pack_whole",
+            ),
             # An hourly plan is bought, not billed: a postpaid one would be invoiced its
             # hourly price once a period (billing.timeline refuses it).
             models.CheckConstraint(
