@@ -26,6 +26,7 @@ import hashlib
 import ipaddress
 import logging
 import os
+import re
 import select
 import socket
 import ssl
@@ -420,18 +421,45 @@ def identify(api) -> dict:
     }
 
 
+# RouterOS time values as versions 6 and 7 print them: units largest first, each at most
+# once ("1w2d3h4m5s", "1s500ms", "3ms250us"; "m" is minutes, "ms" milliseconds), or
+# weeks and days followed by a clock ("00:30:00", "1d 02:00:00", "1w2d03:04:05.250"),
+# or bare seconds ("300", what a value typed without a unit means).
+_UNIT_NS = {"w": 604800 * 10**9, "d": 86400 * 10**9, "h": 3600 * 10**9, "m": 60 * 10**9,
+            "s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}  # fmt: skip
+_DURATION = re.compile(
+    r"(?:(?P<w>\d+)w)?\s*(?:(?P<d>\d+)d)?\s*"
+    r"(?:"
+    r"(?P<clock>(?P<ch>\d+):(?P<cm>[0-5]\d):(?P<cs>[0-5]\d)(?:\.(?P<cf>\d{1,9}))?)"
+    r"|(?:(?P<h>\d+)h)?\s*(?:(?P<m>\d+)m(?!s))?\s*(?:(?P<s>\d+)(?:\.(?P<sf>\d{1,9}))?s)?\s*"
+    r"(?:(?P<ms>\d+)ms)?\s*(?:(?P<us>\d+)us)?\s*(?:(?P<ns>\d+)ns)?"
+    r")"
+)
+_NO_DURATION = {"", "none", "never", "unlimited"}
+
+
 def parse_duration(text) -> int:
-    """RouterOS durations ("1w2d3h4m5s", "44m55s") in seconds."""
-    if isinstance(text, int):
-        return text
-    units = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
-    total, number = 0, ""
-    for ch in str(text or ""):
-        if ch.isdigit():
-            number += ch
-        elif ch in units and number:
-            total += int(number) * units[ch]
-            number = ""
-        else:
-            number = ""
-    return total
+    """A RouterOS time value in whole seconds (a fraction is dropped: "1s500ms" is 1).
+    Reads every form RouterOS 6 and 7 print (see _DURATION); a number is taken as seconds.
+    Nothing, "none" and "never" are 0, and so is text that is no time value at all (a
+    poll must not fail on one odd row; it is logged)."""
+    if isinstance(text, bool):
+        raise TypeError("a duration is not a bool")
+    if isinstance(text, int | float):
+        return int(text)
+    value = str(text if text is not None else "").strip().lower()
+    if value in _NO_DURATION:
+        return 0
+    if value.isdigit():
+        return int(value)
+    match = _DURATION.fullmatch(value)
+    if match is None or not any(match.group(k) for k in ("w", "d", "clock", *_UNIT_NS)):
+        log.warning("not a RouterOS duration: %r (read as 0)", value[:40])
+        return 0
+    parts = match.groupdict()
+    if parts["clock"]:
+        parts.update(h=parts["ch"], m=parts["cm"], s=parts["cs"], sf=parts["cf"])
+    nanoseconds = sum(int(parts[unit] or 0) * size for unit, size in _UNIT_NS.items())
+    if parts["sf"]:
+        nanoseconds += int(parts["sf"].ljust(9, "0"))
+    return nanoseconds // 10**9
