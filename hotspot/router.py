@@ -156,7 +156,7 @@ def walled_garden() -> dict[str, set[tuple[str, str]]]:
     hosts = walled_garden_hosts()
     return {
         WALLED: {(host, "allow") for host in hosts},
-        WALLED_IP: {(host, "accept") for host in hosts},
+        WALLED_IP: {(host, "allow") for host in hosts},  # allow|deny|reject
     }
 
 

@@ -69,7 +69,7 @@ def menus() -> list[Menu]:
     walled_ip = Menu(
         "/ip/hotspot/walled-garden/ip",
         [
-            F("action", "enum", "accept", choices=("accept", "drop", "reject")),
+            F("action", "enum", "allow", choices=("allow", "deny", "reject")),
             F("server"),
             F("src-address"),
             F("dst-address"),

@@ -657,6 +657,11 @@ class RouterState:
         from network.emulator import pppoe_usage
 
         self.pppoe = pppoe_usage.PppoeUsage(self)
+        # Firewall filter/nat rules in order, and the web proxy (emulator.firewall).
+        from network.emulator import firewall
+
+        self.menus.update({menu.path: menu for menu in firewall.menus()})
+        self.firewall = firewall.Firewall(self)
         self.traffic: dict[int, Traffic] = {}  # /interface id -> counters
         self.session_counter = 0
         self.ppp_sessions: dict[str, int] = {}  # name -> /ppp/active id
@@ -757,7 +762,7 @@ class RouterState:
                 dirs.add("/" + "/".join(parts[:i]))
             for verb in verbs:
                 commands.add(f"{path}/{verb}")
-        commands |= SPECIAL_COMMANDS | HOTSPOT_COMMANDS
+        commands |= SPECIAL_COMMANDS | HOTSPOT_COMMANDS | self.firewall.commands
         return dirs, commands
 
     def is_command(self, command: str) -> bool:
@@ -793,6 +798,8 @@ class RouterState:
                     return self.hotspot.execute(command, args)
             if command == "/interface/monitor-traffic":
                 return Reply(self.monitor_traffic(args), {})
+            if command in self.firewall.commands:
+                return self.firewall.execute(command, args, queries)
             if path in SINGLETONS:
                 return self._singleton(path, verb, args, queries)
             menu = self.menus[path]
@@ -1009,6 +1016,8 @@ class RouterState:
 
     def _validate_row(self, menu: Menu, row: dict, row_id):
         """Checks that involve more than one property."""
+        if menu.path.startswith(("/ip/firewall/filter", "/ip/firewall/nat", "/ip/proxy")):
+            self.firewall.validate(menu, row)
         if menu.path == "/queue/simple":
             limit_at = row.get("limit-at", PAIR_ZERO).split("/")
             max_limit = row.get("max-limit", PAIR_ZERO).split("/")

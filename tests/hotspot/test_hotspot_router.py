@@ -260,8 +260,8 @@ def test_the_walled_garden_on_the_router_is_the_generated_one_and_a_second_sync_
     assert "walled garden" in result["changes"]
     expected = router.walled_garden()
     assert ("alpha.localhost", "allow") in expected[router.WALLED]
-    assert ("cdn.alpha.example", "accept") in expected[router.WALLED_IP]
-    for menu, action in ((router.WALLED, "allow"), (router.WALLED_IP, "accept")):
+    assert ("cdn.alpha.example", "allow") in expected[router.WALLED_IP]
+    for menu, action in ((router.WALLED, "allow"), (router.WALLED_IP, "allow")):
         ours = {
             (r["dst-host"], r["action"])
             for r in emulator.rows(menu)
