@@ -9,11 +9,13 @@ from decimal import Decimal
 
 from django.db import transaction
 from django.utils import timezone
+from librouteros.exceptions import MultiTrapError, TrapError
 from librouteros.query import Key
 
 from ispops import audit
-from network import jobs, provisioning, routeros
+from network import jobs, provisioning, routeros, walled_garden
 from network.models import DriftItem, Router, RouterJob, has_control_characters
+from network.provisioning import NotApplied
 
 log = logging.getLogger(__name__)
 
@@ -313,7 +315,15 @@ def sync_router(router: Router, *, actor, disable_unbilled: bool = False) -> tup
             _disable_unbilled(
                 session, [i for i in report.items if i.kind == DriftItem.Kind.UNBILLED]
             )
-    jobs.mark_router(router, online=True)
+        # The suspended list's walled garden (network.walled_garden); a refusal there
+        # is the router's last error, and the accounts above are synced all the same.
+        garden_error = ""
+        try:
+            walled_garden.sync(session)
+        except (NotApplied, TrapError, MultiTrapError) as exc:
+            garden_error = f"walled garden: {exc}"
+            log.warning("router %s: %s", router, garden_error)
+    jobs.mark_router(router, online=True, error=garden_error)
     check_drift(router)
     _, label = audit.describe_actor(actor)
     log.info("router %s synced by %s: %d drift items", router, label, len(report.items))
