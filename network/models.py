@@ -302,11 +302,82 @@ class DriftItem(models.Model):
 
 
 class FupLevel(models.TextChoices):
-    """What a PPPoE account's data allowance allows now (network.fup)."""
+    """What a PPPoE account's data allowance allows now (network.fup): the kind of the
+    ladder step in force (UsageMeter.fup_step names which one)."""
 
     FULL = "full", "Full speed"
     THROTTLED = "throttled", "Slowed (fair usage)"
     BLOCKED = "blocked", "Blocked until a top-up"
+
+
+class FupStep(models.Model):
+    """One step of a plan's fair-usage ladder (network.fup): once the period's usage
+    reaches `after_gb` (plus the period's top-ups), the account runs at these speeds, or
+    is blocked until a top-up when they are empty. A plan with no steps has the one-step
+    ladder of its own fields (data_cap_gb, fup_download_kbps, fup_upload_kbps).
+
+    The whole ladder is checked by check_ladder (thresholds strictly increasing, speeds
+    falling, a block only last); the constraints hold what one row can."""
+
+    plan = models.ForeignKey("subscribers.Plan", on_delete=models.CASCADE, related_name="fup_steps")
+    after_gb = models.PositiveIntegerField()
+    download_kbps = models.PositiveIntegerField(null=True, blank=True)
+    upload_kbps = models.PositiveIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["plan", "after_gb"]
+        constraints = [
+            # A step's number (its profile "<plan>-fup<n>") is its place in this order.
+            models.UniqueConstraint(fields=["plan", "after_gb"], name="fup_step_once"),
+            models.CheckConstraint(condition=Q(after_gb__gte=1), name="fup_step_after_some"),
+            # Both speeds (slowed) or neither (blocked): half a rate-limit means nothing.
+            models.CheckConstraint(
+                condition=Q(download_kbps__isnull=True, upload_kbps__isnull=True)
+                | Q(download_kbps__gte=1, upload_kbps__gte=1),
+                name="fup_step_speeds_or_block",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.plan_id} after {self.after_gb} GB"
+
+    @property
+    def blocks(self) -> bool:
+        return self.download_kbps is None
+
+
+def check_ladder(steps, *, plan_download_kbps: int, plan_upload_kbps: int) -> list[str]:
+    """What is wrong with a ladder (steps in any order, each with after_gb, download_kbps,
+    upload_kbps; speeds None = block): [] when it is sound. Each step must be slower
+    than the one before (the plan's own speeds before the first), in both directions."""
+    problems = []
+    ordered = sorted(steps, key=lambda s: s.after_gb)
+    seen = set()
+    down, up = plan_download_kbps, plan_upload_kbps
+    for number, step in enumerate(ordered, start=1):
+        if step.after_gb in seen:
+            problems.append(f"two steps start after {step.after_gb} GB")
+            continue
+        seen.add(step.after_gb)
+        if (step.download_kbps is None) != (step.upload_kbps is None):
+            problems.append(f"the step after {step.after_gb} GB needs both speeds, or neither")
+        elif step.download_kbps is None:
+            if number != len(ordered):
+                problems.append(
+                    f"the block after {step.after_gb} GB must be the last step: nothing "
+                    "comes after blocked"
+                )
+        elif (
+            step.download_kbps > down
+            or step.upload_kbps > up
+            or ((step.download_kbps, step.upload_kbps) == (down, up))
+        ):
+            problems.append(
+                f"the step after {step.after_gb} GB must be slower than the speed before it"
+            )
+        else:
+            down, up = step.download_kbps, step.upload_kbps
+    return problems
 
 
 class UsageMeter(models.Model):
@@ -326,6 +397,10 @@ class UsageMeter(models.Model):
     # Changed only by network.fup.evaluate's conditional update, which queues the router
     # job in the same transaction; provisioning writes the profile this names.
     fup_level = models.CharField(max_length=10, choices=FupLevel.choices, default=FupLevel.FULL)
+    # Which step of the plan's ladder (1 = the first; 0 at full speed): the profile
+    # "<plan>-fup<n>" or "<plan>-capped" (network.provisioning.profile_for). Claimed
+    # together with fup_level.
+    fup_step = models.PositiveSmallIntegerField(default=0)
     fup_changed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

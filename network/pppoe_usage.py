@@ -27,7 +27,7 @@ a newer one changes nothing.
 import json
 import logging
 import zlib
-from datetime import datetime, time
+from datetime import datetime
 
 from django.db import connection, transaction
 from django.utils import timezone
@@ -130,7 +130,7 @@ def _account(router: Router, sessions: list[dict], at: datetime) -> tuple[int, l
         )
         .exclude(status=ServiceAccount.Status.TERMINATED)
         .select_related("plan")
-        .only("id", "username", "plan__cycle")
+        .only("id", "username", "expires_at", "plan__cycle", "plan__billing")
     )
     # Accounts that had sessions when last seen and have none now: their seen is
     # cleared, so an id reused after a reboot counts as the new session it is.
@@ -155,7 +155,7 @@ def _account(router: Router, sessions: list[dict], at: datetime) -> tuple[int, l
         if meter.polled_at is not None and meter.polled_at >= at:
             continue  # a newer reading is already stored
         used_in, used_out, seen = deltas(meter.seen or {}, by_name[account.username])
-        parts = _split(account.plan, meter.polled_at, at, used_in, used_out)
+        parts = _split(account, meter.polled_at, at, used_in, used_out)
         rows += [(account.pk, period, b_in, b_out, seen) for period, b_in, b_out in parts]
         total += used_in + used_out
     for account_id in gone:
@@ -166,20 +166,22 @@ def _account(router: Router, sessions: list[dict], at: datetime) -> tuple[int, l
     return total, [a.pk for a in accounts]
 
 
-def _split(plan, since, at, used_in, used_out) -> list[tuple]:
+def _split(account, since, at, used_in, used_out) -> list[tuple]:
     """[(period, bytes in, bytes out)]: what was used between the last poll and this one,
     shared by time between two periods when a period began in between (the router
-    says how much, not when)."""
-    from network.fup import period_start
+    says how much, not when). A prepaid account's period is its paid term
+    (network.fup.usage_period), named from the expiry it has now: the share before a
+    renewal that followed a lapse is kept under a name one term before the renewal,
+    not the lapsed term's (the row holds no limit any more; nothing is counted twice)."""
+    from network.fup import period_start, usage_period
 
-    now_period = period_start(plan, at)
-    if since is None or period_start(plan, since) == now_period:
+    now_period, boundary = usage_period(account, at)
+    if since is None or period_start(account, since) == now_period:
         return [(now_period, used_in, used_out)]
-    boundary = timezone.make_aware(datetime.combine(now_period, time.min))
     share = min(max((boundary - since) / (at - since), 0.0), 1.0)
     old_in, old_out = round(used_in * share), round(used_out * share)
     return [
-        (period_start(plan, since), old_in, old_out),
+        (period_start(account, since), old_in, old_out),
         (now_period, used_in - old_in, used_out - old_out),
     ]
 

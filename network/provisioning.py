@@ -110,65 +110,87 @@ def max_limit_bits(plan: Plan) -> str:
 
 
 # --- fair use (network.fup) ------------------------------------------------------------
-# A PPPoE account over its data allowance gets another profile of its plan: slowed to
-# the plan's FUP speeds, or "capped" (blocked until a top-up). The capped profile puts
-# the session's address in the suspended list, which the PPPoE walled garden sends to
-# the pay page, and allows 64 kbit/s, so the line stays useless where that garden's
-# rules are not on the router yet (and the portal still loads where they are).
-FUP_SUFFIX, CAPPED_SUFFIX = "-fup", "-capped"
+# A PPPoE account over a threshold of its plan's fair-usage ladder gets the profile of
+# that step (names: network.fup): slowed to the step's speeds, or "capped" (blocked
+# until a top-up). The capped profile puts the session's address in the suspended
+# list, which the PPPoE walled garden sends to the pay page, and allows 64 kbit/s, so
+# the line stays useless where that garden's rules are not on the router yet (and the
+# portal still loads where they are).
 CAPPED_RATE = "64k/64k"
 
 
-def profile_for(account) -> str:
-    """The PPP profile a PPPoE account's secret names: its plan's, or the plan's fair
-    usage one (network.fup.level_of)."""
+def _step(account):
+    """The ladder step the account is on (network.fup.Step), or None at full speed. A
+    ladder shortened since the step was claimed gives its last step until evaluate
+    moves the account."""
     from network import fup
-    from network.models import FupLevel
 
-    level = fup.level_of(account)
-    if level == FupLevel.THROTTLED and account.plan.fup_download_kbps:
-        return account.plan.name + FUP_SUFFIX
-    if level == FupLevel.BLOCKED:
-        return account.plan.name + CAPPED_SUFFIX
-    return account.plan.name
+    number = fup.step_of(account)
+    if number == 0:
+        return None
+    steps = getattr(account, "_fup_ladder", None)
+    if steps is None:
+        steps = fup.ladder(account.plan)
+    return steps[min(number, len(steps)) - 1] if steps else None
+
+
+def profile_for(account) -> str:
+    """The PPP profile a PPPoE account's secret names: its plan's, or that of the plan's
+    fair-usage step it is on (network.fup.step_of)."""
+    step = _step(account)
+    return account.plan.name if step is None else step.profile
 
 
 def fup_profiles(accounts) -> dict[str, dict]:
     """{profile name: the fields it must have} for the fair-usage profiles these
-    accounts name (none for accounts at full speed)."""
+    accounts name (none for accounts at full speed); rate-limit as the router reads it,
+    rx (client upload) / tx (download), as rate_limit."""
     wanted = {}
     for account in accounts:
-        plan, name = account.plan, profile_for(account)
-        if name == plan.name:
+        step = _step(account)
+        if step is None:
             continue
-        if name.endswith(FUP_SUFFIX):
-            up = plan.fup_upload_kbps or plan.fup_download_kbps
-            rate = f"{format_speed(up)}/{format_speed(plan.fup_download_kbps)}"
-            wanted[name] = {"name": name, "rate-limit": rate, "comment": f"ispops fup {plan.pk}"}
-        else:
-            wanted[name] = {
-                "name": name,
+        plan = account.plan
+        if step.blocks:
+            wanted[step.profile] = {
+                "name": step.profile,
                 "rate-limit": CAPPED_RATE,
                 "address-list": settings.SUSPENDED_ADDRESS_LIST,
                 "comment": f"ispops capped {plan.pk}",
+            }
+        else:
+            rate = f"{format_speed(step.upload_kbps)}/{format_speed(step.download_kbps)}"
+            wanted[step.profile] = {
+                "name": step.profile,
+                "rate-limit": rate,
+                "comment": f"ispops fup {plan.pk}",
             }
     return wanted
 
 
 def annotate_levels(accounts) -> None:
-    """Read the fair-usage level of many PPPoE accounts in one query (profile_for then
-    asks nothing more)."""
-    from network.models import FupLevel, UsageMeter
+    """Read the fair-usage step of many PPPoE accounts in one query, and the ladders of
+    the plans of those not at full speed in one more (profile_for then asks nothing)."""
+    from network import fup
+    from network.models import FupLevel, FupStep, UsageMeter
 
     ids = [a.pk for a in accounts if a.service == ServiceType.PPPOE]
-    levels = dict(
-        UsageMeter.objects.filter(service_account_id__in=ids).values_list(
-            "service_account_id", "fup_level"
-        )
-    )
+    levels = {
+        account_id: (level, step)
+        for account_id, level, step in UsageMeter.objects.filter(
+            service_account_id__in=ids
+        ).values_list("service_account_id", "fup_level", "fup_step")
+    }
+    limited = [a for a in accounts if levels.get(a.pk, (None, 0))[1]]
+    rows: dict[int, list] = {}
+    if limited:
+        for row in FupStep.objects.filter(plan_id__in={a.plan_id for a in limited}):
+            rows.setdefault(row.plan_id, []).append(row)
     for account in accounts:
         if account.service == ServiceType.PPPOE:
-            account._fup_level = levels.get(account.pk, FupLevel.FULL)
+            account._fup_level, account._fup_step = levels.get(account.pk, (FupLevel.FULL, 0))
+            if account._fup_step:
+                account._fup_ladder = fup.ladder(account.plan, rows.get(account.plan_id, []))
 
 
 def ensure_fup_profiles(session: "RouterSession", wanted: dict[str, dict]) -> list[str]:

@@ -30,9 +30,11 @@ def clock():
         yield traveller
 
 
-def make_account(router, *, fup_speeds=True, username="otieno"):
+def make_account(router, *, fup_speeds=True, username="otieno", billing="postpaid"):
+    # Postpaid: the usage period is the calendar month (prepaid terms are in
+    # tests/network/test_fup_ladder.py).
     plan = Plan.objects.create(
-        name=f"Capped 100M {username}", price="3000.00", download_kbps=100_000,
+        name=f"Capped 100M {username}", price="3000.00", billing=billing, download_kbps=100_000,
         upload_kbps=50_000, data_cap_gb=1,
         fup_download_kbps=2_000 if fup_speeds else None,
         fup_upload_kbps=1_000 if fup_speeds else None,

@@ -29,8 +29,13 @@ def clock():
 
 @pytest.fixture
 def account(router, clock):
+    # Postpaid: the usage period is the calendar month (prepaid terms: test_fup_ladder.py).
     plan = Plan.objects.create(
-        name="Home 20M", price="2500.00", download_kbps=20_000, upload_kbps=10_000
+        name="Home 20M",
+        price="2500.00",
+        billing="postpaid",
+        download_kbps=20_000,
+        upload_kbps=10_000,
     )
     customer = subscribers.create_customer(actor="test", name="Achieng", phone="0712000111")
     account = subscribers.create_service_account(
