@@ -1,8 +1,18 @@
-from subscribers.views import customers, imports, jobs, pipeline, plans, settings, sites
+from subscribers.views import (
+    customers,
+    imports,
+    jobs,
+    pipeline,
+    plans,
+    settings,
+    sites,
+    top_up,
+)
 
 app_name = "subscribers"
 urlpatterns = [
     *customers.urls,
+    *top_up.urls,
     *plans.urls,
     *sites.urls,
     *pipeline.urls,
