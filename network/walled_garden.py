@@ -33,6 +33,8 @@ Limits, said plainly:
   it asked for, so a suspended subscriber's HTTPS is rejected, not redirected. Phones
   and browsers probe a plain-HTTP captive-portal URL, so most still show the pay page;
   otherwise any http:// page does.
+- DNS through the router itself (its input chain) is left to the operator's rules, as
+  for every paying subscriber; DNS to any other server is let through.
 - Connections already fasttracked before the suspension skip the firewall until they
   end; provisioning drops a suspended PPPoE session, so that is only static IPs'.
 - Our rules go before the operator's first rule (`place-before`, table-wide: rules of
@@ -151,12 +153,16 @@ def desired(wanted: Garden) -> dict[str, list[dict]]:
 # --- comparing ---------------------------------------------------------------------------
 
 
-def _is_ours(row: dict) -> bool:
-    return str(row.get("comment", "")) == COMMENT and as_wire(row.get("dynamic")) != "true"
-
-
 def _dynamic(row: dict) -> bool:
     return as_wire(row.get("dynamic", False)) == "true"
+
+
+def _disabled(row: dict) -> bool:
+    return as_wire(row.get("disabled", False)) == "true"
+
+
+def _is_ours(row: dict) -> bool:
+    return str(row.get("comment", "")) == COMMENT and not _dynamic(row)
 
 
 def significant(row: dict) -> dict:
@@ -193,11 +199,13 @@ def _sync_hosts(session: RouterSession, hosts) -> list[str]:
     (an entry without our comment) is walled in by theirs."""
     props = (".id", "address", "comment", "disabled", "dynamic")
     rows = [r for r in session.rows(ADDRESS_LIST, props=props, list=WALLED_LIST) if not _dynamic(r)]
-    theirs = {str(r.get("address", "")).lower() for r in rows if not _is_ours(r)}
+    theirs = {
+        str(r.get("address", "")).lower() for r in rows if not _is_ours(r) and not _disabled(r)
+    }
     kept, extra = set(), []
     for row in filter(_is_ours, rows):
         address = str(row.get("address", "")).lower()
-        if address in hosts and address not in kept and as_wire(row.get("disabled")) != "true":
+        if address in hosts and address not in kept and not _disabled(row):
             kept.add(address)
         else:
             extra.append(row[".id"])
@@ -208,11 +216,7 @@ def _sync_hosts(session: RouterSession, hosts) -> list[str]:
     if not (extra or missing):
         return []
     after = session.rows(ADDRESS_LIST, props=props, list=WALLED_LIST)
-    have = {
-        str(r.get("address", "")).lower()
-        for r in after
-        if not _dynamic(r) and as_wire(r.get("disabled")) != "true"
-    }
+    have = {str(r.get("address", "")).lower() for r in after if not (_dynamic(r) or _disabled(r))}
     if not set(hosts) <= have or sum(map(_is_ours, after)) != len(set(hosts) - theirs):
         raise NotApplied(f"{ADDRESS_LIST} {WALLED_LIST} does not hold the walled hosts")
     return [f"walled hosts: {len(missing)} added, {len(extra)} removed"]
@@ -286,8 +290,7 @@ def _sync_proxy(session: RouterSession) -> list[str]:
     tuple(session.path(PROXY)("set", enabled="yes", port=port))
     session.writes += 1
     row = session.rows(PROXY)[0]
-    if as_wire(row.get("enabled")) != "true" or PROXY_PORT not in as_wire(row.get("port")).split(
-        ","
-    ):
+    ports = as_wire(row.get("port", "")).split(",")
+    if as_wire(row.get("enabled")) != "true" or PROXY_PORT not in ports:
         raise NotApplied(f"{PROXY} is not enabled on port {PROXY_PORT}")
     return [f"web proxy enabled on port {PROXY_PORT}"]

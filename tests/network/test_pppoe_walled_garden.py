@@ -234,3 +234,16 @@ def test_place_before_an_unknown_rule_is_refused_and_adds_nothing(emulator, api)
         )
     assert refused.value.message == "no such item"
     assert emulator.rows("/ip/firewall/filter") == []
+
+
+def test_without_a_host_suspended_subscribers_are_only_blocked(in_alpha, emulator, api):
+    session = RouterSession(api)
+    walled_garden.sync(session)
+    assert ours(emulator, walled_garden.NAT) and ours(emulator, walled_garden.PROXY_ACCESS)
+    # The ISP lost its host: nothing to redirect to, no host to let through.
+    walled_garden.sync(session, walled_garden.Garden((), ""))
+    assert ours(emulator, walled_garden.NAT) == []
+    assert ours(emulator, walled_garden.PROXY_ACCESS) == []
+    assert ours(emulator, walled_garden.ADDRESS_LIST) == []
+    rules = [walled_garden.significant(r) for r in ours(emulator, walled_garden.FILTER)]
+    assert rules == walled_garden.filter_rules()
