@@ -81,10 +81,21 @@ class Sent:
     already_pending: bool
 
 
-def send_prompt(customer, *, phone: str, amount: Decimal, actor: str, now: datetime) -> Sent:
+def send_prompt(
+    customer,
+    *,
+    phone: str,
+    amount: Decimal,
+    actor: str,
+    now: datetime,
+    purpose: str = "",
+    account_reference: str = "",
+) -> Sent:
     """Send an STK push for `customer`, unless one is still pending (that one is
     returned: never two prompts for one account). Serialised per customer, so two
-    taps at once send one prompt. Called outside a transaction."""
+    taps at once send one prompt. Called outside a transaction. `purpose` and
+    `account_reference`: a push for something the customer buys (payments.purposes),
+    not their account's balance (portal.data_top_up)."""
     if amount < 1:
         raise PayError("There is nothing to pay right now.")
     if not MpesaSettings.load().configured:
@@ -109,6 +120,8 @@ def send_prompt(customer, *, phone: str, amount: Decimal, actor: str, now: datet
                 amount=amount,
                 actor=actor,
                 source=StkRequest.Source.PORTAL,
+                purpose=purpose,
+                account_reference=account_reference,
             )
         except payments.PaymentError as exc:
             # The request row (state "not sent") is kept: the limit counts it.

@@ -5,6 +5,7 @@ from django.urls import path
 from portal import (
     views,
     views_claim,
+    views_data,
     views_invoices,
     views_pay,
     views_plan,
@@ -30,4 +31,5 @@ urlpatterns = [
     *views_plan.urls,
     *views_tickets.urls,
     *views_profile.urls,
+    *views_data.urls,
 ]

@@ -27,6 +27,7 @@ ATTACKER, VICTIM = "254712345601", "254722000002"
 # route name -> the victim's ids for its URL parameters (from the `victim` fixture).
 VICTIM_IDS = {
     "pay_status": lambda v: {"public_id": v["stk"].public_id},
+    "data_status": lambda v: {"public_id": v["stk"].public_id},
     "plan_preview": lambda v: {"account": v["account"].pk, "plan_id": v["other_plan"].pk},
     "plan_cancel": lambda v: {"pk": v["change"].pk},
     "ticket": lambda v: {"pk": v["ticket"].pk},
