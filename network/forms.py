@@ -8,6 +8,7 @@ from ispops.staff.models import Branch
 from network import routeros
 from network.models import Router, no_control_characters, no_control_characters_but_lines
 from network.services import valid_host
+from subscribers.forms_plans import SpeedField
 from subscribers.models import NetworkSite
 
 PASSWORD_HELP = "Stored encrypted and never shown again."
@@ -118,3 +119,72 @@ class RouterForm(forms.ModelForm):
     def clean_password(self):
         # Blank keeps the stored password (update_router leaves it alone).
         return self.cleaned_data.get("password") or ""
+
+
+# --- a plan's fair-usage ladder (network.views_fup) -------------------------------------
+
+MAX_FUP_STEPS = 6
+
+
+class FupLadderForm(forms.Form):
+    """A plan's fair-usage ladder as up to MAX_FUP_STEPS rows: after how many GB, the
+    speeds, or Block. Each row is checked here; the ladder as a whole (increasing,
+    slowing, block last, first step within the cap) by network.fup.save_ladder."""
+
+    def __init__(self, *args, plan, **kwargs):
+        initial = {}
+        for i, step in enumerate(plan.fup_steps.all()[:MAX_FUP_STEPS]):
+            initial |= {
+                f"after_{i}": step.after_gb,
+                f"down_{i}": step.download_kbps,
+                f"up_{i}": step.upload_kbps,
+                f"block_{i}": step.blocks,
+            }
+        super().__init__(*args, initial=initial, **kwargs)
+        for i in range(MAX_FUP_STEPS):
+            self.fields[f"after_{i}"] = forms.IntegerField(
+                label=f"Step {i + 1}: after (GB)",
+                required=False,
+                validators=[MinValueValidator(1), MaxValueValidator(1_000_000)],
+            )
+            self.fields[f"down_{i}"] = SpeedField(label="Download", required=False, help_text="")
+            self.fields[f"up_{i}"] = SpeedField(label="Upload", required=False, help_text="")
+            self.fields[f"block_{i}"] = forms.BooleanField(
+                label="Block until a top-up", required=False
+            )
+            # The page shows the rows as a table with one heading per column.
+            for name, words in (("after", "after (GB)"), ("down", "download"), ("up", "upload")):
+                self.fields[f"{name}_{i}"].widget.attrs["aria-label"] = f"Step {i + 1} {words}"
+            self.fields[f"block_{i}"].widget.attrs["aria-label"] = f"Step {i + 1} blocks"
+        self.steps: list[tuple[int, int | None, int | None]] = []
+
+    def rows(self):
+        return [
+            [self[f"{name}_{i}"] for name in ("after", "down", "up", "block")]
+            for i in range(MAX_FUP_STEPS)
+        ]
+
+    def clean(self):
+        data = super().clean()
+        steps = []
+        for i in range(MAX_FUP_STEPS):
+            after, down, up = data.get(f"after_{i}"), data.get(f"down_{i}"), data.get(f"up_{i}")
+            block = data.get(f"block_{i}")
+            if any(f"{name}_{i}" in self.errors for name in ("after", "down", "up")):
+                continue  # already told
+            if after is None and not (down or up or block):
+                continue  # an empty row
+            if after is None:
+                self.add_error(f"after_{i}", "say after how many GB this step starts")
+            elif block and (down or up):
+                self.add_error(f"block_{i}", "a block has no speeds: clear them or untick Block")
+            elif not block and not (down and up):
+                self.add_error(f"down_{i}", "give both speeds, or tick Block")
+            else:
+                steps.append((after, None, None) if block else (after, down, up))
+        if not steps and not self.errors:
+            raise forms.ValidationError(
+                "add at least one step, or go back to the plan's own cap and FUP speeds"
+            )
+        self.steps = steps
+        return data

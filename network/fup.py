@@ -262,7 +262,7 @@ def save_ladder(plan, steps, *, actor, now: datetime | None = None) -> list[FupS
 def _describe(steps: list[Step]) -> str:
     return "; ".join(
         f"after {s.after_gb} GB "
-        + ("blocked" if s.blocks else f"{_speed(s.download_kbps)}/{_speed(s.upload_kbps)}")
+        + ("blocked" if s.blocks else f"{_speed(s.download_kbps)} down, {_speed(s.upload_kbps)} up")
         for s in steps
     )
 
