@@ -433,28 +433,3 @@ class Purchase(models.Model):
 
     def __str__(self):
         return f"{self.package} for {self.phone}"
-
-
-class PhoneCode(models.Model):
-    """A code sent by SMS to prove a phone on the captive page (the free trial: MACs are
-    randomised, phones are not). Stored as an HMAC like the portal's sign-in codes."""
-
-    phone = models.CharField(max_length=12)
-    code_hash = models.CharField(max_length=64)
-    mac = models.CharField(max_length=17, blank=True)
-    ip = models.GenericIPAddressField(null=True, blank=True)
-    tries = models.PositiveSmallIntegerField(default=0)
-    created_at = models.DateTimeField(default=timezone.now)
-    expires_at = models.DateTimeField()
-    used_at = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        ordering = ["-created_at", "-id"]
-        indexes = [
-            # Resend wait, the daily cap per phone and the newest code of a phone.
-            models.Index(fields=["phone", "-created_at"], name="hs_code_phone"),
-            models.Index(fields=["ip", "created_at"], name="hs_code_ip"),
-        ]
-
-    def __str__(self):
-        return f"code for {self.phone} at {self.created_at:%Y-%m-%d %H:%M}"

@@ -1,6 +1,6 @@
-"""What the subscriber portal keeps: the ISP's sign-in rules, the one-time codes sent,
-the sign-in attempts that count against the limits, a subscriber's password, the
-portal's event log and the "I already paid" claims.
+"""What the subscriber portal keeps: the ISP's sign-in rules, the sign-in attempts that
+count against the limits, a subscriber's password, the portal's event log and the "I
+already paid" claims. The one-time codes sent are ispops.messaging.models.PhoneCode.
 
 A portal identity is a phone number (2547.../2541...): whoever proves they hold it may
 see the customers whose phone or alternative phone it is. Nothing here is a staff user.
@@ -70,30 +70,6 @@ class PortalSettings(SettingsRow):
 
     def __str__(self):
         return "Portal settings"
-
-
-class OneTimeCode(models.Model):
-    """A code asked for a phone. Unknown phones get a row too (never sent, never
-    matching), so they meet the same limits and nobody learns who is a customer."""
-
-    phone = models.CharField(max_length=12)
-    code_hash = models.CharField(max_length=64)
-    sent = models.BooleanField(default=False)  # False: no customer has this phone
-    ip = models.GenericIPAddressField(null=True, blank=True)
-    tries = models.PositiveSmallIntegerField(default=0)
-    created_at = models.DateTimeField(default=timezone.now)
-    expires_at = models.DateTimeField()
-    used_at = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        ordering = ["-created_at", "-id"]
-        indexes = [
-            # Resend wait, the per-phone daily count and the latest code of a phone.
-            models.Index(fields=["phone", "-created_at"], name="portal_code_phone"),
-        ]
-
-    def __str__(self):
-        return f"code for {self.phone} at {self.created_at:%Y-%m-%d %H:%M}"
 
 
 class SignInAttempt(models.Model):

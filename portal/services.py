@@ -2,6 +2,9 @@
 password, and what the home page shows. Time is passed in (`now`) so tests and callers
 agree on it.
 
+The codes themselves (writing, limits per phone, tries, the SMS) are
+ispops.messaging.phone_codes'; this module answers for the portal's own rules: who may
+sign in, the per-address cap over codes and wrong passwords, the password lock-out.
 Limits are enforced under a PostgreSQL advisory lock per phone and per address held
 for the transaction, so two requests at once cannot both slip under a cap. Unknown
 phones go through the same steps (a code row is written, never sent) so the answers,
@@ -9,30 +12,25 @@ limits and timing do not tell who is a customer.
 """
 
 import hashlib
-import hmac
-import secrets
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import Enum
 
-from django.conf import settings
 from django.contrib.auth.hashers import check_password, make_password
 from django.db import connection, transaction
 from django.db.models import OuterRef, Q, Subquery
 from django.utils import timezone
-from django.utils.crypto import constant_time_compare
 
 from billing import ledger
 from billing import services as billing
 from billing.models import BillingSettings
 from billing.prepaid import grace
 from ispops.lib.phones import InvalidPhone, normalise_phone
-from ispops.messaging import services as messaging
-from ispops.messaging.models import Channel, Message
+from ispops.messaging import phone_codes
 from payments.models import Payment
-from portal.models import OneTimeCode, PortalEvent, PortalLogin, PortalSettings, SignInAttempt
+from portal.models import PortalEvent, PortalLogin, PortalSettings, SignInAttempt
 from subscribers.models import AccountStatus, Billing, Customer, ServiceAccount, StatusChange
 
 DAY = timedelta(hours=24)  # "per day" limits are a rolling 24 hours
@@ -79,13 +77,6 @@ def customers_for_phone(phone: str):
     )
 
 
-def _code_hash(phone: str, code: str) -> str:
-    # Keyed by SECRET_KEY and bound to this ISP and phone: a leaked table cannot be
-    # brute-forced offline without the key, and a hash is useless for another phone.
-    message = f"{connection.schema_name}:{phone}:{code}".encode()
-    return hmac.new(settings.SECRET_KEY.encode(), message, hashlib.sha256).hexdigest()
-
-
 def _lock_key(name: str) -> int:
     digest = hashlib.sha256(f"portal:{connection.schema_name}:{name}".encode()).digest()
     return int.from_bytes(digest[:8], "big", signed=True)
@@ -123,104 +114,62 @@ def _ip_capped(ip: str | None, cfg: PortalSettings, now: datetime) -> bool:
 
 def request_code(raw_phone: str, *, ip: str | None, now: datetime) -> Result:
     """Send a sign-in code to `raw_phone` if a customer has it; the same Result whether
-    one does or not."""
+    one does or not (ispops.messaging.phone_codes writes and limits the codes)."""
     phone = normalise(raw_phone)
     if phone is None:
         raise ValueError("not a Kenyan mobile number")
     cfg = PortalSettings.load()
     with transaction.atomic():
+        # The address's cap counts codes and wrong passwords together, so it is checked
+        # here under the lock password_sign_in takes too, not by phone_codes.
         lock(f"phone:{phone}", f"ip:{ip}")
         if _ip_capped(ip, cfg, now):
             return Result(Outcome.IP_LIMIT)
-        recent = OneTimeCode.objects.filter(phone=phone, created_at__gt=now - DAY)
-        latest = recent.first()
-        wait = timedelta(seconds=cfg.resend_wait_seconds)
-        if latest is not None and latest.created_at > now - wait:
-            left = (latest.created_at + wait - now).total_seconds()
-            return Result(Outcome.WAIT, wait_seconds=max(1, int(left + 0.999)))
-        if recent.count() >= cfg.codes_per_phone_per_day:
+        customer = customers_for_phone(phone).first()
+        # To the phone that was typed (it may be the customer's alternative phone).
+        sms = phone_codes.Sms(CODE_TEMPLATE, customer=customer, related="portal sign-in")
+        issued = phone_codes.issue(
+            phone,
+            purpose=phone_codes.PORTAL,
+            sms=sms,
+            send=customer is not None,
+            limits=phone_codes.Limits.of(cfg),
+            ip=ip,
+            now=now,
+        )
+        if issued.outcome == phone_codes.Outcome.WAIT:
+            return Result(Outcome.WAIT, wait_seconds=issued.wait_seconds)
+        if issued.outcome == phone_codes.Outcome.PHONE_LIMIT:
             return Result(Outcome.PHONE_LIMIT)
         SignInAttempt.objects.create(
             kind=SignInAttempt.Kind.CODE_REQUESTED, phone=phone, ip=ip, at=now
         )
-        code = "".join(str(secrets.randbelow(10)) for _ in range(cfg.code_length))
-        customer = customers_for_phone(phone).first()
-        body = _code_text(customer, code, cfg)
-        OneTimeCode.objects.create(
-            phone=phone,
-            code_hash=_code_hash(phone, code),
-            sent=customer is not None,
-            ip=ip,
-            created_at=now,
-            expires_at=now + timedelta(minutes=cfg.code_minutes),
-        )
-        if customer is not None:
-            _queue_sms(customer, phone, body)
     return Result(Outcome.SENT)
-
-
-def _code_text(customer, code: str, cfg: PortalSettings) -> str:
-    """The SMS text (rendered for unknown phones too, to keep the timing alike). An
-    edited template that lost the code falls back to the default text."""
-    context = {"code": code, "minutes": cfg.code_minutes}
-    if customer is not None:
-        context["customer"] = messaging.customer_context(customer)
-    context.setdefault("isp_name", getattr(connection.tenant, "name", ""))
-    _, body = messaging.render(CODE_TEMPLATE, Channel.SMS, context)
-    if code not in body:
-        _, default = messaging.template_text(CODE_TEMPLATE, Channel.SMS)
-        _, body = messaging.render_text("", default, context)
-    return body
-
-
-def _queue_sms(customer, phone: str, body: str) -> None:
-    # To the phone that was typed (it may be the customer's alternative phone), so not
-    # notify(), which always writes to customer.phone; the message log keeps it alike.
-    messaging.queue_messages(
-        [
-            Message(
-                customer=customer,
-                channel=Channel.SMS,
-                to=phone,
-                body=body,
-                template_key=CODE_TEMPLATE,
-                related="portal sign-in",
-            )
-        ]
-    )
 
 
 def verify_code(raw_phone: str, code: str, *, now: datetime) -> Result:
     """Sign in with the newest code sent to the phone. Each wrong entry uses up one of
-    the code's tries; an expired, used or exhausted code is dead."""
+    the code's tries; an expired, used or exhausted code is dead. A right code for a
+    phone no customer has any more counts as a wrong one."""
     phone = normalise(raw_phone)
     cfg = PortalSettings.load()
     if phone is None:
         return Result(Outcome.DEAD)
     with transaction.atomic():
-        latest = (
-            OneTimeCode.objects.select_for_update()
-            .filter(phone=phone)
-            .order_by("-created_at", "-id")
-            .first()
+        checked = phone_codes.check(
+            phone,
+            code,
+            purpose=phone_codes.PORTAL,
+            tries=cfg.tries_per_code,
+            now=now,
+            accept=lambda: customers_for_phone(phone).exists(),
         )
-        if (
-            latest is None
-            or latest.used_at is not None
-            or latest.expires_at <= now
-            or latest.tries >= cfg.tries_per_code
-        ):
-            return Result(Outcome.DEAD)
-        typed = "".join(ch for ch in (code or "") if ch.isdigit())
-        right = constant_time_compare(_code_hash(phone, typed), latest.code_hash)
-        if right and latest.sent and customers_for_phone(phone).exists():
-            latest.used_at = now
-            latest.save(update_fields=["used_at"])
+        if checked.outcome == phone_codes.Outcome.RIGHT:
             return Result(Outcome.SIGNED_IN, login=_signed_in(phone, now))
-        latest.tries += 1
-        latest.save(update_fields=["tries"])
-        left = cfg.tries_per_code - latest.tries
-        return Result(Outcome.WRONG if left > 0 else Outcome.DEAD, tries_left=left)
+        left = checked.tries_left
+        if checked.outcome == phone_codes.Outcome.WRONG and left > 0:
+            return Result(Outcome.WRONG, tries_left=left)
+        return Result(Outcome.DEAD, tries_left=left)
 
 
 def password_sign_in(raw_phone: str, password: str, *, ip: str | None, now: datetime) -> Result:

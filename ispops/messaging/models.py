@@ -1,5 +1,6 @@
-"""Messaging: the ISP's SMS gateway settings, its edited message templates, and the log
-of every SMS and email sent to a customer (which is also the queue the workers send)."""
+"""Messaging: the ISP's SMS gateway settings, its edited message templates, the log
+of every SMS and email sent to a customer (which is also the queue the workers send),
+and the codes sent by SMS to prove a phone."""
 
 from django.db import models
 from django.db.models import Q
@@ -166,3 +167,40 @@ class NotificationPreference(models.Model):
 
     def __str__(self):
         return f"{self.kind} by {self.channel}: {'yes' if self.allowed else 'no'}"
+
+
+class PhoneCode(models.Model):
+    """A code sent by SMS to prove a phone (ispops.messaging.phone_codes): a subscriber
+    signing in to the portal, or a captive-page visitor asking for the free trial or
+    joining what their phone bought. Only an HMAC of the code is kept. A row is written
+    also when nothing is sent (the phone has nothing to prove), so limits and answers
+    are alike whether or not the number is known."""
+
+    class Purpose(models.TextChoices):
+        # A code of one purpose never proves the other: both the look-up and the hash
+        # name the purpose.
+        PORTAL = "portal", "Portal sign-in"
+        HOTSPOT = "hotspot", "Wi-Fi page"
+
+    phone = models.CharField(max_length=12)
+    purpose = models.CharField(max_length=8, choices=Purpose.choices)
+    code_hash = models.CharField(max_length=64)
+    sent = models.BooleanField(default=False)  # False: written for the limits only
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    mac = models.CharField(max_length=17, blank=True)  # the captive page's device
+    tries = models.PositiveSmallIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            # The resend wait, the daily count per phone and the newest code of a phone.
+            models.Index(fields=["purpose", "phone", "-created_at"], name="phonecode_phone"),
+            # The daily count per address (the captive page's).
+            models.Index(fields=["purpose", "ip", "created_at"], name="phonecode_ip"),
+        ]
+
+    def __str__(self):
+        return f"{self.purpose} code for {self.phone} at {self.created_at:%Y-%m-%d %H:%M}"

@@ -63,7 +63,7 @@ KINDS: tuple[Kind, ...] = (
         why="You ask for codes; they prove it is you. A change to who may sign in is "
         "always told to your main phone.",
         optional=False,
-        template_keys=("portal_code", "portal_contact_changed"),
+        template_keys=("portal_code", "portal_contact_changed", "hotspot_phone_code"),
     ),
     Kind(
         key="money",
@@ -155,6 +155,20 @@ def allows(customer, kind: str | None, channel: str) -> bool:
     return customer.pk not in refused([customer.pk], kind, channel)
 
 
+def allows_phone(customer, kind: str | None, channel: str) -> bool:
+    """Whether a message of `kind` may go to a phone number (services.notify_phone): as
+    allows() when the number is a customer's; a number that is nobody's customer record
+    has made no choice, so the kind's default holds (marketing waits for a yes)."""
+    if customer is not None:
+        return allows(customer, kind, channel)
+    if kind is None:
+        return True
+    if kind not in BY_KEY:
+        raise LookupError(f"no kind of message {kind!r}")
+    found = BY_KEY[kind]
+    return found.default or not found.optional
+
+
 def choices_for(customer) -> dict[tuple[str, str], bool]:
     """{(kind, channel): allowed} for every optional kind and channel, defaults filled."""
     stored = {
@@ -201,6 +215,8 @@ def set_preferences(customer, wanted: dict[tuple[str, str], bool], *, actor) -> 
     return len(changes)
 
 
-def skip_reason(kind: str, channel: str) -> str:
+def skip_reason(kind: str, channel: str, *, customer=True) -> str:
     label = BY_KEY[kind].label.lower()
+    if not customer:
+        return f"not sent: {label} wait for a yes, and this number is nobody's customer"
     return f"not sent: the customer turned off {label} by {Channel(channel).label}"

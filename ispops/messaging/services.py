@@ -1,5 +1,6 @@
 """Messaging operations other apps call: notify() a customer by SMS and/or email from a
-template, and the worker side that delivers the queued messages.
+template, notify_phone() a bare phone number by SMS, and the worker side that delivers
+the queued messages.
 
 notify() only writes rows and registers an on-commit hook, so billing, dunning and
 payments call it inside their transactions: a rolled-back payment sends nothing, and
@@ -269,6 +270,19 @@ DEFAULT_TEMPLATES: dict[str, DefaultTemplate] = {
         "{{ minutes }} minutes. Do not share it with anyone." + _SIGN,
         variables=("code", "minutes"),
     ),
+    # The captive page (hotspot.captive_phone): a code proving the phone typed there,
+    # for the free trial or to join a package that phone bought; often nobody's
+    # customer record (then customer.name is empty).
+    "hotspot_phone_code": DefaultTemplate(
+        label="Hotspot: phone code",
+        sms='{{ customer.name|default:"Hello" }}, your {{ isp_name }} Wi-Fi code to {{ why }} '
+        "is {{ code }}. It works for {{ minutes }} minutes.",
+        email_subject="Your {{ isp_name }} Wi-Fi code",
+        email_body='Dear {{ customer.name|default:"customer" }},\n\nYour Wi-Fi code to '
+        "{{ why }} is {{ code }}. It works for {{ minutes }} minutes." + _SIGN,
+        # why: what the code is for, e.g. "start your free trial".
+        variables=("code", "minutes", "why"),
+    ),
 }
 
 # --- rendering ----------------------------------------------------------------------
@@ -359,6 +373,7 @@ def sample_context() -> dict:
         "code": "482913",
         "changes": "other phone now 0722•••002",
         "minutes": 10,
+        "why": "start your free trial",
         "package": "Daily 1 GB",
         "percent": 80,
         "left": "200 MB",
@@ -458,6 +473,64 @@ def notify(
             transaction.on_commit(lambda pk=message.pk: send_soon(pk))
         created.append(message)
     return created
+
+
+def sms_text(key: str, context: dict, *, customer=None, keep=()) -> str:
+    """The SMS text of message `key`, rendered as render() does, with `customer` and
+    `isp_name` in the context. An edited template whose text lost one of `keep` (the
+    code a message exists to carry) gives way to the default text."""
+    full = dict(context)
+    if customer is not None:
+        full["customer"] = customer_context(customer)
+    full.setdefault("isp_name", _isp_name())
+    _, body = render(key, Channel.SMS, full)
+    if any(str(value) not in body for value in keep):
+        _, body = render_text(*template_text(key, Channel.SMS), full)
+    return body
+
+
+def notify_phone(
+    phone: str,
+    key: str,
+    context: dict | None = None,
+    *,
+    customer=None,
+    related: str = "",
+    kind: str | None = None,
+    keep=(),
+) -> Message:
+    """Queue SMS `key` to `phone`, sent after the current transaction commits: for a
+    number that is nobody's customer record (a Wi-Fi buyer) or that is not the
+    customer's main phone (a code asked for their other phone), where notify() cannot
+    go. `customer`, when the number is one's, is named in the text and the log, and
+    their choices apply; a number with no customer has made none, so a kind that waits
+    for a yes (marketing) is logged as skipped. A number no gateway can use is logged
+    as failed."""
+    kind = kind or _kind_key(key)
+    body = sms_text(key, context or {}, customer=customer, keep=keep)
+    state, error = Message.State.QUEUED, ""
+    try:
+        to = normalise_phone(phone)
+    except InvalidPhone as exc:
+        to, state, error = phone, Message.State.FAILED, str(exc)
+    if state == Message.State.QUEUED and not preferences.allows_phone(customer, kind, Channel.SMS):
+        reason = preferences.skip_reason(kind, Channel.SMS, customer=customer is not None)
+        state, error = Message.State.SKIPPED, reason
+    (message,) = queue_messages(
+        [
+            Message(
+                customer=customer,
+                channel=Channel.SMS,
+                to=to,
+                body=body,
+                template_key=key,
+                related=related[:64],
+                state=state,
+                error=error,
+            )
+        ]
+    )
+    return message
 
 
 def notify_many(items, *, channels=("sms",), kind: str | None = None) -> list[Message]:

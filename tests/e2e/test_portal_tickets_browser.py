@@ -14,9 +14,9 @@ from PIL import Image
 from playwright.sync_api import expect
 
 from ispops.messaging import preferences
-from ispops.messaging.models import Message
+from ispops.messaging.models import Message, PhoneCode
 from ispops.tenancy.models import Isp
-from portal.models import OneTimeCode, SignInAttempt
+from portal.models import SignInAttempt
 from subscribers import services as subscribers
 from subscribers.models import Customer
 from tests.e2e.portal import assert_fits, sign_in_by_code
@@ -53,7 +53,7 @@ def demo_subscriber(django_db_setup, django_db_blocker):
             # The sign-in left rows that count against the ISP's per-address daily cap,
             # which every browser test signs in from.
             SignInAttempt.objects.filter(phone=mobile).delete()
-            OneTimeCode.objects.filter(phone=mobile).delete()
+            PhoneCode.objects.filter(phone=mobile).delete()
         connection.set_schema_to_public()
 
 

@@ -12,8 +12,8 @@ from django.test import Client
 from django.utils import timezone
 
 from hotspot import captive, entitlements
-from hotspot.models import Entitlement, HotspotSettings, PhoneCode, Trial
-from ispops.messaging.models import Message
+from hotspot.models import Entitlement, HotspotSettings, Trial
+from ispops.messaging.models import Message, PhoneCode
 from network.models import Router
 from payments.models import Payment
 from tests.portal.conftest import code_in
@@ -80,7 +80,8 @@ def test_a_phone_with_nothing_bought_gets_the_same_answer_and_no_sms(alpha, rout
     response = laptop.post("/hs/paid/", {"paid_with": "0712 999 111"})
     assert response.status_code == 200
     assert "we sent it a code" in response.content.decode()
-    assert PhoneCode.objects.filter(phone="254712999111").count() == 1  # limits alike
+    codes = PhoneCode.objects.filter(phone="254712999111", purpose="hotspot")
+    assert codes.count() == 1  # limits alike
     assert not Message.objects.filter(to="254712999111").exists()
 
 

@@ -8,8 +8,8 @@ from django.conf import settings
 from django.utils import timezone
 from django_tenants.utils import tenant_context
 
-from ispops.messaging.models import Message
-from portal.models import OneTimeCode, PortalSettings
+from ispops.messaging.models import Message, PhoneCode
+from portal.models import PortalSettings
 from tests.portal.conftest import last_code, sign_in
 
 PHONE = "254712345601"
@@ -27,7 +27,7 @@ def test_code_sign_in_end_to_end_reaches_home(alpha, make_customer):
     assert code is not None
     with tenant_context(alpha.isp):
         # Only a hash is stored.
-        assert code not in OneTimeCode.objects.get(phone=PHONE).code_hash
+        assert code not in PhoneCode.objects.get(phone=PHONE, purpose="portal").code_hash
 
     response = client.post("/my/code/", {"code": code})
     assert response.status_code == 302 and response["Location"] == "/my/"
@@ -64,7 +64,7 @@ def test_unknown_phone_gets_the_same_answer_and_no_sms(alpha, make_customer):
     assert _strip_tokens(page_a) == _strip_tokens(page_b)
     with tenant_context(alpha.isp):
         assert not Message.objects.filter(to="254712345699").exists()
-        assert OneTimeCode.objects.filter(phone="254712345699", sent=False).exists()
+        assert PhoneCode.objects.filter(phone="254712345699", purpose="portal", sent=False).exists()
     # Any code typed for the unknown phone fails like a wrong one.
     response = unknown.post("/my/code/", {"code": "123456"})
     assert "not right" in response.content.decode()
