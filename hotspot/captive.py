@@ -1,5 +1,6 @@
 """The captive portal: what a phone on a hotspot can do at the ISP's /hs/ page after the
-router's login.html sent it there, and how it ends logged in.
+router's login.html sent it there, and how it ends logged in. Buying by M-Pesa is
+hotspot.captive_purchase's, the phone-proven steps hotspot.captive_phone's.
 
 The device. The router's login page forwards its variables (mac, ip, link-login-only,
 link-orig, chap-id, chap-challenge, identity, server-name, error) and a signed reference
@@ -30,10 +31,8 @@ import hashlib
 import ipaddress
 import logging
 import re
-import secrets
 from dataclasses import asdict, dataclass
 from datetime import timedelta
-from decimal import Decimal
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -46,26 +45,15 @@ from django.utils.crypto import constant_time_compare, salted_hmac
 
 from billing.links import public_host
 from hotspot import entitlements, vouchers
-from hotspot.models import (
-    CodeAttempt,
-    Entitlement,
-    HotspotSettings,
-    Package,
-    Purchase,
-)
+from hotspot.models import CodeAttempt, Entitlement, HotspotSettings, Package
 from hotspot.tasks_captive import login_device_task
 from ispops.lib.phones import InvalidPhone, normalise_phone
 from ispops.lib.urls import absolute_url
 from ispops.tasks import hand_to_worker
 from network.models import Router
-from payments import services as payments
-from payments.models import Payment, StkRequest
-from portal import pay
-from portal.services import held
 
 log = logging.getLogger(__name__)
 
-PURPOSE = "hotspot"  # the payment purpose a paid purchase is handed to (apps.py)
 SALT = "ispops.hotspot.captive.router"
 MAC_BYTES = 12
 ROUTER_REF = re.compile(r"([0-9]{1,12})\.([A-Za-z0-9_-]{16})")
@@ -87,11 +75,6 @@ CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # MikroTik writes chap-id and chap-challenge as octal escapes, "\371\042...": one byte
 # each, 16 bytes for the challenge; some templates give hex instead.
 OCTAL = re.compile(r"(?:\\[0-7]{1,3})+")
-
-PROMPT_WINDOW = timedelta(minutes=30)
-PROMPTS_PER_WINDOW = 5
-PROMPTS_PER_ADDRESS = 10
-ONE_PROMPT = timedelta(minutes=2)
 
 
 class BadDevice(ValueError):
@@ -447,143 +430,6 @@ def _locked_words(cfg: HotspotSettings) -> str:
     return (
         f"Too many wrong codes from this device. Wait {cfg.lockout_minutes} minutes and "
         "try again, or buy with M-Pesa."
-    )
-
-
-# --- buying by M-Pesa ----------------------------------------------------------------------
-
-
-def new_reference() -> str:
-    """A purchase's AccountReference: HS and 10 characters, unique (checked by the
-    table's constraint), never a customer's account number or username (those never
-    start HS with lower-case-free base32 noise of this length, and a payment for a
-    purpose is never matched by its reference anyway)."""
-    return "HS" + base64.b32encode(secrets.token_bytes(7)).decode()[:10]
-
-
-def start_purchase(device: Device, package: Package, phone: str, *, login: str, now, actor):
-    """Write the purchase, then send the STK push for the package's price to `phone`.
-    One prompt per phone at a time (a second tap returns the first); a few per phone
-    per half hour. Serialised per phone; called outside a transaction (the push's row
-    must be visible to a callback the moment it exists)."""
-
-    if package.price < 1:
-        raise CaptiveError("This package is free: ask for the free trial instead.")
-    with held(f"hotspot-stk:{phone}"):
-        pending = (
-            Purchase.objects.filter(
-                phone=phone,
-                stk__state=StkRequest.State.PENDING,
-                created_at__gte=now - ONE_PROMPT,
-            )
-            .select_related("stk")
-            .first()
-        )
-        if pending is not None:
-            return pending
-        recent = Purchase.objects.filter(created_at__gte=now - PROMPT_WINDOW)
-        # Per phone, and per address: prompts are pushed to phones that did not ask for
-        # them, so one connection may not send many, to one number or to many.
-        if (
-            recent.filter(phone=phone).count() >= PROMPTS_PER_WINDOW
-            or recent.filter(ip=device.ip).count() >= PROMPTS_PER_ADDRESS
-        ):
-            raise CaptiveError("Too many payment requests. Wait a few minutes and try again.")
-        purchase = Purchase.objects.create(
-            reference=new_reference(),
-            package=package,
-            router_id=device.router_id,
-            phone=phone,
-            mac=device.mac,
-            ip=device.ip,
-            login=login,
-            created_at=now,
-        )
-        try:
-            stk = payments.start_stk_push(
-                None,
-                phone=phone,
-                amount=package.price,
-                actor=actor,
-                source=StkRequest.Source.HOTSPOT,
-                purpose=PURPOSE,
-                account_reference=purchase.reference,
-            )
-        except payments.PaymentError as exc:
-            raise CaptiveError(f"M-Pesa could not send the request: {exc}") from None
-        Purchase.objects.filter(pk=purchase.pk).update(stk=stk)
-        purchase.stk = stk
-    return purchase
-
-
-def purchase_paid(payment: Payment) -> None:
-    """The "hotspot" payment purpose: a paid push grants its purchase's package (in the
-    crediting transaction, the payment locked; payments runs this once per payment).
-    Money short of the price grants nothing and is left for staff on the payment."""
-
-    stk = payment.stk_request
-    purchase = (
-        Purchase.objects.select_for_update(of=("self",))
-        .select_related("package", "router")
-        .filter(Q(stk=stk) | Q(reference=stk.account_reference))
-        .first()
-    )
-    if purchase is None:
-        raise LookupError(f"no hotspot purchase for push {stk.pk}")
-    if purchase.entitlement_id is not None:
-        return
-    if payment.amount < Decimal(purchase.package.price):
-        Payment.objects.filter(pk=payment.pk).update(
-            note=f"hotspot: KES {payment.amount} is short of {purchase.package} "
-            f"(KES {purchase.package.price}); nothing granted"
-        )
-        return
-    grant = {
-        "router": purchase.router,
-        "package": purchase.package,
-        "source": Entitlement.Source.PURCHASE,
-        "payment": payment,
-        "phone": purchase.phone,
-        "mac": purchase.mac,
-        "actor": "M-Pesa",
-        "now": timezone.now(),
-    }
-    try:
-        with transaction.atomic():
-            entitlement = entitlements.grant(login=purchase.login, **grant)
-    except entitlements.Refused:
-        # The rule refuses while one is live, and one went live after the buyer
-        # confirmed: the money is in, so the package goes to a login of its own.
-        entitlement = entitlements.grant(**grant)
-    purchase.entitlement = entitlement
-    purchase.save(update_fields=["entitlement"])
-
-
-@dataclass(frozen=True)
-class PurchaseProgress:
-    state: str  # waiting, late, failed, paid (being set up), ready (log in now)
-    message: str
-    seconds_left: int = 0
-    entitlement: Entitlement | None = None
-
-    @property
-    def final(self) -> bool:
-        return self.state in ("failed", "ready")
-
-
-def purchase_progress(purchase: Purchase, now) -> PurchaseProgress:
-    """Where the purchase is: the prompt's countdown (portal.pay's, shared), then the
-    entitlement once the payment granted it."""
-
-    prompt = pay.prompt_progress(purchase.stk, now)
-    if prompt is not None:
-        return PurchaseProgress(prompt.state, prompt.message, prompt.seconds_left)
-    purchase.refresh_from_db(fields=["entitlement"])
-    entitlement = purchase.entitlement
-    if entitlement is None:
-        return PurchaseProgress("paid", "Payment received. Setting up your Wi-Fi...")
-    return PurchaseProgress(
-        "ready", "Payment received. You are being connected.", entitlement=entitlement
     )
 
 

@@ -4,14 +4,14 @@ it was sent from)."""
 
 from celery import shared_task
 
+from hotspot import entitlements
 from hotspot.models import Entitlement
 
 
 @shared_task
 def login_device_task(entitlement_id: int, ip: str, mac: str) -> bool:
-    from hotspot import captive, entitlements
-
     entitlement = Entitlement.objects.filter(pk=entitlement_id).first()
     if entitlement is None:
         return False
-    return entitlements.login_device(captive.login_target(entitlement), ip, mac)
+    # One queued behind a live one logs in as the live one (entitlements.login_device).
+    return entitlements.login_device(entitlement, ip, mac)

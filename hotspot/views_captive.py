@@ -14,7 +14,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from billing.models import BillingSettings
-from hotspot import captive, captive_phone
+from hotspot import captive, captive_phone, captive_purchase
 from hotspot.captive import BadDevice, CaptiveError, Device
 from hotspot.forms_captive import BuyForm, PaidForm, PhoneCodeForm, PhoneForm, VoucherForm
 from hotspot.models import Entitlement, Purchase
@@ -182,7 +182,7 @@ def buy(request):
         context.update(stacking=stacking, phone=phone)
         return page(request, "hotspot/captive/confirm_buy.html", context)
     try:
-        purchase = captive.start_purchase(
+        purchase = captive_purchase.start_purchase(
             device, package, phone, login=stacking.login, now=now, actor=_actor(request, "buy")
         )
     except CaptiveError as exc:
@@ -198,7 +198,7 @@ def pay_status(request, public_id):
     except BadDevice as exc:
         return bad_device(request, exc)
     purchase = purchase_for(request, device, public_id)
-    progress = captive.purchase_progress(purchase, timezone.now())
+    progress = captive_purchase.purchase_progress(purchase, timezone.now())
     if progress.state == "ready":
         request.session[ENTITLEMENT_KEY] = progress.entitlement.pk
         if getattr(request, "htmx", False):

@@ -14,7 +14,7 @@ from django.db import connection
 from django_tenants.utils import tenant_context
 
 from billing.models import LedgerEntry
-from hotspot import captive
+from hotspot import captive, captive_purchase
 from hotspot.models import Entitlement, Grant, Package, Purchase
 from network.models import Router
 from payments import services as payments
@@ -168,7 +168,7 @@ def test_a_lost_callback_is_replaced_by_the_c2b_confirmation_of_the_same_payment
 def bought(in_alpha, package):
     router = Router.objects.create(name="seam-ap", host="10.9.0.9", username="api")
     purchase = Purchase.objects.create(
-        reference=captive.new_reference(),
+        reference=captive_purchase.new_reference(),
         package=package,
         router=router,
         phone="254712000111",
