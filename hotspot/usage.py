@@ -7,11 +7,10 @@ it is up; the /ip/hotspot/user counters move only when a session ends (its bytes
 added then). Both restart: a session's at reconnection, all of them at a reboot (then
 the sessions vanish without handing their bytes to the user). So each entitlement keeps
 what it last saw (Entitlement.usage_seen): the user's total and, per session id, its
-bytes and its start (poll time minus uptime, which tells a session from a new one that
-got the same id after a reboot). Per poll:
+bytes and its start (network.counters holds the rule for sessions). Per poll:
 
-    continuing session   bytes now - bytes seen
-    new session          bytes now (it started from zero)
+    sessions             network.counters.session_deltas (continuing: the difference;
+                         new: all of it)
     user total           (now - seen) - the last seen bytes of the sessions that ended
                          (they were counted while up); never below zero, and a total
                          that went down (user re-created) counts from zero
@@ -32,13 +31,11 @@ from hotspot import entitlements
 from hotspot.models import Entitlement, HotspotSettings
 from hotspot.router import is_ours, marker, router_lock
 from network import routeros
+from network.counters import session_deltas
 from network.routeros import parse_duration
 
 log = logging.getLogger(__name__)
 
-# Sessions whose computed starts differ by less than this are the same session (the
-# poll moment and a whole-second uptime make the start a little uncertain).
-SAME_SESSION_SECONDS = 10
 WARNING, USED_UP = "hotspot_data_warning", "hotspot_data_used_up"
 
 
@@ -46,18 +43,9 @@ def deltas(seen: dict, user_total: int, sessions: dict) -> tuple[int, dict]:
     """(bytes used since `seen`, what to remember now). `sessions`: {id: [bytes,
     start epoch]} read now; `user_total`: the user's bytes-in + bytes-out now."""
     before = seen.get("sessions") or {}
-    used, ended_seen = 0, 0
-    continuing = set()
-    for sid, (now_bytes, start) in sessions.items():
-        old = before.get(sid)
-        if old and abs(old[1] - start) <= SAME_SESSION_SECONDS and now_bytes >= old[0]:
-            used += now_bytes - old[0]
-            continuing.add(sid)
-        else:
-            used += now_bytes
-    for sid, old in before.items():
-        if sid not in continuing:
-            ended_seen += old[0]
+    (used,), continuing = session_deltas(before, sessions, counters=1)
+    # Sessions that ended handed their bytes to the user total, counted while up.
+    ended_seen = sum(old[0] for sid, old in before.items() if sid not in continuing)
     old_user = int(seen.get("user") or 0)
     if user_total < old_user:
         old_user = 0

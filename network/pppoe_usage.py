@@ -6,12 +6,10 @@ session's are on its dynamic interface `<pppoe-NAME>` (rx-byte: received from th
 subscriber, their upload; tx-byte: download). They start from zero when a session
 starts, so a reconnection or a reboot restarts them; a reboot also restarts the
 /ppp/active ids. So each account's meter (UsageMeter.seen) keeps, per session id, the
-bytes last seen and the session's start (poll time minus uptime, which tells a session
-from a new one that got the same id after a reboot). Per poll:
-
-    continuing session   bytes now - bytes seen
-    new session          bytes now (it started from zero)
-    ended session        nothing more: the router keeps no counter of it
+bytes last seen and the session's start; network.counters.session_deltas counts a
+continuing session's difference and a new session's whole counters (the rule the
+hotspot poll uses too). An ended session adds nothing more: the router keeps no
+counter of it.
 
 Deltas go to the usage period the poll falls in (network.fup.period_start), shared by
 time with the period before when one began since the last poll. What a
@@ -34,29 +32,17 @@ from django.utils import timezone
 from librouteros.query import Key
 
 from network import routeros
+from network.counters import session_deltas
 from network.models import Router, UsageMeter, UsagePeriod
 from network.routeros import parse_duration
 
 log = logging.getLogger(__name__)
 
-# Sessions whose computed starts differ by less than this are the same session (the
-# poll moment and a whole-second uptime make the start a little uncertain).
-SAME_SESSION_SECONDS = 10
-
 
 def deltas(seen: dict, sessions: dict) -> tuple[int, int, dict]:
     """(bytes in, bytes out used since `seen`, what to remember now). Both map a session
     id to [bytes in, bytes out, start epoch]."""
-    used_in = used_out = 0
-    for sid, (now_in, now_out, start) in sessions.items():
-        old = seen.get(sid)
-        same = old and abs(old[2] - start) <= SAME_SESSION_SECONDS
-        if same and now_in >= old[0] and now_out >= old[1]:
-            used_in += now_in - old[0]
-            used_out += now_out - old[1]
-        else:
-            used_in += now_in
-            used_out += now_out
+    (used_in, used_out), _ = session_deltas(seen, sessions, counters=2)
     return used_in, used_out, {sid: list(v) for sid, v in sessions.items()}
 
 

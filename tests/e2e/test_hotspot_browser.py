@@ -3,7 +3,8 @@ servlet standing in for RouterOS's, serving the login.html ispops generated for 
 emulator's router with its $(var)s filled) sends it to the ISP's /hs/; it types a
 voucher in lower case and ends logged in on the RouterOS emulator, an active session
 for its MAC, through the router's own login form with the CHAP hash computed by ispops.
-Then it buys a 1-hour package by STK push against the Daraja simulator the same way."""
+Then it buys a 1-hour package by STK push against the Daraja simulator the same way,
+and, online on one voucher, adds a second one under the ISP's stacking rule."""
 
 import hashlib
 import html
@@ -21,7 +22,8 @@ from django.utils import timezone
 from django_tenants.utils import tenant_context
 
 from hotspot import captive, vouchers
-from hotspot.models import Package, Purchase
+from hotspot.models import Entitlement, HotspotSettings, Package, Purchase, Stacking
+from network.emulator.state import parse_duration
 from payments.models import Callback
 from tests.e2e.portal import assert_fits
 
@@ -212,3 +214,39 @@ def test_without_javascript_every_step_is_a_button(world, servlet, hour, phone_w
     page.get_by_text("You are connected").wait_for()
     assert len(session_for(world, servlet.mac)) == 1
     assert_fits(page)
+
+
+def redeem(phone, servlet, code: str) -> None:
+    phone.goto(f"{servlet.url}/")  # the router sends any page to the login page
+    phone.wait_for_url(re.compile(r"/hs/"))
+    phone.fill("input[name=code]", code)
+    phone.get_by_role("button", name="Use voucher").click()
+
+
+def guard_on_router(world, login: str) -> int:
+    user = next(r for r in world.emulator.rows("/ip/hotspot/user") if r["name"] == login)
+    return parse_duration(user["limit-uptime"])
+
+
+def test_a_second_voucher_on_a_live_login_follows_the_stacking_rule(world, servlet, hour, phone):
+    assert HotspotSettings.load().stacking == Stacking.EXTEND  # the default: same package adds up
+    first, second = (v.code for v in vouchers.generate_batch(hour, 2, actor="test").vouchers.all())
+    redeem(phone, servlet, first)
+    phone.get_by_text("You are connected").wait_for(timeout=30_000)
+    guard_before = guard_on_router(world, first)
+
+    redeem(phone, servlet, second)
+    phone.get_by_role("heading", name="Add this voucher?").wait_for()
+    assert "This adds 1 hour" in phone.content()
+    assert_fits(phone)
+    assert not Entitlement.objects.filter(voucher__code=second).exists()  # asked, not done
+    phone.get_by_role("button", name="Yes, add it").click()
+    phone.get_by_text("You are connected").wait_for(timeout=30_000)
+
+    live = Entitlement.objects.get(login=first, state=Entitlement.State.LIVE)
+    assert live.login == first and live.minutes == 120
+    assert not Entitlement.objects.exclude(pk=live.pk).filter(login=first).exists()
+    # The router's guard moved with it: one more hour for each device the package allows.
+    added = guard_on_router(world, first) - guard_before
+    assert abs(added - 3600 * hour.devices) < 60
+    assert len(session_for(world, servlet.mac)) == 1
