@@ -248,6 +248,9 @@ CELERY_TASK_QUEUES = [Queue("urgent"), Queue("celery")]
 CELERY_TASK_ROUTES = {
     "payments.tasks.credit_payment_task": {"queue": "urgent"},
     "network.tasks.run_router_jobs": {"queue": "urgent"},
+    # A hotspot buyer waits on the captive page for these (push the login, log in).
+    "hotspot.tasks.push_router": {"queue": "urgent"},
+    "hotspot.tasks_captive.login_device_task": {"queue": "urgent"},
 }
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": 3600,
