@@ -8,7 +8,13 @@ class HotspotConfig(AppConfig):
     def ready(self):
         # A paid STK push from the captive page buys a package, not a customer's
         # credit: payments hands such payments to the purpose (payments.purposes).
-        from hotspot import captive_purchase, tasks_captive  # noqa: F401 (registers its task)
+        from hotspot import (  # noqa: F401 (tasks_captive registers its task)
+            bypass_sales,
+            captive_purchase,
+            tasks_captive,
+        )
         from payments import purposes
 
         purposes.register(captive_purchase.PURPOSE, on_paid=captive_purchase.purchase_paid)
+        # A paid push from "Connect a TV or camera" lets a device through (a bypass).
+        purposes.register(bypass_sales.PURPOSE, on_paid=bypass_sales.sale_paid)

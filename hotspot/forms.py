@@ -8,8 +8,9 @@ from decimal import Decimal
 from django import forms
 from django.utils import timezone
 
-from hotspot import agents, vouchers
-from hotspot.models import AgentEntry, Package, Voucher
+from hotspot import agents, entitlements, vouchers
+from hotspot.captive import normalise
+from hotspot.models import AgentEntry, BypassOffer, Package, Voucher
 from ispops.lib.phones import InvalidPhone, normalise_phone
 from ispops.staff.scoping import in_branches_of, staff_of_branches_of
 from network.models import Router
@@ -213,3 +214,167 @@ class CardFilterForm(forms.Form):
         max_length=40,
         widget=forms.TextInput(attrs={"type": "search", "placeholder": "Part of a code"}),
     )
+
+
+# --- devices let through (MAC bypass) -----------------------------------------------------
+
+MAC_HELP = (
+    "12 letters and digits, e.g. A4:5E:60:12:34:56. On a TV: Settings > Network (or "
+    "About) > Wi-Fi MAC address; on a camera: its label or its app."
+)
+
+
+def _mac(value: str) -> str:
+    try:
+        return entitlements.normalise_mac(value)
+    except entitlements.Refused:
+        raise forms.ValidationError(
+            "That is not a MAC address: 12 letters and digits, e.g. A4:5E:60:12:34:56."
+        ) from None
+
+
+class BypassOfferForm(forms.ModelForm):
+    length = forms.IntegerField(min_value=1, label="Lets a device through for")
+    length_unit = forms.ChoiceField(
+        choices=[(u, u) for u in VALIDITY_UNITS], initial="days", label="Unit"
+    )
+
+    class Meta:
+        model = BypassOffer
+        fields = ["name", "price", "routers", "is_active"]
+        labels = {
+            "price": "Price (KES)",
+            "routers": "Sold at these routers",
+            "is_active": "On sale",
+        }
+        help_texts = {"routers": "None ticked: sold at every hotspot router."}
+        widgets = {"routers": forms.CheckboxSelectMultiple}
+
+    field_order = ["name", "price", "length", "length_unit"]
+
+    def __init__(self, *args, user, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["routers"].queryset = in_branches_of(user, Router.objects.all())
+        self.fields["price"].min_value = 0
+        if self.instance.pk:
+            amount, unit = _split(self.instance.minutes, VALIDITY_UNITS)
+            self.initial.update(length=amount, length_unit=unit)
+
+    def clean_price(self):
+        price = self.cleaned_data["price"]
+        if price is not None and price < 0:
+            raise forms.ValidationError("A price is 0 or more.")
+        return price
+
+    def clean(self):
+        data = super().clean()
+        if data.get("length"):
+            minutes = data["length"] * VALIDITY_UNITS[data.get("length_unit", "minutes")]
+            if minutes > 366 * 24 * 60:
+                self.add_error("length", "At most 366 days.")
+            self.instance.minutes = minutes
+        return data
+
+
+class BypassForm(forms.Form):
+    """Staff let a device through: an offer or a length of their own (or no end), paid
+    in cash (the amount is recorded as a sale) or free (a reason needed)."""
+
+    router = forms.ModelChoiceField(queryset=Router.objects.none())
+    mac = forms.CharField(label="Device's MAC address", max_length=40, help_text=MAC_HELP)
+    offer = forms.ModelChoiceField(
+        queryset=BypassOffer.objects.none(), required=False, empty_label="A length of my own"
+    )
+    length = forms.IntegerField(
+        min_value=1, required=False, label="Length", help_text="Without an offer."
+    )
+    length_unit = forms.ChoiceField(
+        choices=[(u, u) for u in VALIDITY_UNITS], initial="days", label="Unit"
+    )
+    no_end = forms.BooleanField(
+        required=False, label="No end (until staff end it)", help_text="Without an offer."
+    )
+    paid = forms.ChoiceField(
+        choices=[("cash", "Paid in cash"), ("free", "Free")], initial="cash", label="Payment"
+    )
+    amount = forms.DecimalField(
+        required=False,
+        min_value=0,
+        max_digits=12,
+        decimal_places=2,
+        label="Cash taken (KES)",
+        help_text="Empty with an offer: its price.",
+    )
+    note = forms.CharField(
+        max_length=200, required=False, help_text="e.g. lobby TV. Required for a free pass."
+    )
+    token = forms.CharField(widget=forms.HiddenInput, max_length=40)
+
+    def __init__(self, *args, user, may_give: bool, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.may_give = may_give
+        self.fields["router"].queryset = in_branches_of(user, Router.objects.all()).order_by("name")
+        self.fields["offer"].queryset = BypassOffer.objects.filter(is_active=True)
+        if not may_give:
+            self.fields["paid"].choices = [("cash", "Paid in cash")]
+
+    def clean_mac(self):
+        return _mac(self.cleaned_data["mac"])
+
+    def clean(self):
+        data = super().clean()
+        offer, router = data.get("offer"), data.get("router")
+        if offer is not None:
+            if (
+                router is not None
+                and offer.routers.exists()
+                and not offer.routers.filter(pk=router.pk).exists()
+            ):
+                self.add_error("offer", f"{offer.name} is not sold at {router.name}.")
+            data["minutes"] = offer.minutes
+        elif data.get("no_end"):
+            if data.get("length"):
+                self.add_error("length", "Give a length or tick no end, not both.")
+            data["minutes"] = None
+        elif data.get("length"):
+            minutes = data["length"] * VALIDITY_UNITS[data.get("length_unit", "days")]
+            if minutes > 366 * 24 * 60:
+                self.add_error("length", "At most 366 days.")
+            data["minutes"] = minutes
+        else:
+            self.add_error("length", "Choose an offer, give a length or tick no end.")
+        if data.get("paid") == "cash" and offer is None and data.get("amount") is None:
+            self.add_error("amount", "Give the cash taken (0 if none).")
+        if data.get("paid") == "free" and not (data.get("note") or "").strip():
+            self.add_error("note", "Say why it is free.")
+        return data
+
+
+class BypassBuyForm(forms.Form):
+    """The captive page: the device's MAC, an offer, the phone to pay from."""
+
+    mac = forms.CharField(
+        label="The TV's or camera's MAC address",
+        max_length=40,
+        help_text=MAC_HELP,
+        widget=forms.TextInput(
+            attrs={"autocapitalize": "characters", "autocomplete": "off", "spellcheck": "false"}
+        ),
+    )
+    offer = forms.IntegerField(widget=forms.HiddenInput)
+    phone = forms.CharField(
+        label="M-Pesa phone number",
+        max_length=20,
+        widget=forms.TextInput(
+            attrs={"inputmode": "tel", "autocomplete": "tel", "placeholder": "07XX XXX XXX"}
+        ),
+    )
+
+    def clean_mac(self):
+        return _mac(self.cleaned_data["mac"])
+
+    def clean_phone(self):
+        phone = normalise(self.cleaned_data["phone"])
+        if phone is None:
+            raise forms.ValidationError("Enter a Safaricom number, e.g. 0712 345 678.")
+        return phone

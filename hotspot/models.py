@@ -335,6 +335,86 @@ class Bypass(models.Model):
         return f"{self.mac} bypassed on {self.router}"
 
 
+class BypassOffer(models.Model):
+    """What letting a device through is sold as: a length of time at a price, at some
+    routers (none ticked: every hotspot router). Sold on the captive page and by staff."""
+
+    name = models.CharField(max_length=100)
+    minutes = models.PositiveIntegerField(validators=[MinValueValidator(1)])
+    price = models.DecimalField(max_digits=12, decimal_places=2)
+    routers = models.ManyToManyField("network.Router", blank=True, related_name="bypass_offers")
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["price", "name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(price__gte=0) & Q(minutes__gte=1), name="bypass_offer_sane"
+            ),
+        ]
+
+    def __str__(self):
+        return self.name
+
+
+class BypassSale(models.Model):
+    """Time for a bypassed device, sold or given: the money's record (cash taken at the
+    counter, an M-Pesa payment, or nothing for a gift). A sale by STK push is written
+    before the push and waits for its payment (bypass empty until then); hotspot.
+    bypass_sales grants it once. The sales page counts granted sales at `amount`."""
+
+    class Method(models.TextChoices):
+        CASH = "cash", "Cash"
+        MPESA = "mpesa", "M-Pesa"
+        FREE = "free", "Free"
+
+    # The push's AccountReference (BP...), or the staff form's one-time token: a form
+    # posted twice finds its sale by it and records the money once.
+    reference = models.CharField(max_length=40, unique=True)
+    router = models.ForeignKey("network.Router", on_delete=models.PROTECT, related_name="+")
+    mac = models.CharField(max_length=17)
+    offer = models.ForeignKey(
+        BypassOffer, null=True, blank=True, on_delete=models.PROTECT, related_name="sales"
+    )
+    minutes = models.PositiveIntegerField(null=True, blank=True)  # None: until ended
+    amount = models.DecimalField(max_digits=12, decimal_places=2)
+    method = models.CharField(max_length=5, choices=Method.choices)
+    phone = models.CharField(max_length=12, blank=True)
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    stk = models.OneToOneField(
+        "payments.StkRequest", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    payment = models.OneToOneField(
+        "payments.Payment", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    bypass = models.ForeignKey(
+        Bypass, null=True, blank=True, on_delete=models.PROTECT, related_name="sales"
+    )
+    note = models.CharField(max_length=200, blank=True)
+    sold_by = models.CharField(max_length=200)
+    created_at = models.DateTimeField(default=timezone.now)
+    granted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(amount__gte=0) & (~Q(method="free") | Q(amount=0)),
+                name="bypass_sale_amount",
+            ),
+        ]
+        indexes = [
+            # The sales page: granted sales per day.
+            models.Index(fields=["granted_at"], name="bypass_sale_granted"),
+            # Prompts per phone and per address in a window (bypass_sales.start_purchase).
+            models.Index(fields=["phone", "created_at"], name="bypass_sale_phone"),
+        ]
+
+    def __str__(self):
+        return f"{self.get_method_display()} {self.amount} for {self.mac}"
+
+
 class CodeAttempt(models.Model):
     """A voucher code typed on the captive page; wrong ones count towards a lockout of
     the device (MAC) and the address."""

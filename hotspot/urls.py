@@ -1,4 +1,4 @@
-from hotspot import views, views_agents, views_live
+from hotspot import views, views_agents, views_bypass, views_live
 
 app_name = "hotspot"
-urlpatterns = views.urls + views_agents.urls + views_live.urls
+urlpatterns = views.urls + views_agents.urls + views_live.urls + views_bypass.urls

@@ -2,6 +2,7 @@
 
 from django.urls import path
 
+from hotspot import views_bypass
 from hotspot import views_captive as views
 
 app_name = "captive"
@@ -13,4 +14,5 @@ urlpatterns = [
     path("hs/paid/", views.already_paid, name="paid"),
     path("hs/trial/", views.trial, name="trial"),
     path("hs/connect/", views.connect, name="connect"),
+    *views_bypass.captive_urls,
 ]

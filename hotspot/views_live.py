@@ -29,6 +29,16 @@ ENDERS = (Role.OWNER, Role.ADMIN, Role.SUPPORT)
 MONEY = (Role.OWNER, Role.ADMIN, Role.FINANCE)
 PER_PAGE = 50
 CHART_WIDTH, CHART_HEIGHT = 640, 160
+CSV_HEADER = [
+    "day",
+    "cards",
+    "cards_kes",
+    "purchases",
+    "purchases_kes",
+    "devices",
+    "devices_kes",
+    "total_kes",
+]
 
 
 def routers_for(user):
@@ -118,6 +128,7 @@ def _chart(found: reports.Sales) -> dict:
     for i, day in enumerate(found.days):
         cards_h = float(day.card_amount / top) * CHART_HEIGHT
         buys_h = float(day.purchase_amount / top) * CHART_HEIGHT
+        devices_h = float(day.device_amount / top) * CHART_HEIGHT
         bars.append(
             {
                 "x": round(i * step + 1, 1),
@@ -126,6 +137,8 @@ def _chart(found: reports.Sales) -> dict:
                 "cards_h": round(cards_h, 1),
                 "buys_y": round(CHART_HEIGHT - cards_h - buys_h, 1),
                 "buys_h": round(buys_h, 1),
+                "devices_y": round(CHART_HEIGHT - cards_h - buys_h - devices_h, 1),
+                "devices_h": round(devices_h, 1),
                 "day": day,
             }
         )
@@ -136,11 +149,10 @@ def _csv(found: reports.Sales, since, until) -> HttpResponse:
     response = HttpResponse(content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="hotspot-sales-{since}-{until}.csv"'
     writer = csv.writer(response)
-    writer.writerow(["day", "cards", "cards_kes", "purchases", "purchases_kes", "total_kes"])
+    writer.writerow(CSV_HEADER)
     for d in found.days:
-        writer.writerow(
-            csv_row([d.day, d.cards, d.card_amount, d.purchases, d.purchase_amount, d.amount])
-        )
+        row = [d.day, d.cards, d.card_amount, d.purchases, d.purchase_amount]
+        writer.writerow(csv_row([*row, d.devices, d.device_amount, d.amount]))
     return response
 
 
