@@ -290,14 +290,30 @@ def check_drift(router: Router) -> DriftReport:
 
 
 def check_drift_all() -> int:
+    """The periodic check (beat, every 6 hours): each router's drift list, and its
+    suspended list's walled garden put back if someone changed it on the router, so a
+    soft suspension works on a router nobody has synced by hand."""
     checked = 0
     for router in Router.objects.all():
         try:
             check_drift(router)
+            keep_walled_garden(router)
             checked += 1
         except routeros.RouterError as exc:
             jobs.mark_router(router, online=False, error=str(exc))
     return checked
+
+
+def keep_walled_garden(router: Router) -> list[str]:
+    """Push the walled garden where it differs (network.walled_garden); returns the
+    changes made. A refusal is logged and kept as the router's last error."""
+    with routeros.connect(router) as api:
+        try:
+            return walled_garden.sync(provisioning.RouterSession(api))
+        except (NotApplied, TrapError, MultiTrapError) as exc:
+            log.warning("router %s: walled garden: %s", router, exc)
+            Router.objects.filter(pk=router.pk).update(last_error=f"walled garden: {exc}"[:255])
+            return []
 
 
 def sync_router(router: Router, *, actor, disable_unbilled: bool = False) -> tuple:

@@ -247,3 +247,13 @@ def test_without_a_host_suspended_subscribers_are_only_blocked(in_alpha, emulato
     assert ours(emulator, walled_garden.ADDRESS_LIST) == []
     rules = [walled_garden.significant(r) for r in ours(emulator, walled_garden.FILTER)]
     assert rules == walled_garden.filter_rules()
+
+
+def test_the_periodic_check_puts_the_garden_on_a_router_nobody_synced(router, emulator):
+    assert not ours(emulator, walled_garden.FILTER)
+    assert services.check_drift_all() == 1
+    for menu, rules in walled_garden.desired(walled_garden.garden()).items():
+        assert [walled_garden.significant(r) for r in ours(emulator, menu)] == rules
+    mark = len(emulator.commands)
+    services.check_drift_all()
+    assert writes(emulator, mark) == []  # already right: the check only reads
