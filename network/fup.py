@@ -316,8 +316,8 @@ def evaluate(account_ids, *, now: datetime | None = None) -> int:
     """Set each account's step from its usage, queue the router job where it changed
     and send the 80 % / 100 % SMS once a period. `account_ids` None: every account not
     at full speed (a new period, a renewal or a top-up restores them). Returns the
-    number of step changes. Five queries for any number of accounts with nothing to
-    change (tests/network/test_fup_ladder.py pins it)."""
+    number of step changes. Three queries for any number of accounts with nothing to
+    change, the plans' ladders included (tests/network/test_fup_ladder.py pins it)."""
     return len(_evaluate(account_ids, now or timezone.now()))
 
 
