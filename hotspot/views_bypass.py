@@ -213,6 +213,8 @@ def device_buy(request):
     }
     if data is None:
         return page(request, "hotspot/captive/device.html", context)
+    if not context["mpesa_ready"]:
+        form.add_error(None, "Nothing was sent: M-Pesa is not available here yet.")
     if not form.is_valid():
         return page(request, "hotspot/captive/device.html", context, status=400)
     offer = bypass_sales.offer_for(captive.router_of(device), form.cleaned_data["offer"])

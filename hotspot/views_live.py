@@ -35,9 +35,9 @@ CSV_HEADER = [
     "cards_kes",
     "purchases",
     "purchases_kes",
-    "devices",
-    "devices_kes",
     "total_kes",
+    "devices",  # after the total: the columns before keep their places
+    "devices_kes",
 ]
 
 
@@ -152,7 +152,7 @@ def _csv(found: reports.Sales, since, until) -> HttpResponse:
     writer.writerow(CSV_HEADER)
     for d in found.days:
         row = [d.day, d.cards, d.card_amount, d.purchases, d.purchase_amount]
-        writer.writerow(csv_row([*row, d.devices, d.device_amount, d.amount]))
+        writer.writerow(csv_row([*row, d.amount, d.devices, d.device_amount]))
     return response
 
 
