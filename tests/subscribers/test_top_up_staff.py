@@ -16,7 +16,7 @@ from ispops.audit.models import AuditEntry
 from ispops.staff.models import Role
 from network import fup
 from network.models import DataTopUp, UsageMeter, UsagePeriod
-from subscribers import services
+from subscribers import services, top_ups
 from subscribers.models import Plan
 
 PACK_GB, PACK_PRICE = 5, Decimal("250.00")
@@ -185,3 +185,26 @@ def test_the_plan_form_takes_the_pack_both_fields_or_neither(alpha, in_alpha):
     assert response.status_code == 302
     plan = Plan.objects.get(name="Capped 50M")
     assert (plan.top_up_gb, plan.top_up_price) == (10, Decimal("300.00"))
+
+
+def test_a_bought_pack_is_paid_by_its_own_payment_not_the_oldest_bill(
+    alpha, account, django_capture_on_commit_callbacks
+):
+    """The money of a pack bought by M-Pesa settles the pack's invoice, even with an
+    older bill open: no reminder for a pack that was paid, the old bill still owed."""
+    old = billing.charge_once(account.customer, "2000.00", actor="test", reason="March")
+    with django_capture_on_commit_callbacks(execute=True):
+        row, entry = top_ups.buy(
+            account, amount=Decimal("250.00"), reference="UAB12CD34E", actor="M-Pesa"
+        )
+    assert row.gigabytes == PACK_GB and entry.amount == Decimal("-250.00")
+    pack_invoice = Invoice.objects.get(service_account=account)
+    assert pack_invoice.status == "paid" and pack_invoice.due_on == pack_invoice.issued_on
+    old.refresh_from_db()
+    assert old.status == "open" and old.amount_paid == 0
+    assert billing.customer_balance(account.customer) == Decimal("2000.00")
+    # Money short of the pack buys nothing and records nothing.
+    with pytest.raises(top_ups.TopUpError, match="does not pay for the pack"):
+        top_ups.buy(account, amount=Decimal("249.00"), reference="UAB12CD34F", actor="M-Pesa")
+    assert DataTopUp.objects.filter(service_account=account).count() == 1
+    assert billing.customer_balance(account.customer) == Decimal("2000.00")
