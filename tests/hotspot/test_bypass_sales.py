@@ -202,6 +202,20 @@ def test_the_sales_page_counts_devices_let_through_for_money(alpha, router, week
     assert csv[-1].endswith(",600.00,2,600.00")
 
 
+@pytest.mark.parametrize("devices", [1, 15])
+def test_the_device_list_reads_the_same_with_few_or_many_devices(
+    alpha, router, week, devices, django_assert_max_num_queries
+):
+    staff = alpha.client(alpha.owner)
+    for i in range(devices):
+        mac = f"02:00:00:00:10:{i:02X}"
+        staff.post("/hotspot/bypasses/new/", form(router, offer=week.pk, mac=mac, token=f"ST-{i}"))
+    assert written(alpha)[1] == devices
+    with django_assert_max_num_queries(14):
+        page = staff.get("/hotspot/bypasses/")
+    assert page.status_code == 200 and page.content.decode().count("Cash KES 300") == devices
+
+
 # --- the captive page, rolled back ---------------------------------------------------------
 
 
