@@ -503,8 +503,10 @@ class Purchase(models.Model):
     mac = models.CharField(max_length=17, blank=True)
     ip = models.GenericIPAddressField(null=True, blank=True)
     login = models.CharField(max_length=64)
-    entitlement = models.OneToOneField(
-        Entitlement, null=True, blank=True, on_delete=models.SET_NULL, related_name="purchase"
+    # Several purchases may land on one entitlement: the same package bought again on a
+    # live login extends it (the stacking rule), so this is not one-to-one.
+    entitlement = models.ForeignKey(
+        Entitlement, null=True, blank=True, on_delete=models.SET_NULL, related_name="purchases"
     )
     created_at = models.DateTimeField(default=timezone.now)
 

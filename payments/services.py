@@ -579,12 +579,14 @@ def _purpose_push(payment: Payment) -> StkRequest | None:
     """The push for a purpose whose AccountReference this payment carries: an STK
     payment to a paybill is also reported by a C2B confirmation, which may come first
     or alone (its callback lost). Such a payment is that push's, never a customer's
-    found by the payer's phone."""
+    found by the payer's phone. Pushes with a customer count too (a data top-up is the
+    customer's money but buys the pack, not credit); a push already paid never takes a
+    second payment."""
     if not payment.account_reference:
         return None
     return (
         StkRequest.objects.filter(
-            customer__isnull=True, account_reference__iexact=payment.account_reference.strip()
+            account_reference__iexact=payment.account_reference.strip(), payments__isnull=True
         )
         .exclude(purpose="")
         .order_by("-created_at")

@@ -74,13 +74,6 @@ def buy(client, package, phone: str, **extra):
     return response
 
 
-@pytest.mark.xfail(
-    reason="hotspot.captive_purchase.purchase_paid records the extended entitlement on the "
-    "second Purchase, but Purchase.entitlement is one-to-one "
-    "(hotspot_purchase_entitlement_id_key): crediting the payment fails with IntegrityError, "
-    "it stays 'received' (retried by the sweep, failing again) and nothing is extended",
-    strict=False,
-)
 def test_the_same_package_bought_again_after_the_data_cut_puts_the_phone_back_online(world, small):
     phone = f"0712{uuid.uuid4().int % 10**6:06d}"
     mobile, mac = "254" + phone[1:], "02:00:00:AB:CD:" + uuid.uuid4().hex[:2].upper()

@@ -18,6 +18,7 @@ from billing import services as billing
 from billing.models import Invoice
 from network import fup
 from network.models import DataTopUp, UsageMeter, UsagePeriod
+from payments import services as payment_services
 from payments.models import Payment, StkRequest
 from portal import data_top_up
 from subscribers.models import Plan
@@ -230,3 +231,46 @@ def test_the_purpose_is_registered(world):
     from payments import purposes
 
     assert purposes.get(data_top_up.PURPOSE).on_paid is data_top_up.paid
+
+
+def test_a_lost_callback_is_replaced_by_the_c2b_confirmation_and_still_buys_the_pack(world):
+    """M-Pesa's paybill confirmation of the same payment arrives alone: it is the push's,
+    so it buys the pack instead of lying on the account as credit."""
+    account = blocked(world)
+    client = signed_in(world, account)
+    world.sim.stk_outcome(account.customer.phone, "lost")  # no STK callback ever comes
+    world.sim.stk_confirms_c2b = True  # but the paybill's C2B confirmation does
+    try:
+        buy(client, account)
+        with tenant_context(world.isp):
+            assert wait_for(
+                lambda: DataTopUp.objects.filter(service_account=account).exists(), seconds=30
+            )
+            stk = StkRequest.objects.get(customer=account.customer)
+            payment = Payment.objects.get(customer=account.customer)
+            assert payment.via_c2b and not payment.via_stk
+            assert payment.stk_request_id == stk.pk and payment.matched_by == "data_topup"
+            assert DataTopUp.objects.filter(service_account=account).count() == 1
+    finally:
+        world.sim.stk_confirms_c2b = False
+        world.sim.wait_idle()
+
+
+def test_a_paybill_payment_naming_a_push_already_paid_is_not_that_push(world):
+    """An earlier top-up's push is paid; a later paybill payment typed with the same
+    account reference is ordinary money for the customer, not a second pack."""
+    account = blocked(world)
+    client = signed_in(world, account)
+    url = buy(client, account)["Location"]
+    assert wait_for(lambda: "5 GB added" in text(client, url), seconds=30)
+    with tenant_context(world.isp):
+        stk = StkRequest.objects.get(customer=account.customer)
+        later = Payment.objects.create(
+            method="mpesa", reference="UC3LATER01", amount=PACK_PRICE,
+            account_reference=stk.account_reference, msisdn=account.customer.phone,
+        )  # fmt: skip
+        assert payment_services.credit_payment(later.pk) == "credited"
+        later.refresh_from_db()
+        assert later.stk_request_id is None and later.matched_by != "data_topup"
+        assert later.customer_id == account.customer_id  # the customer's money, as credit
+        assert DataTopUp.objects.filter(service_account=account).count() == 1
