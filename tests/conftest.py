@@ -76,6 +76,17 @@ def _make_tenant(schema: str, name: str, extra_branches: int = 0) -> Tenant:
     return Tenant(isp=isp, host=host, people=people)
 
 
+def _make_base_schema(name: str) -> None:
+    """The schema every test ISP is copied from (settings.TENANT_BASE_SCHEMA), made by
+    the real migrations, data migrations included, so the migrations run every time."""
+    from django.core.management import call_command
+
+    with connection.cursor() as cursor:
+        cursor.execute(f'CREATE SCHEMA "{name}"')
+    call_command("migrate_schemas", tenant=True, schema_name=name, interactive=False, verbosity=0)
+    connection.set_schema_to_public()
+
+
 @pytest.fixture(scope="session")
 def django_db_setup(request, django_test_environment, django_db_blocker):
     """The test database with the platform host, alpha, beta and demo ISPs committed.
@@ -94,6 +105,7 @@ def django_db_setup(request, django_test_environment, django_db_blocker):
     # (settings.REDIS_URL is the tests' own Redis database, see settings.TESTING.)
     redis.Redis.from_url(settings.REDIS_URL).flushdb()
     with django_db_blocker.unblock():
+        _make_base_schema(settings.TENANT_BASE_SCHEMA)
         ensure_public_tenant()
         tenants = {
             "alpha": _make_tenant("alpha", "Alpha Net"),
