@@ -54,7 +54,7 @@ class SmsSettings(SettingsRow):
 
 class MessageTemplate(models.Model):
     """An ISP's own wording for one message (key + channel). Keys without a row use the
-    default text in ispops.messaging.services.DEFAULT_TEMPLATES."""
+    default text in ispops.messaging.defaults.DEFAULT_TEMPLATES."""
 
     key = models.SlugField(max_length=50)
     channel = models.CharField(max_length=5, choices=Channel.choices)
