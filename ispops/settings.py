@@ -282,6 +282,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": crontab(minute=17),
         "args": ["ispops.staff.tasks.purge_login_failures"],
     },
+    "forget-phone-codes": {
+        "task": "ispops.tasks.fan_out",
+        "schedule": crontab(minute=41),
+        "args": ["ispops.messaging.tasks.forget_phone_codes"],
+    },
     "sweep-router-jobs": {
         "task": "ispops.tasks.fan_out",
         "schedule": 60.0,

@@ -356,3 +356,13 @@ def test_two_phones_at_once_meet_the_daily_cap_per_address(committed_alpha):
     assert _race(committed_alpha, calls) == [Outcome.IP_LIMIT, Outcome.ISSUED]
     with tenant_context(committed_alpha.isp):
         assert PhoneCode.objects.filter(ip=RACE_IP).count() == 1
+
+
+def test_codes_past_every_limits_window_are_forgotten_and_todays_kept(in_alpha, settings):
+    issue(now=NOW - datetime.timedelta(days=3))
+    issue("254712000999", now=NOW)
+    assert phone_codes.forget(NOW) == 1
+    assert list(PhoneCode.objects.values_list("phone", flat=True)) == ["254712000999"]
+    assert phone_codes.forget(NOW) == 0
+    entry = settings.CELERY_BEAT_SCHEDULE["forget-phone-codes"]
+    assert entry["args"] == ["ispops.messaging.tasks.forget_phone_codes"]

@@ -201,3 +201,10 @@ def check(
     latest.tries += 1
     latest.save(update_fields=["tries"])
     return Result(Outcome.WRONG, tries_left=max(tries - latest.tries, 0))
+
+
+def forget(now: datetime) -> int:
+    """Delete codes older than the longest window any limit looks back on (a day), so
+    the table holds a day of codes, not every code ever asked for. Returns how many."""
+    deleted, _ = PhoneCode.objects.filter(created_at__lt=now - 2 * DAY).delete()
+    return deleted

@@ -1,8 +1,9 @@
 """Celery wrappers for messaging; each runs in the schema of the ISP that sent it."""
 
 from celery import shared_task
+from django.utils import timezone
 
-from ispops.messaging import services
+from ispops.messaging import phone_codes, services
 
 
 @shared_task
@@ -21,3 +22,9 @@ def send_messages(message_ids: list[int]) -> int:
 def sweep_messages() -> int:
     """Re-send messages whose task was lost and retries whose time has come."""
     return len(services.sweep_messages())
+
+
+@shared_task
+def forget_phone_codes() -> int:
+    """Drop SMS codes past every limit's window (hourly)."""
+    return phone_codes.forget(timezone.now())
