@@ -9,6 +9,7 @@ benchmark learns when the router changed without polling it.
 
 import contextlib
 import multiprocessing
+import threading
 import time
 
 
@@ -25,14 +26,18 @@ class EmulatorProcess:
         self.proc.start()
         child.close()
         self.conn = parent
+        # One request and its answer at a time: a benchmark's watcher thread and its
+        # main thread share the pipe, and interleaved messages corrupt it.
+        self._lock = threading.Lock()
         if not parent.poll(start_timeout):
             self.proc.kill()
             raise RuntimeError("the emulator process did not start")
         self.port = parent.recv()
 
     def _call(self, *request):
-        self.conn.send(request)
-        return self.conn.recv()
+        with self._lock:
+            self.conn.send(request)
+            return self.conn.recv()
 
     def dial_in(self, sessions) -> None:
         """Subscribers connect: `sessions` is a list of (name, address)."""
