@@ -16,5 +16,6 @@ urlpatterns = [
     path("", include("portal.urls")),
     path("", include("hotspot.urls")),
     path("", include("hotspot.urls_captive")),
+    path("", include("reports.urls")),
     path("d/<str:signed>/", document_link, name="document_link"),
 ]

@@ -17,6 +17,7 @@ NAVIGATION = [
     ("Plans", "subscribers:plans", ALL_STAFF - {Role.TECHNICIAN}),
     ("Network map", "subscribers:sites", ALL_STAFF),
     ("Billing", "billing:invoices", {Role.OWNER, Role.ADMIN, Role.FINANCE}),
+    ("Reports", "reports:index", {Role.OWNER, Role.ADMIN, Role.FINANCE}),
     ("Payments", "payments:list", {Role.OWNER, Role.ADMIN, Role.FINANCE, Role.SUPPORT}),
     ("Routers", "network:routers", {Role.OWNER, Role.ADMIN, Role.SUPPORT}),
     ("Alerts", "network:alerts", {Role.OWNER, Role.ADMIN, Role.SUPPORT}),

@@ -1,0 +1,114 @@
+"""What reports keep: the daily subscription snapshot (immutable history, one row per
+recurring service per day) and the ISP's report rules.
+
+A snapshot row records a service account as it stood on a day: its normalised monthly
+recurring revenue (reports.snapshots owns that rule), plan, site, branch, router and
+status. The ids are kept without foreign-key constraints: history outlives a deleted
+plan or router and must never block one, and a day of 100,000 rows is written with
+one COPY-like bulk insert. A day taken from the timeline after the fact (the beat was
+down) is marked estimated, as is each of its rows.
+"""
+
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.utils import timezone
+
+from ispops.lib.settingsrow import SettingsRow
+
+
+class ReportSettings(SettingsRow):
+    """The ISP's rules for churn and reactivation (MRR movement)."""
+
+    churn_after_days = models.PositiveSmallIntegerField(
+        "churned after suspended for (days)",
+        default=30,
+        validators=[MinValueValidator(1), MaxValueValidator(365)],
+        help_text="A service suspended this long counts as churned; terminated counts at once.",
+    )
+    reactivation_days = models.PositiveSmallIntegerField(
+        "back within (days) is a reactivation",
+        default=90,
+        validators=[MinValueValidator(1), MaxValueValidator(3650)],
+        help_text="A churned customer who pays again within this many days is a "
+        "reactivation; later, a new customer.",
+    )
+
+    class Meta:
+        verbose_name_plural = "report settings"
+
+    def __str__(self):
+        return "Report settings"
+
+
+class SnapshotDay(models.Model):
+    """One day's snapshot as a whole: taken once, never changed."""
+
+    day = models.DateField(unique=True)
+    estimated = models.BooleanField(default=False)
+    services = models.PositiveIntegerField(default=0)
+    mrr = models.DecimalField(max_digits=14, decimal_places=2, default=0)
+    taken_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-day"]
+
+    def __str__(self):
+        return f"snapshot {self.day}{' (estimated)' if self.estimated else ''}"
+
+
+class Snapshot(models.Model):
+    """A recurring service on a day (see the module docstring)."""
+
+    day = models.DateField()
+    service_account = models.ForeignKey(
+        "subscribers.ServiceAccount",
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        related_name="+",
+    )
+    customer = models.ForeignKey(
+        "subscribers.Customer", on_delete=models.DO_NOTHING, db_constraint=False, related_name="+"
+    )
+    plan = models.ForeignKey(
+        "subscribers.Plan", on_delete=models.DO_NOTHING, db_constraint=False, related_name="+"
+    )
+    site = models.ForeignKey(
+        "subscribers.NetworkSite",
+        null=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        related_name="+",
+    )
+    branch = models.ForeignKey(
+        "staff.Branch",
+        null=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        related_name="+",
+    )
+    router = models.ForeignKey(
+        "network.Router",
+        null=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        related_name="+",
+    )
+    status = models.CharField(max_length=12)
+    # The first day of the stretch of suspension the service is in (None when not
+    # suspended): the churn rule counts from it.
+    suspended_since = models.DateField(null=True)
+    # Monthly recurring revenue, VAT excluded, discounts applied (reports.snapshots).
+    mrr = models.DecimalField(max_digits=12, decimal_places=2)
+    estimated = models.BooleanField(default=False)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["day", "service_account"], name="snapshot_once")
+        ]
+        indexes = [
+            models.Index(fields=["service_account", "day"], name="snapshot_account_day"),
+            models.Index(fields=["customer", "day"], name="snapshot_customer_day"),
+        ]
+
+    def __str__(self):
+        return f"{self.service_account_id} on {self.day}: {self.mrr}"
