@@ -309,6 +309,12 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": crontab(hour=1, minute=5),
         "args": ["billing.tasks.daily_billing"],
     },
+    # The daily subscription snapshot of yesterday (reports.snapshots), before billing.
+    "nightly-snapshot": {
+        "task": "ispops.tasks.fan_out",
+        "schedule": crontab(hour=0, minute=20),
+        "args": ["reports.tasks.nightly_snapshot"],
+    },
     "daily-dunning": {
         "task": "ispops.tasks.fan_out",
         "schedule": crontab(hour=8, minute=0),

@@ -1,0 +1,201 @@
+"""The daily subscription snapshot, and the one home of the normalised-MRR rule.
+
+`monthly_value` says what a recurring service is worth a month on a day: the period
+amount billing would charge for that plan on that day (billing.timeline.period_lines:
+the plan's price in force that day from PlanPrice, the add-ons and discounts in force
+that day, discounts capped as billing caps them), normalised to a month (a monthly plan
+as is; a plan of N days x 30.4375 / N: weekly 7, daily 1, hourly 1/24), then the VAT
+taken out with billing's own split where the ISP's prices include it. Decimal, to the
+cent, half-up.
+
+`take(day)` writes one Snapshot row per service account in service (active or
+suspended) at the end of `day`, read from the billing timeline (billing.engine.load,
+so a past day is right), with its site, branch (the customer's) and router as the
+account has them now. A day is taken once: the SnapshotDay row is claimed first (its
+unique day), so a second take, or two at once, write nothing more. A day taken later
+than the morning after it (the beat was down) is marked estimated; the nightly run for
+yesterday is not. SnapshotDay.mrr is the sum over the day's rows (active and
+suspended; each row's status says which).
+"""
+
+from collections.abc import Callable, Iterable
+from datetime import date, datetime, time, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F, Min, Q
+from django.utils import timezone
+
+from billing import engine, periods, timeline
+from billing.models import BillingSettings, TimelineEntry
+from reports.models import Snapshot, SnapshotDay
+from subscribers.models import AccountStatus, Plan, ServiceAccount
+
+CENT = periods.CENT
+MONTH_DAYS = Decimal("30.4375")
+# Days in one period of each non-monthly cycle (Plan.Cycle).
+PERIOD_DAYS = {
+    Plan.Cycle.WEEKLY: Decimal(7),
+    Plan.Cycle.DAILY: Decimal(1),
+    Plan.Cycle.HOURLY: Decimal(1) / 24,
+}
+IN_SERVICE = (AccountStatus.ACTIVE, AccountStatus.SUSPENDED)
+# fill_missing never looks further back than this.
+MAX_FILL_DAYS = 400
+COLUMNS = (
+    "day", "service_account_id", "customer_id", "plan_id", "site_id", "branch_id",
+    "router_id", "status", "suspended_since", "mrr", "estimated",
+)  # fmt: skip
+
+
+class SnapshotError(ValueError):
+    """A day that cannot be taken (not over yet)."""
+
+
+def monthly_value(
+    plan_id: int,
+    cycle: str,
+    day: date,
+    *,
+    price_of: Callable[[int, date], Decimal],
+    vat_rate: Decimal,
+    vat_inclusive: bool,
+    addons: Iterable[timeline.AddOnTerm] = (),
+    discounts: Iterable[timeline.DiscountTerm] = (),
+) -> Decimal:
+    """The normalised monthly recurring revenue, VAT excluded, of a service on `plan_id`
+    billed in periods of `cycle` on `day` (see the module docstring). `price_of` is
+    billing's (engine.PriceBook.price_of)."""
+    # One whole period priced as billing prices it, with the terms in force on `day`:
+    # a one-day slice of a one-day period is the full period's amount.
+    seg = timeline.Segment(day, day + timedelta(days=1), "active", plan_id, "", "postpaid",
+                           cycle, True)  # fmt: skip
+    period = timeline.Period(day, day + timedelta(days=1), 1, cycle)
+    lines = timeline.period_lines([seg], period, price_of, addons, discounts)
+    amount = sum((line.amount for line in lines.values()), Decimal(0))
+    if cycle != Plan.Cycle.MONTHLY:
+        amount = amount * MONTH_DAYS / PERIOD_DAYS[cycle]
+    amount = amount.quantize(CENT, rounding=ROUND_HALF_UP)
+    return periods.split_vat(amount, vat_rate, vat_inclusive)[0]
+
+
+def _start_of(day: date) -> datetime:
+    return timezone.make_aware(datetime.combine(day, time.min))
+
+
+def _in_force(segs: list[timeline.Segment], day: date) -> int | None:
+    """Index of the segment holding `day`, or None."""
+    for i in range(len(segs) - 1, -1, -1):
+        s = segs[i]
+        if s.start <= day:
+            return i if s.end is None or day < s.end else None
+    return None
+
+
+def _suspended_since(segs: list[timeline.Segment], i: int) -> date:
+    """The first day of the unbroken suspension that segment `i` is part of."""
+    while (
+        i > 0 and segs[i - 1].status == AccountStatus.SUSPENDED and segs[i - 1].end == segs[i].start
+    ):
+        i -= 1
+    return segs[i].start
+
+
+def rows_for(day: date, *, estimated: bool) -> list[tuple]:
+    """The snapshot rows of `day` (COLUMNS order), in a handful of queries."""
+    cfg = BillingSettings.load()
+    accounts = list(
+        ServiceAccount.objects.select_related("plan")
+        .filter(
+            Q(activated_at__isnull=False) | Q(status__in=[*IN_SERVICE, AccountStatus.TERMINATED])
+        )
+        .exclude(status=AccountStatus.TERMINATED, terminated_at__lt=_start_of(day))
+        .annotate(branch_of=F("customer__branch_id"))
+    )
+    book = engine.load(accounts, cfg)
+    price_of = book.prices.price_of
+    values: dict[tuple[int, str], Decimal] = {}
+    rows = []
+    for a in accounts:
+        segs = book.segments[a.pk]
+        i = _in_force(segs, day)
+        if i is None or segs[i].status not in IN_SERVICE:
+            continue
+        seg = segs[i]
+        addons, discounts = book.addons.get(a.pk, ()), book.discounts.get(a.pk, ())
+        terms = dict(price_of=price_of, vat_rate=cfg.vat_rate, vat_inclusive=cfg.vat_inclusive)
+        if addons or discounts:
+            mrr = monthly_value(
+                seg.plan_id, seg.cycle, day, addons=addons, discounts=discounts, **terms
+            )
+        else:
+            key = (seg.plan_id, seg.cycle)
+            if key not in values:
+                values[key] = monthly_value(seg.plan_id, seg.cycle, day, **terms)
+            mrr = values[key]
+        since = _suspended_since(segs, i) if seg.status == AccountStatus.SUSPENDED else None
+        rows.append((day, a.pk, a.customer_id, seg.plan_id, a.site_id, a.branch_of, a.router_id,
+                     seg.status, since, mrr, estimated))  # fmt: skip
+    return rows
+
+
+def _copy(rows: list[tuple]) -> None:
+    """Write the rows with one COPY (psycopg), in the ISP's schema."""
+    table = Snapshot._meta.db_table
+    sql = f"COPY {table} ({', '.join(COLUMNS)}) FROM STDIN"
+    with connection.cursor() as cursor, cursor.cursor.copy(sql) as copy:
+        for row in rows:
+            copy.write_row(row)
+
+
+def take(day: date, *, as_of: datetime | None = None) -> SnapshotDay:
+    """The snapshot of `day` (see the module docstring): taken now if it has not been,
+    else the one already taken, unchanged. `as_of` (default now) is when it is taken."""
+    as_of = as_of or timezone.now()
+    today = timezone.localdate(as_of)
+    if day >= today:
+        raise SnapshotError(f"{day} is not over yet: a day is taken once it has ended")
+    estimated = today > day + timedelta(days=1)
+    with transaction.atomic():
+        try:
+            with transaction.atomic():
+                snap = SnapshotDay.objects.create(day=day, estimated=estimated, taken_at=as_of)
+        except IntegrityError:
+            return SnapshotDay.objects.get(day=day)
+        rows = rows_for(day, estimated=estimated)
+        _copy(rows)
+        snap.services = len(rows)
+        snap.mrr = sum((r[9] for r in rows), Decimal(0))
+        snap.save(update_fields=["services", "mrr"])
+    return snap
+
+
+def first_day() -> date | None:
+    """The first day history can start: the first snapshot, else the ISP's first day
+    in service on the timeline (or first activation)."""
+    first = SnapshotDay.objects.aggregate(d=Min("day"))["d"]
+    if first is not None:
+        return first
+    starts = TimelineEntry.objects.filter(status__in=IN_SERVICE).aggregate(d=Min("starts_on"))["d"]
+    activated = ServiceAccount.objects.aggregate(d=Min("activated_at"))["d"]
+    days = [d for d in (starts, activated and timezone.localdate(activated)) if d]
+    return min(days) if days else None
+
+
+def fill_missing(until: date, *, as_of: datetime) -> list[SnapshotDay]:
+    """Take every day up to `until` that has no snapshot, from the first day history can
+    start (at most MAX_FILL_DAYS back): estimated from the timeline. Oldest first."""
+    first = first_day()
+    if first is None:
+        return []
+    start = max(first, until - timedelta(days=MAX_FILL_DAYS))
+    have = set(
+        SnapshotDay.objects.filter(day__gte=start, day__lte=until).values_list("day", flat=True)
+    )
+    taken = []
+    day = start
+    while day <= until:
+        if day not in have:
+            taken.append(take(day, as_of=as_of))
+        day += timedelta(days=1)
+    return taken

@@ -1,0 +1,18 @@
+"""Celery wrappers for reports; each runs in the schema of the ISP that queued it."""
+
+from datetime import timedelta
+
+from celery import shared_task
+from django.utils import timezone
+
+from reports import snapshots
+
+
+@shared_task
+def nightly_snapshot() -> str:
+    """Yesterday's snapshot (not estimated), then any day the beat missed (estimated)."""
+    now = timezone.now()
+    yesterday = timezone.localdate(now) - timedelta(days=1)
+    snap = snapshots.take(yesterday, as_of=now)
+    filled = snapshots.fill_missing(yesterday, as_of=now)
+    return f"{snap.day}: {snap.services} services, MRR {snap.mrr}; {len(filled)} days filled"
