@@ -19,6 +19,7 @@ suspended; each row's status says which).
 """
 
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
@@ -101,35 +102,51 @@ def _suspended_since(segs: list[timeline.Segment], i: int) -> date:
     return segs[i].start
 
 
-def rows_for(day: date, *, estimated: bool) -> list[tuple]:
-    """The snapshot rows of `day` (COLUMNS order), in a handful of queries."""
+@dataclass
+class Loaded:
+    """What the rows of some days are read from: the accounts that may be in service on
+    them, with the billing engine's book of their timelines, terms and prices."""
+
+    cfg: BillingSettings
+    accounts: list
+    book: engine.Book
+    values: dict = field(default_factory=dict)  # (plan, cycle, day) -> MRR without terms
+
+
+def load(since: date) -> Loaded:
+    """Everything the rows of days from `since` on need, in a handful of queries."""
     cfg = BillingSettings.load()
     accounts = list(
         ServiceAccount.objects.select_related("plan")
         .filter(
             Q(activated_at__isnull=False) | Q(status__in=[*IN_SERVICE, AccountStatus.TERMINATED])
         )
-        .exclude(status=AccountStatus.TERMINATED, terminated_at__lt=_start_of(day))
+        .exclude(status=AccountStatus.TERMINATED, terminated_at__lt=_start_of(since))
         .annotate(branch_of=F("customer__branch_id"))
     )
-    book = engine.load(accounts, cfg)
-    price_of = book.prices.price_of
-    values: dict[tuple[int, str], Decimal] = {}
+    return Loaded(cfg, accounts, engine.load(accounts, cfg))
+
+
+def rows_for(loaded: Loaded, day: date, *, estimated: bool) -> list[tuple]:
+    """The snapshot rows of `day` (COLUMNS order); no query."""
+    book, cfg, values = loaded.book, loaded.cfg, loaded.values
+    terms = dict(
+        price_of=book.prices.price_of, vat_rate=cfg.vat_rate, vat_inclusive=cfg.vat_inclusive
+    )
     rows = []
-    for a in accounts:
+    for a in loaded.accounts:
         segs = book.segments[a.pk]
         i = _in_force(segs, day)
         if i is None or segs[i].status not in IN_SERVICE:
             continue
         seg = segs[i]
         addons, discounts = book.addons.get(a.pk, ()), book.discounts.get(a.pk, ())
-        terms = dict(price_of=price_of, vat_rate=cfg.vat_rate, vat_inclusive=cfg.vat_inclusive)
         if addons or discounts:
             mrr = monthly_value(
                 seg.plan_id, seg.cycle, day, addons=addons, discounts=discounts, **terms
             )
         else:
-            key = (seg.plan_id, seg.cycle)
+            key = (seg.plan_id, seg.cycle, day)
             if key not in values:
                 values[key] = monthly_value(seg.plan_id, seg.cycle, day, **terms)
             mrr = values[key]
@@ -151,23 +168,36 @@ def _copy(rows: list[tuple]) -> None:
 def take(day: date, *, as_of: datetime | None = None) -> SnapshotDay:
     """The snapshot of `day` (see the module docstring): taken now if it has not been,
     else the one already taken, unchanged. `as_of` (default now) is when it is taken."""
+    return take_days([day], as_of=as_of)[0]
+
+
+def take_days(days: list[date], *, as_of: datetime | None = None) -> list[SnapshotDay]:
+    """`take` for several days, the accounts and timelines read once for all of them;
+    each day in its own transaction (claimed, written, summed)."""
     as_of = as_of or timezone.now()
     today = timezone.localdate(as_of)
-    if day >= today:
-        raise SnapshotError(f"{day} is not over yet: a day is taken once it has ended")
-    estimated = today > day + timedelta(days=1)
-    with transaction.atomic():
-        try:
-            with transaction.atomic():
-                snap = SnapshotDay.objects.create(day=day, estimated=estimated, taken_at=as_of)
-        except IntegrityError:
-            return SnapshotDay.objects.get(day=day)
-        rows = rows_for(day, estimated=estimated)
-        _copy(rows)
-        snap.services = len(rows)
-        snap.mrr = sum((r[9] for r in rows), Decimal(0))
-        snap.save(update_fields=["services", "mrr"])
-    return snap
+    for day in days:
+        if day >= today:
+            raise SnapshotError(f"{day} is not over yet: a day is taken once it has ended")
+    loaded = None
+    out = []
+    for day in days:
+        estimated = today > day + timedelta(days=1)
+        with transaction.atomic():
+            try:
+                with transaction.atomic():
+                    snap = SnapshotDay.objects.create(day=day, estimated=estimated, taken_at=as_of)
+            except IntegrityError:
+                out.append(SnapshotDay.objects.get(day=day))
+                continue
+            loaded = loaded or load(min(days))
+            rows = rows_for(loaded, day, estimated=estimated)
+            _copy(rows)
+            snap.services = len(rows)
+            snap.mrr = sum((r[9] for r in rows), Decimal(0))
+            snap.save(update_fields=["services", "mrr"])
+        out.append(snap)
+    return out
 
 
 def first_day() -> date | None:
@@ -192,10 +222,5 @@ def fill_missing(until: date, *, as_of: datetime) -> list[SnapshotDay]:
     have = set(
         SnapshotDay.objects.filter(day__gte=start, day__lte=until).values_list("day", flat=True)
     )
-    taken = []
-    day = start
-    while day <= until:
-        if day not in have:
-            taken.append(take(day, as_of=as_of))
-        day += timedelta(days=1)
-    return taken
+    days = [start + timedelta(days=n) for n in range((until - start).days + 1)]
+    return take_days([d for d in days if d not in have], as_of=as_of)

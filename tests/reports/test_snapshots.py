@@ -2,6 +2,7 @@
 scripted account history read back day by day (on the day and after the fact), a day
 taken once, the snapshot command, and a query count that does not grow with accounts."""
 
+import threading
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from io import StringIO
@@ -9,7 +10,9 @@ from io import StringIO
 import pytest
 import time_machine
 from django.core.management import CommandError, call_command
+from django.db import connection, connections
 from django.utils import timezone
+from django_tenants.utils import tenant_context
 
 from billing import timeline
 from billing.models import BillingSettings
@@ -250,3 +253,53 @@ def test_the_command_refuses_bad_input_and_writes_nothing(world, alpha, args, me
 def test_the_command_refuses_an_unknown_isp():
     with pytest.raises(CommandError, match="no ISP"):
         call_command("snapshot", "--schema", "nosuchisp")
+
+
+# --- two takes at once ------------------------------------------------------------
+
+
+@pytest.mark.committed
+def test_two_takes_of_a_day_at_once_write_it_once(django_db_blocker):
+    from ispops.tenancy.services import create_isp
+
+    with django_db_blocker.unblock():
+        isp, _ = create_isp(
+            schema="conc_snapshot",
+            name="Concurrency snapshot",
+            domain="conc-snapshot.localhost",
+            owner_email="o@conc-snapshot.test",
+            owner_password="conc-pass-2026-s",
+        )
+        try:
+            with tenant_context(isp):
+                plan = Plan.objects.create(name="Home", price=D("3480"), billing="postpaid",
+                                           download_kbps=10_000, upload_kbps=5_000)  # fmt: skip
+                for n in range(30):
+                    activate(plan, MARCH, f"Twin {n}")
+            day, results, errors = date(2026, 3, 4), [], []
+            barrier = threading.Barrier(2)
+
+            def work():
+                try:
+                    with tenant_context(isp):
+                        barrier.wait(timeout=30)
+                        results.append(snapshots.take(day, as_of=moment(date(2026, 3, 5), 0)).pk)
+                except Exception as exc:  # reported by the assertion below
+                    errors.append(repr(exc))
+                finally:
+                    connections.close_all()
+
+            threads = [threading.Thread(target=work) for _ in range(2)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(timeout=120)
+            assert errors == []
+            assert len(results) == 2 and results[0] == results[1]
+            with tenant_context(isp):
+                assert SnapshotDay.objects.count() == 1
+                assert Snapshot.objects.filter(day=day).count() == 30
+                assert SnapshotDay.objects.get().services == 30
+        finally:
+            connection.set_schema_to_public()
+            isp.delete(force_drop=True)
