@@ -29,6 +29,7 @@ from bench import (  # noqa: E402
     payments,
     portal,
     properties,
+    reports,
     routeros,
     subscribers,
 )
@@ -43,6 +44,7 @@ SUITES = {
     "properties": properties.run,
     "portal": portal.run,
     "hotspot": hotspot.run,
+    "reports": reports.run,
 }
 
 

@@ -105,12 +105,22 @@ def _suspended_since(segs: list[timeline.Segment], i: int) -> date:
 @dataclass
 class Loaded:
     """What the rows of some days are read from: the accounts that may be in service on
-    them, with the billing engine's book of their timelines, terms and prices."""
+    them, each as (id, customer, site, branch, router, timeline segments, add-ons,
+    discounts), with the billing settings and the engine's prices."""
 
     cfg: BillingSettings
-    accounts: list
-    book: engine.Book
+    accounts: list[tuple]
+    prices: engine.PriceBook
     values: dict = field(default_factory=dict)  # (plan, cycle, day) -> MRR without terms
+
+
+# What engine.load reads of an account (its implied timeline when it has none), and
+# where it is: nothing else is loaded (a password is never decrypted for a snapshot).
+ACCOUNT_FIELDS = (
+    "customer_id", "site_id", "router_id", "status", "activated_at", "suspended_at",
+    "terminated_at", "created_at", "plan__id", "plan__name", "plan__price", "plan__billing",
+    "plan__cycle",
+)  # fmt: skip
 
 
 def load(since: date) -> Loaded:
@@ -118,29 +128,34 @@ def load(since: date) -> Loaded:
     cfg = BillingSettings.load()
     accounts = list(
         ServiceAccount.objects.select_related("plan")
+        .only(*ACCOUNT_FIELDS)
         .filter(
             Q(activated_at__isnull=False) | Q(status__in=[*IN_SERVICE, AccountStatus.TERMINATED])
         )
         .exclude(status=AccountStatus.TERMINATED, terminated_at__lt=_start_of(since))
         .annotate(branch_of=F("customer__branch_id"))
     )
-    return Loaded(cfg, accounts, engine.load(accounts, cfg))
+    book = engine.load(accounts, cfg)
+    rows = [
+        (a.pk, a.customer_id, a.site_id, a.branch_of, a.router_id, book.segments[a.pk],
+         book.addons.get(a.pk, ()), book.discounts.get(a.pk, ()))
+        for a in accounts
+    ]  # fmt: skip
+    return Loaded(cfg, rows, book.prices)
 
 
 def rows_for(loaded: Loaded, day: date, *, estimated: bool) -> list[tuple]:
     """The snapshot rows of `day` (COLUMNS order); no query."""
-    book, cfg, values = loaded.book, loaded.cfg, loaded.values
+    cfg, values = loaded.cfg, loaded.values
     terms = dict(
-        price_of=book.prices.price_of, vat_rate=cfg.vat_rate, vat_inclusive=cfg.vat_inclusive
+        price_of=loaded.prices.price_of, vat_rate=cfg.vat_rate, vat_inclusive=cfg.vat_inclusive
     )
     rows = []
-    for a in loaded.accounts:
-        segs = book.segments[a.pk]
+    for pk, customer, site, branch, router, segs, addons, discounts in loaded.accounts:
         i = _in_force(segs, day)
         if i is None or segs[i].status not in IN_SERVICE:
             continue
         seg = segs[i]
-        addons, discounts = book.addons.get(a.pk, ()), book.discounts.get(a.pk, ())
         if addons or discounts:
             mrr = monthly_value(
                 seg.plan_id, seg.cycle, day, addons=addons, discounts=discounts, **terms
@@ -151,8 +166,8 @@ def rows_for(loaded: Loaded, day: date, *, estimated: bool) -> list[tuple]:
                 values[key] = monthly_value(seg.plan_id, seg.cycle, day, **terms)
             mrr = values[key]
         since = _suspended_since(segs, i) if seg.status == AccountStatus.SUSPENDED else None
-        rows.append((day, a.pk, a.customer_id, seg.plan_id, a.site_id, a.branch_of, a.router_id,
-                     seg.status, since, mrr, estimated))  # fmt: skip
+        rows.append((day, pk, customer, seg.plan_id, site, branch, router, seg.status, since,
+                     mrr, estimated))  # fmt: skip
     return rows
 
 

@@ -1,4 +1,4 @@
-from reports import views
+from reports import views, views_mrr
 
 app_name = "reports"
-urlpatterns = [*views.urls]
+urlpatterns = [*views.urls, *views_mrr.urls]

@@ -119,6 +119,9 @@ PARAM_FACTORIES = {
     ),
     "key": _template_key,
     "channel": lambda variant, world: "sms",
+    # MRR drill-down (reports.views_mrr): a month and a figure; rows are branch-filtered.
+    "period": lambda variant, world: "2026-05",
+    "event": lambda variant, world: "churn",
 }
 
 

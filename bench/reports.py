@@ -1,0 +1,207 @@
+"""Report figures with 100,000 subscribers in one ISP (schema `bench_reports`, built once
+and kept, like bench_billing but its own: the billing bench resets its ISP's timeline):
+
+- one day's subscription snapshot of all of them (reports.snapshots.take): time, SQL
+  statements, services and MRR;
+- 365 days of snapshot history built from the timeline the bench scripts (activations
+  before and during the year, plan changes, suspensions that end in a reactivation or a
+  termination, terminations), with reports.snapshots.take_days: the accounts and
+  timelines read once, each day claimed, computed and written by one COPY in its own
+  transaction (the same code fill_missing runs). The history is kept; BENCH_REBUILD=1
+  builds it again.
+
+`history_ready(isp)` returns the ISP with its history in place; the report and owner's
+home timings (HISTORY_BENCHES) run after it against the same ISP.
+"""
+
+import os
+import random
+import time
+from collections.abc import Callable
+from datetime import date, timedelta
+
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+from django_tenants.utils import tenant_context
+
+from billing.models import TimelineEntry
+from billing.services import day_start
+from ispops.tenancy.models import Isp
+from ispops.tenancy.services import create_isp
+from reports import snapshots
+from reports.models import Snapshot, SnapshotDay
+from subscribers.imports import import_plans, import_subscribers
+from subscribers.models import Plan, ServiceAccount
+
+SCHEMA, HOST = "bench_reports", "bench-reports.localhost"
+TARGET = int(os.environ.get("BENCH_REPORT_SUBSCRIBERS", "100000"))
+HISTORY_DAYS = 365
+SCRIPT = "bench script"
+PLANS = """name,price,cycle,download,upload,service,billing
+Home 5M,1500,monthly,5M,2M,pppoe,postpaid
+Home 10M,2500,monthly,10M,5M,pppoe,postpaid
+Biz 20M,4500,monthly,20M,10M,pppoe,postpaid
+Fibre 50M,6000,monthly,50M,25M,pppoe,prepaid
+Week 5M,450,weekly,5M,2M,pppoe,prepaid
+"""
+# Timings another bench adds: each is called as fn(isp, first_day, last_day) once the
+# history is in place, inside the ISP's schema.
+HISTORY_BENCHES: list[Callable[[Isp, date, date], None]] = []
+
+
+def ensure_isp() -> Isp:
+    """The bench ISP with TARGET active subscribers (imported the way an ISP would)."""
+    isp = Isp.objects.filter(schema_name=SCHEMA).first()
+    if isp is None:
+        isp, _ = create_isp(
+            schema=SCHEMA,
+            name="Bench Reports",
+            domain=HOST,
+            owner_email="owner@bench-reports.test",
+            owner_password="bench-pass-2026",
+        )
+    with tenant_context(isp):
+        import_plans(PLANS, actor="bench")
+        names = [line.split(",")[0] for line in PLANS.splitlines()[1:]]
+        have = ServiceAccount.objects.count()
+        rng = random.Random(have)
+        while have < TARGET:
+            count = min(10_000, TARGET - have)
+            lines = ["account,name,phone,email,plan,username,password,router,status"]
+            for i in range(have, have + count):
+                lines.append(f",Home {i},07{i:08d},,{rng.choice(names)},r{i},p{i},,active")
+            started = time.perf_counter()
+            report = import_subscribers("\n".join(lines), actor="bench")
+            if not report.ok:
+                raise SystemExit(f"bench import refused: {report.errors[:3]}")
+            have += count
+            print(f"  built {have:,}/{TARGET:,} subscribers "
+                  f"({time.perf_counter() - started:.1f} s)", flush=True)  # fmt: skip
+    connection.set_schema_to_public()
+    return isp
+
+
+def _script(first: date, last: date) -> None:
+    """Every account's timeline, scripted (seeded, so the same each build): written in
+    one COPY, replacing what the import implied; accounts' statuses follow it."""
+    rng = random.Random(15)
+    plans = list(Plan.objects.values_list("id", "billing", "cycle"))
+    span = (last - first).days
+    entries, final = [], {}
+    for pk in ServiceAccount.objects.order_by("pk").values_list("pk", flat=True):
+        plan = rng.choice(plans)
+        # Three in four were subscribers before the year began; the rest joined in it.
+        if rng.random() < 0.75:
+            on = first - timedelta(days=rng.randint(1, 300))
+        else:
+            on = first + timedelta(days=rng.randint(0, span))
+        steps = [(on, "active", plan)]
+        after = (last - on).days
+        if after > 2:
+            if rng.random() < 0.10:  # an upgrade or a downgrade
+                steps.append((on + timedelta(days=rng.randint(1, after)), "active",
+                              rng.choice(plans)))  # fmt: skip
+            roll = rng.random()
+            if roll < 0.12:  # suspended 3-60 days, then back (60 %) or gone
+                s = on + timedelta(days=rng.randint(1, after))
+                steps.append((s, "suspended", steps[-1][2]))
+                end = s + timedelta(days=rng.randint(3, 60))
+                steps.append((end, "active" if rng.random() < 0.6 else "terminated", steps[-1][2]))
+            elif roll < 0.16:  # terminated
+                steps.append((on + timedelta(days=rng.randint(1, after)), "terminated",
+                              steps[-1][2]))  # fmt: skip
+        steps.sort(key=lambda step: step[0])
+        for day, status, (plan_id, mode, cycle) in steps:
+            billable = mode == "postpaid" and status == "active"
+            entries.append((pk, day, day_start(day), status, plan_id, mode, cycle, billable))
+        final[pk] = (steps[0][0], *steps[-1])
+    with connection.cursor() as cursor:
+        cursor.execute(f"DELETE FROM {TimelineEntry._meta.db_table}")
+    columns = "service_account_id, starts_on, at, status, plan_id, mode, cycle, billable, reason"
+    sql = f"COPY {TimelineEntry._meta.db_table} ({columns}) FROM STDIN"
+    with connection.cursor() as cursor, cursor.cursor.copy(sql) as copy:
+        for row in entries:
+            copy.write_row((*row, SCRIPT))
+    with connection.cursor() as cursor:
+        # The accounts as the script leaves them (their plan, status and dates).
+        cursor.execute("CREATE TEMP TABLE bench_final (id int, plan_id int, status text, "
+                       "since timestamptz, activated timestamptz)")  # fmt: skip
+        with cursor.cursor.copy("COPY bench_final FROM STDIN") as copy:
+            for pk, (began, day, status, plan) in final.items():
+                copy.write_row((pk, plan[0], status, day_start(day), day_start(began)))
+        cursor.execute(
+            f"UPDATE {ServiceAccount._meta.db_table} a SET plan_id = f.plan_id, "
+            "status = f.status, "
+            "suspended_at = CASE WHEN f.status = 'suspended' THEN f.since END, "
+            "terminated_at = CASE WHEN f.status = 'terminated' THEN f.since END, "
+            "activated_at = f.activated "
+            "FROM bench_final f WHERE a.id = f.id"
+        )
+        cursor.execute("DROP TABLE bench_final")
+        cursor.execute(f"ANALYZE {TimelineEntry._meta.db_table}")
+        cursor.execute(f"ANALYZE {ServiceAccount._meta.db_table}")
+
+
+def _history_window(today: date) -> tuple[date, date]:
+    return today - timedelta(days=HISTORY_DAYS), today - timedelta(days=1)
+
+
+def history_ready(isp: Isp) -> tuple[date, date]:
+    """Make sure the ISP has its scripted timeline and HISTORY_DAYS of snapshots up to
+    yesterday (building what is missing, timed); returns (first day, last day)."""
+    now = timezone.now()
+    first, last = _history_window(timezone.localdate(now))
+    with tenant_context(isp):
+        scripted = TimelineEntry.objects.filter(reason=SCRIPT).exists()
+        if not scripted or os.environ.get("BENCH_REBUILD"):
+            started = time.perf_counter()
+            with connection.cursor() as cursor:
+                cursor.execute(f"TRUNCATE {Snapshot._meta.db_table}, {SnapshotDay._meta.db_table}")
+            _script(first, last)
+            print(f"scripted timeline for {ServiceAccount.objects.count():,} subscribers: "
+                  f"{time.perf_counter() - started:.1f} s", flush=True)  # fmt: skip
+        have = set(SnapshotDay.objects.values_list("day", flat=True))
+        days = [first + timedelta(days=n) for n in range(HISTORY_DAYS)]
+        missing = [d for d in days if d not in have]
+        if missing:
+            started = time.perf_counter()
+            taken = snapshots.take_days(missing, as_of=now)
+            elapsed = time.perf_counter() - started
+            rows = sum(s.services for s in taken)
+            print(f"history: {len(taken)} days, {rows:,} rows built in {elapsed:.1f} s "
+                  f"({rows / elapsed:,.0f} rows/s; take_days: one load, a COPY a day)")  # fmt: skip
+        else:
+            print(f"history: {HISTORY_DAYS} days {first}..{last} already built (BENCH_REBUILD=1)")
+    connection.set_schema_to_public()
+    return first, last
+
+
+def _one_day(isp: Isp) -> None:
+    """Time one day's snapshot as the nightly run takes it: yesterday, taken again each
+    run (the bench's own history: its rows are deleted first)."""
+    now = timezone.now()
+    day = timezone.localdate(now) - timedelta(days=1)
+    with tenant_context(isp):
+        with connection.cursor() as cursor:
+            for model in (Snapshot, SnapshotDay):
+                cursor.execute(f"DELETE FROM {model._meta.db_table} WHERE day = %s", [day])
+        with CaptureQueriesContext(connection) as queries:
+            started = time.perf_counter()
+            snap = snapshots.take(day, as_of=now)
+            elapsed = time.perf_counter() - started
+        print(f"snapshot of one day ({day}): {snap.services:,} services in service of "
+              f"{ServiceAccount.objects.count():,}, MRR {snap.mrr:,}, {elapsed:.2f} s, "
+              f"{len(queries)} SQL statements", flush=True)  # fmt: skip
+    connection.set_schema_to_public()
+
+
+def run():
+    isp = ensure_isp()
+    # The script first, so the one-day snapshot reads the scripted timeline.
+    first, last = history_ready(isp)
+    _one_day(isp)
+    for bench in HISTORY_BENCHES:
+        with tenant_context(isp):
+            bench(isp, first, last)
+        connection.set_schema_to_public()

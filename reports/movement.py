@@ -1,0 +1,294 @@
+"""MRR movement: the one home of its rules (issue 15; /work/shared/hotspot.md C.2).
+
+A customer's MRR on a day is the sum of its snapshot rows' mrr that day, a service
+suspended for ReportSettings.churn_after_days or more (counted from suspended_since)
+counting as 0; a terminated service has no row. For a period [first, last] (a calendar
+month, or an ISO week Monday..Sunday; Africa/Nairobi dates) the start MRR is the
+customers' MRR on the day before `first`, the end MRR on `last` (or `today` while the
+period is still running). Each customer's change is one event:
+
+- new: 0 -> >0, and no MRR on any day within reactivation_days before `first`;
+- reactivation: 0 -> >0, with MRR on some day within reactivation_days before `first`;
+- expansion: up; contraction: down and still > 0; churn: >0 -> 0.
+
+so start + new + expansion - contraction - churn + reactivation = end holds to the cent
+by construction; `Movement.check` raises if it does not.
+
+Speed: the figures of any number of periods are one SQL statement that groups the rows
+of the periods' boundary days by customer (a 12-month report reads 13 days of rows and
+classifies in SQL); only the drill-down returns per-customer lines. No materialised
+table of closed periods: a 12-month report is one query, so none was needed.
+"""
+
+from calendar import monthrange
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from decimal import Decimal
+
+from django.db import connection
+
+from reports.models import ReportSettings, Snapshot
+from subscribers.models import Customer
+
+ZERO = Decimal("0.00")
+MONTH, WEEK = "month", "week"
+KINDS = (MONTH, WEEK)
+EVENTS = ("new", "expansion", "contraction", "churn", "reactivation")
+EVENT_LABELS = {
+    "new": "New",
+    "expansion": "Expansion",
+    "contraction": "Contraction",
+    "churn": "Churn",
+    "reactivation": "Reactivation",
+}
+
+
+class MovementError(ArithmeticError):
+    """The movement identity failed: a bug, never a figure to show."""
+
+
+@dataclass(frozen=True)
+class Period:
+    kind: str  # MONTH or WEEK
+    first: date
+    last: date
+
+    @property
+    def key(self) -> str:
+        """'2026-05' for a month, '2026-W19' for an ISO week (the URL's form)."""
+        if self.kind == MONTH:
+            return f"{self.first:%Y-%m}"
+        year, week, _ = self.first.isocalendar()
+        return f"{year}-W{week:02d}"
+
+    @property
+    def before(self) -> date:
+        """The day whose snapshot is the period's start."""
+        return self.first - timedelta(days=1)
+
+    def end_day(self, today: date) -> date:
+        """The day whose snapshot is the period's end: its last day, or today."""
+        return min(self.last, today)
+
+    def __str__(self):
+        return self.key
+
+
+def period_of(kind: str, day: date) -> Period:
+    """The month or ISO week holding `day`."""
+    if kind == MONTH:
+        first = day.replace(day=1)
+        return Period(MONTH, first, first.replace(day=monthrange(first.year, first.month)[1]))
+    if kind == WEEK:
+        first = day - timedelta(days=day.weekday())
+        return Period(WEEK, first, first + timedelta(days=6))
+    raise ValueError(f"unknown period kind {kind!r}")
+
+
+def parse_period(key: str) -> Period:
+    """The period named by `key` ('2026-05' or '2026-W19'); ValueError if none."""
+    try:
+        if "-W" in key:
+            year, week = key.split("-W")
+            return period_of(WEEK, date.fromisocalendar(int(year), int(week), 1))
+        year, month = key.split("-")
+        if len(year) != 4 or len(month) != 2:
+            raise ValueError(key)
+        return period_of(MONTH, date(int(year), int(month), 1))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"not a period: {key!r}") from exc
+
+
+def periods(kind: str, last: date, count: int = 12) -> list[Period]:
+    """`count` consecutive periods of `kind`, oldest first, ending with the one holding
+    `last`."""
+    out = [period_of(kind, last)]
+    while len(out) < count:
+        out.append(period_of(kind, out[-1].first - timedelta(days=1)))
+    return out[::-1]
+
+
+@dataclass
+class Movement:
+    period: Period
+    start: Decimal = ZERO
+    new: Decimal = ZERO
+    expansion: Decimal = ZERO
+    contraction: Decimal = ZERO
+    churn: Decimal = ZERO
+    reactivation: Decimal = ZERO
+    end: Decimal = ZERO
+    counts: dict = field(default_factory=lambda: dict.fromkeys(EVENTS, 0))
+    customers_start: int = 0  # customers with MRR at the start
+    customers_end: int = 0  # paying customers at the end
+
+    def check(self) -> "Movement":
+        moved = (
+            self.start
+            + self.new
+            + self.expansion
+            - self.contraction
+            - self.churn
+            + self.reactivation
+        )
+        if moved != self.end:
+            raise MovementError(f"{self.period}: {moved} != end {self.end}")
+        return self
+
+    def figure(self, event: str) -> Decimal:
+        return getattr(self, event)
+
+
+@dataclass(frozen=True)
+class Line:
+    customer_id: int
+    customer: str
+    old: Decimal
+    new: Decimal
+    event: str
+
+
+def _rules() -> tuple[int, int]:
+    rules = ReportSettings.load()
+    return rules.churn_after_days, rules.reactivation_days
+
+
+# Per customer and period: MRR on the day before the period and on its end day, and the
+# event. `periods` is (key, before, end_day, first); the branch limit is {branch}.
+_LINES_SQL = """
+WITH periods(key, before, end_day, first) AS (
+    SELECT * FROM unnest(%(keys)s::text[], %(befores)s::date[], %(ends)s::date[],
+                         %(firsts)s::date[])
+),
+per_day AS (
+    SELECT s.customer_id, s.day,
+           SUM(CASE WHEN s.suspended_since IS NOT NULL
+                         AND s.day - s.suspended_since >= %(churn_after)s
+                    THEN 0 ELSE s.mrr END) AS mrr
+    FROM {snapshot} s
+    WHERE s.day = ANY(%(days)s::date[]) {branch}
+    GROUP BY s.customer_id, s.day
+),
+pairs AS (
+    SELECT p.key, p.first, d.customer_id,
+           SUM(CASE WHEN d.day = p.before THEN d.mrr ELSE 0 END) AS old,
+           SUM(CASE WHEN d.day = p.end_day THEN d.mrr ELSE 0 END) AS new
+    FROM periods p JOIN per_day d ON d.day = p.before OR d.day = p.end_day
+    GROUP BY p.key, p.first, d.customer_id
+),
+lines AS (
+    SELECT key, customer_id, old, new,
+           CASE WHEN old = 0 AND new > 0 THEN
+                    CASE WHEN EXISTS (
+                        SELECT 1 FROM {snapshot} h
+                        WHERE h.customer_id = pairs.customer_id
+                          AND h.day < pairs.first
+                          AND h.day >= pairs.first - %(reactivation)s::int
+                          AND h.mrr > 0
+                          AND (h.suspended_since IS NULL
+                               OR h.day - h.suspended_since < %(churn_after)s) {hbranch}
+                    ) THEN 'reactivation' ELSE 'new' END
+                WHEN old > 0 AND new = 0 THEN 'churn'
+                WHEN new > old THEN 'expansion'
+                WHEN new < old THEN 'contraction'
+           END AS event
+    FROM pairs
+)
+"""
+
+_TOTALS_SQL = """
+SELECT key,
+       COALESCE(SUM(old), 0), COALESCE(SUM(new), 0),
+       COALESCE(SUM(new) FILTER (WHERE event = 'new'), 0),
+       COALESCE(SUM(new - old) FILTER (WHERE event = 'expansion'), 0),
+       COALESCE(SUM(old - new) FILTER (WHERE event = 'contraction'), 0),
+       COALESCE(SUM(old) FILTER (WHERE event = 'churn'), 0),
+       COALESCE(SUM(new) FILTER (WHERE event = 'reactivation'), 0),
+       COUNT(*) FILTER (WHERE event = 'new'),
+       COUNT(*) FILTER (WHERE event = 'expansion'),
+       COUNT(*) FILTER (WHERE event = 'contraction'),
+       COUNT(*) FILTER (WHERE event = 'churn'),
+       COUNT(*) FILTER (WHERE event = 'reactivation'),
+       COUNT(*) FILTER (WHERE old > 0), COUNT(*) FILTER (WHERE new > 0)
+FROM lines GROUP BY key
+"""
+
+
+def _query(tail: str, spans: list[Period], today: date, branch_ids, extra: dict | None = None):
+    churn_after, reactivation = _rules()
+    branch = hbranch = ""
+    if branch_ids is not None:
+        branch = "AND s.branch_id = ANY(%(branches)s::bigint[])"
+        hbranch = "AND h.branch_id = ANY(%(branches)s::bigint[])"
+    sql = _LINES_SQL.format(
+        snapshot=Snapshot._meta.db_table, branch=branch, hbranch=hbranch
+    ) + tail.format(customer=Customer._meta.db_table)
+    befores = [p.before for p in spans]
+    ends = [p.end_day(today) for p in spans]
+    params = {
+        "keys": [p.key for p in spans],
+        "befores": befores,
+        "ends": ends,
+        "firsts": [p.first for p in spans],
+        "days": sorted(set(befores) | set(ends)),
+        "churn_after": churn_after,
+        "reactivation": reactivation,
+        "branches": list(branch_ids or []),
+        **(extra or {}),
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
+def movements(spans: list[Period], *, today: date, branch_ids=None) -> list[Movement]:
+    """The movement of each period in `spans` (one SQL query), identity checked.
+    `today`: the last day with a snapshot (a running period ends there); `branch_ids`:
+    None for the whole ISP, else only rows of those branches."""
+    if not spans:
+        return []
+    found = {}
+    for row in _query(_TOTALS_SQL, spans, today, branch_ids):
+        key, start, end, new, exp, con, churn, react, *n = row
+        found[key] = (start, end, new, exp, con, churn, react, n)
+    out = []
+    for span in spans:
+        if span.key not in found:
+            out.append(Movement(span).check())
+            continue
+        start, end, new, exp, con, churn, react, n = found[span.key]
+        out.append(
+            Movement(
+                span,
+                start=Decimal(start),
+                new=Decimal(new),
+                expansion=Decimal(exp),
+                contraction=Decimal(con),
+                churn=Decimal(churn),
+                reactivation=Decimal(react),
+                end=Decimal(end),
+                counts=dict(zip(EVENTS, n[:5], strict=True)),
+                customers_start=n[5],
+                customers_end=n[6],
+            ).check()
+        )
+    return out
+
+
+def movement(span: Period, *, today: date, branch_ids=None) -> Movement:
+    return movements([span], today=today, branch_ids=branch_ids)[0]
+
+
+def lines(span: Period, *, today: date, branch_ids=None, event: str | None = None) -> list[Line]:
+    """The customers behind the period's figures (one event, or every changed one):
+    old and new MRR and the event, by customer name."""
+    if event is not None and event not in EVENTS:
+        raise ValueError(f"unknown event {event!r}")
+    tail = """
+        SELECT l.customer_id, COALESCE(c.name, ''), l.old, l.new, l.event
+        FROM lines l LEFT JOIN {customer} c ON c.id = l.customer_id
+        WHERE l.event IS NOT NULL AND (%(event)s::text IS NULL OR l.event = %(event)s::text)
+        ORDER BY c.name, l.customer_id
+    """
+    rows = _query(tail, [span], today, branch_ids, {"event": event})
+    return [Line(cid, name, Decimal(old), Decimal(new), ev) for cid, name, old, new, ev in rows]

@@ -1,0 +1,252 @@
+"""MRR movement (reports.movement) on a scripted six-month history of snapshot rows:
+every figure of every month against a value worked out by hand, the identity to the
+cent, the drill-downs, the branch limit, the pages and their downloads."""
+
+import io
+import itertools
+from datetime import date, timedelta
+from decimal import Decimal
+
+import pytest
+import time_machine
+from openpyxl import load_workbook
+
+from ispops.staff.models import Branch, Role, User
+from reports import movement
+from reports.models import ReportSettings, Snapshot
+from subscribers import services as subscribers
+
+D = Decimal
+TODAY = date(2026, 6, 30)
+_accounts = itertools.count(900_001)
+
+
+def _rows(customer, branch_id, spans):
+    """Daily rows for one service: spans of (first, last, mrr, suspended_since)."""
+    account = next(_accounts)
+    out = []
+    for first, last, mrr, suspended_since in spans:
+        day = first
+        while day <= last:
+            out.append(
+                Snapshot(
+                    day=day,
+                    service_account_id=account,
+                    customer_id=customer.pk,
+                    plan_id=1,
+                    branch_id=branch_id,
+                    status="suspended" if suspended_since else "active",
+                    suspended_since=suspended_since,
+                    mrr=D(mrr),
+                )
+            )
+            day += timedelta(days=1)
+    return out
+
+
+@pytest.fixture
+def world(in_alpha):
+    """The scripted history, 2025-12-01 .. 2026-06-30, in two branches A and B."""
+    a = Branch.objects.order_by("pk").first()
+    b = Branch.objects.create(name="Alpha east", code="alpha-east")
+    people = {}
+    for n, name in enumerate(
+        ["Amina", "Baraka", "Chebet", "Daudi", "Esther", "Faith", "Gitau", "Halima"]
+    ):
+        people[name] = subscribers.create_customer(actor="test", name=name, phone=f"0711{n:06d}")
+    p = people
+    rows = [
+        # Amina (A): 2500, upgraded to 4000 on 10 March.
+        *_rows(p["Amina"], a.pk, [(date(2025, 12, 1), date(2026, 3, 9), "2500", None),
+                                  (date(2026, 3, 10), TODAY, "4000", None)]),
+        # Baraka (A): 3000, downgraded to 2000 on 15 February.
+        *_rows(p["Baraka"], a.pk, [(date(2025, 12, 1), date(2026, 2, 14), "3000", None),
+                                   (date(2026, 2, 15), TODAY, "2000", None)]),
+        # Chebet (A): activated 5 February at 2500.
+        *_rows(p["Chebet"], a.pk, [(date(2026, 2, 5), TODAY, "2500", None)]),
+        # Daudi (B): 2000; suspended 20 March (churned from 19 April, day 30);
+        # active again 10 May (last MRR 18 April: within 90 days).
+        *_rows(p["Daudi"], b.pk, [(date(2025, 12, 1), date(2026, 3, 19), "2000", None),
+                                  (date(2026, 3, 20), date(2026, 5, 9), "2000",
+                                   date(2026, 3, 20)),
+                                  (date(2026, 5, 10), TODAY, "2000", None)]),
+        # Esther (B): 1500; suspended 20 January - 4 February (16 days); terminated
+        # 15 March (no rows from then).
+        *_rows(p["Esther"], b.pk, [(date(2025, 12, 1), date(2026, 1, 19), "1500", None),
+                                   (date(2026, 1, 20), date(2026, 2, 4), "1500",
+                                    date(2026, 1, 20)),
+                                   (date(2026, 2, 5), date(2026, 3, 14), "1500", None)]),
+        # Faith (B): 1800, terminated 10 January; back 1 June (over 90 days: new).
+        *_rows(p["Faith"], b.pk, [(date(2025, 12, 1), date(2026, 1, 9), "1800", None),
+                                  (date(2026, 6, 1), TODAY, "1800", None)]),
+        # Gitau (A): two services, 1000 and 1500; the 1500 one terminated 5 April.
+        *_rows(p["Gitau"], a.pk, [(date(2025, 12, 1), TODAY, "1000", None)]),
+        *_rows(p["Gitau"], a.pk, [(date(2025, 12, 1), date(2026, 4, 4), "1500", None)]),
+        # Halima (A): a 30-day prepaid plan normalised to 1014.58, from 20 January.
+        *_rows(p["Halima"], a.pk, [(date(2026, 1, 20), TODAY, "1014.58", None)]),
+    ]  # fmt: skip
+    Snapshot.objects.bulk_create(rows)
+    return {"a": a, "b": b, "people": p}
+
+
+# month -> (start, new, expansion, contraction, churn, reactivation, end), by hand;
+# and the customers behind each figure.
+HAND = {
+    # Start 31 Dec: Amina 2500 + Baraka 3000 + Daudi 2000 + Esther 1500 + Faith 1800
+    # + Gitau 2500 = 13300. Halima new 1014.58; Faith churned 1800 (terminated);
+    # Esther suspended 11 days on 31 Jan: still counts.
+    "2026-01": (D("13300.00"), D("1014.58"), D("0"), D("0"), D("1800"), D("0"),
+                D("12514.58"), {"new": ["Halima"], "churn": ["Faith"]}),
+    # Chebet new 2500; Baraka 3000 -> 2000.
+    "2026-02": (D("12514.58"), D("2500"), D("0"), D("1000"), D("0"), D("0"),
+                D("14014.58"), {"new": ["Chebet"], "contraction": ["Baraka"]}),
+    # Amina 2500 -> 4000; Esther terminated (1500); Daudi suspended 11 days: counts.
+    "2026-03": (D("14014.58"), D("0"), D("1500"), D("0"), D("1500"), D("0"),
+                D("14014.58"), {"expansion": ["Amina"], "churn": ["Esther"]}),
+    # Daudi suspended 41 days on 30 April: churned 2000; Gitau 2500 -> 1000.
+    "2026-04": (D("14014.58"), D("0"), D("0"), D("1500"), D("2000"), D("0"),
+                D("10514.58"), {"contraction": ["Gitau"], "churn": ["Daudi"]}),
+    # Daudi back (last MRR 18 April, within 90 days of 1 May): reactivation 2000.
+    "2026-05": (D("10514.58"), D("0"), D("0"), D("0"), D("0"), D("2000"),
+                D("12514.58"), {"reactivation": ["Daudi"]}),
+    # Faith back (last MRR 9 January, before 3 March): new 1800.
+    "2026-06": (D("12514.58"), D("1800"), D("0"), D("0"), D("0"), D("0"),
+                D("14314.58"), {"new": ["Faith"]}),
+}  # fmt: skip
+
+
+def test_every_months_figures_equal_the_hand_computed_ones(world):
+    found = movement.movements(movement.periods("month", TODAY, 6), today=TODAY)
+    assert [m.period.key for m in found] == list(HAND)
+    for m in found:
+        start, new, exp, con, churn, react, end, _ = HAND[m.period.key]
+        got = (m.start, m.new, m.expansion, m.contraction, m.churn, m.reactivation, m.end)
+        assert got == (start, new, exp, con, churn, react, end), m.period.key
+
+
+def test_the_identity_holds_to_the_cent_every_month_and_week(world):
+    for kind in ("month", "week"):
+        for m in movement.movements(movement.periods(kind, TODAY, 26), today=TODAY):
+            assert m.start + m.new + m.expansion - m.contraction - m.churn + m.reactivation == m.end
+
+
+def test_a_broken_identity_raises():
+    span = movement.period_of("month", TODAY)
+    with pytest.raises(movement.MovementError):
+        movement.Movement(span, start=D("10"), new=D("1"), end=D("10.01")).check()
+
+
+def test_every_drill_down_lists_exactly_the_customers_behind_its_figure(world):
+    for key, (*_figures, behind) in HAND.items():
+        span = movement.parse_period(key)
+        for event in movement.EVENTS:
+            found = movement.lines(span, today=TODAY, event=event)
+            assert sorted(line.customer for line in found) == behind.get(event, []), (key, event)
+            m = movement.movement(span, today=TODAY)
+            if event in ("expansion",):
+                total = sum((line.new - line.old for line in found), D("0"))
+            elif event in ("contraction", "churn"):
+                total = sum((line.old - line.new for line in found), D("0"))
+            else:
+                total = sum((line.new for line in found), D("0"))
+            assert total == m.figure(event)
+
+
+def test_a_week_is_monday_to_sunday_and_sees_the_activation(world):
+    span = movement.period_of("week", date(2026, 2, 5))
+    assert (span.first, span.last, span.key) == (date(2026, 2, 2), date(2026, 2, 8), "2026-W06")
+    m = movement.movement(span, today=TODAY)
+    assert (m.start, m.new, m.end) == (D("12514.58"), D("2500"), D("15014.58"))
+    assert movement.parse_period("2026-W06") == span
+
+
+def test_branch_totals_add_up_to_the_whole_and_differ_from_it(world):
+    spans = movement.periods("month", TODAY, 6)
+    whole = movement.movements(spans, today=TODAY)
+    in_a = movement.movements(spans, today=TODAY, branch_ids=[world["a"].pk])
+    in_b = movement.movements(spans, today=TODAY, branch_ids=[world["b"].pk])
+    for w, x, y in zip(whole, in_a, in_b, strict=True):
+        for figure in ("start", "new", "expansion", "contraction", "churn", "reactivation", "end"):
+            assert getattr(w, figure) == getattr(x, figure) + getattr(y, figure)
+    assert in_a[0].start == D("8000.00") != whole[0].start  # Amina, Baraka, Gitau
+
+
+def test_twelve_months_are_one_query_and_the_settings(world, django_assert_num_queries):
+    ReportSettings.load()  # made on first read
+    with django_assert_num_queries(2):
+        movement.movements(movement.periods("month", TODAY, 12), today=TODAY)
+
+
+def test_a_running_month_ends_today():
+    span = movement.period_of("month", date(2026, 7, 15))
+    assert span.end_day(date(2026, 7, 15)) == date(2026, 7, 15)
+    assert span.end_day(date(2026, 8, 2)) == date(2026, 7, 31)
+    with pytest.raises(ValueError):
+        movement.parse_period("2026-13")
+
+
+# --- pages ------------------------------------------------------------------------------
+
+
+def _limited(role, branch):
+    user = User.objects.create_user(
+        f"{role}-east@alpha.test", "x-pass-12345", role=role, full_name="East finance"
+    )
+    user.branches.set([branch])
+    return user
+
+
+@pytest.mark.parametrize("role,status", [("owner", 200), ("admin", 200), ("finance", 200),
+                                         ("support", 403), ("technician", 403)])  # fmt: skip
+@pytest.mark.parametrize("url", ["/reports/mrr/", "/reports/rates/", "/reports/mrr/2026-05/new/"])
+def test_the_pages_are_for_owners_admins_and_finance(alpha, role, status, url):
+    assert alpha.client(alpha.people[role]).get(url).status_code == status
+
+
+@time_machine.travel("2026-06-30 20:00 +03:00", tick=False)
+def test_the_mrr_page_shows_each_figure_as_a_link_to_its_customers(alpha, world):
+    response = alpha.client(alpha.owner).get("/reports/mrr/?kind=month&count=6")
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert 'href="/reports/mrr/2026-05/reactivation/"' in html
+    assert "KES 14,314.58" in html and "<svg" in html and "table-wrap" in html
+    lines = alpha.client(alpha.owner).get("/reports/mrr/2026-05/reactivation/")
+    assert "Daudi" in lines.content.decode() and "Faith" not in lines.content.decode()
+    assert alpha.client(alpha.owner).get("/reports/mrr/2026-13/new/").status_code == 404
+    assert alpha.client(alpha.owner).get("/reports/mrr/2026-05/bogus/").status_code == 404
+
+
+@time_machine.travel("2026-06-30 20:00 +03:00", tick=False)
+def test_a_branch_limited_reader_sees_only_their_branches_totals(alpha, world):
+    east = _limited(Role.FINANCE, world["b"])
+    owner = alpha.client(alpha.owner).get("/reports/mrr/?count=6&format=csv").content.decode()
+    mine = alpha.client(east).get("/reports/mrr/?count=6&format=csv").content.decode()
+    owner_jan, mine_jan = owner.splitlines()[1].split(","), mine.splitlines()[1].split(",")
+    # Start of January: the whole ISP 13300; branch B Daudi 2000 + Esther 1500 + Faith 1800.
+    assert (owner_jan[1], mine_jan[1]) == ("13300.00", "5300.00")
+    drill = alpha.client(east).get("/reports/mrr/2026-04/contraction/").content.decode()
+    assert "Gitau" not in drill  # branch A's
+
+
+@time_machine.travel("2026-06-30 20:00 +03:00", tick=False)
+def test_the_tables_download_as_csv_and_xlsx(alpha, world):
+    client = alpha.client(alpha.owner)
+    csv_text = client.get("/reports/mrr/?kind=month&count=6&format=csv").content.decode()
+    assert csv_text.splitlines()[0].startswith("Period,Start,New,Expansion")
+    assert csv_text.splitlines()[6].startswith("2026-06,12514.58,1800.00")
+    response = client.get("/reports/mrr/2026-01/churn/?format=xlsx")
+    sheet = load_workbook(io.BytesIO(response.content)).active
+    assert [c.value for c in sheet[2]] == ["Faith", 1800, 0, "churn"]
+    rates_csv = client.get("/reports/rates/?count=6&format=csv").content.decode()
+    # April: logo churn 1 (Daudi) of 6 customers at the start; gross MRR churn
+    # (2000 + 1500) / 14014.58 = 24.97 %; NRR 75 %; ARPU 10514.58 / 5 customers.
+    assert "2026-04,16.7 %,25.0 %,25.0 %,75.0 %,2102.92,0.00,0," in rates_csv
+    assert client.get("/reports/rates/?format=xlsx").status_code == 200
+
+
+@time_machine.travel("2026-06-30 20:00 +03:00", tick=False)
+def test_the_twelve_month_page_query_count_is_pinned(alpha, world, django_assert_max_num_queries):
+    client = alpha.client(alpha.owner)
+    client.get("/reports/mrr/")  # sessions and settings made on first read
+    with django_assert_max_num_queries(12):
+        assert client.get("/reports/mrr/").status_code == 200
