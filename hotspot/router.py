@@ -30,7 +30,7 @@ import logging
 import time
 import zlib
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.db import connection
 from django.db.models import Q
@@ -410,21 +410,40 @@ def router_lock(router_id: int):
                 cursor.execute("SELECT pg_advisory_unlock(%s)", [key])
 
 
-def _claim(router_id: int, now: datetime, limit: int = 500) -> dict[str, list[int]]:
-    """Claim the router's pending entitlements (conditional update): {login: ids}."""
+# How long a claimed entitlement is left to the worker that claimed it: if that worker
+# dies, the sweep pushes it again once the lease has passed.
+CLAIM_LEASE = timedelta(minutes=2)
+
+
+def _claim(
+    router_id: int, now: datetime, limit: int = 500
+) -> tuple[dict[str, list[int]], datetime]:
+    """Claim the router's due pending entitlements (conditional update): ({login: ids},
+    the lease). They stay pending, leased by router_next_at, until `_applied` clears
+    them: "not pending" must mean the router holds the login (the captive page sends
+    the phone to the router's login form on it), never "a worker is writing it"."""
     table = connection.ops.quote_name(Entitlement._meta.db_table)
+    lease = now + CLAIM_LEASE
     with connection.cursor() as cursor:
         cursor.execute(
-            f"UPDATE {table} SET router_pending = false, router_attempts = router_attempts + 1 "
+            f"UPDATE {table} SET router_next_at = %s, router_attempts = router_attempts + 1 "
             f"WHERE id IN (SELECT id FROM {table} WHERE router_id = %s AND router_pending "
             "AND router_next_at <= %s ORDER BY router_next_at, id LIMIT %s "
             "FOR UPDATE SKIP LOCKED) AND router_pending RETURNING id, login",
-            [router_id, now, limit],
+            [lease, router_id, now, limit],
         )
         claimed: dict[str, list[int]] = {}
         for pk, login in cursor.fetchall():
             claimed.setdefault(login, []).append(pk)
-    return claimed
+    return claimed, lease
+
+
+def _applied(ids, lease: datetime) -> None:
+    """The router holds these logins now. One changed while it was written (an
+    extension sets router_next_at to its moment) keeps its pending flag: pushed again."""
+    Entitlement.objects.filter(pk__in=ids, router_next_at=lease).update(
+        router_pending=False, router_error=""
+    )
 
 
 def _claim_bypasses(router_id: int) -> list[str]:
@@ -471,7 +490,7 @@ def push(router_id: int, *, now: datetime | None = None) -> str:
         done = failed = 0
         while True:
             moment = now or timezone.now()
-            claimed = _claim(router_id, moment)
+            claimed, lease = _claim(router_id, moment)
             if not claimed:
                 break
             try:
@@ -480,7 +499,7 @@ def push(router_id: int, *, now: datetime | None = None) -> str:
                     for login, ids in claimed.items():
                         try:
                             apply_login(session, router, login, moment)
-                            Entitlement.objects.filter(pk__in=ids).update(router_error="")
+                            _applied(ids, lease)
                             done += 1
                         except _REFUSALS as exc:
                             session.cache.clear()

@@ -241,6 +241,33 @@ def test_an_unreachable_router_leaves_the_login_pending_for_a_retry(hs_router, e
     assert rows(emulator, "/ip/hotspot/user", name="guest1")
 
 
+def test_a_claimed_login_stays_pending_until_the_router_holds_it(hs_router, emulator, hour):
+    """The captive page sends the phone to the router's login form once the login is not
+    pending: a claim alone (a worker still writing it) must not say so."""
+    entitlement = give(hs_router, hour)
+    claimed, lease = router._claim(hs_router.pk, timezone.now())
+    assert claimed == {"guest1": [entitlement.pk]}
+    entitlement.refresh_from_db()
+    assert entitlement.router_pending and entitlement.router_next_at == lease
+    assert router._claim(hs_router.pk, timezone.now())[0] == {}  # leased: nobody else
+    router._applied([entitlement.pk], lease)
+    entitlement.refresh_from_db()
+    assert not entitlement.router_pending
+
+
+def test_a_login_changed_while_it_was_written_is_pushed_again(hs_router, emulator, hour):
+    entitlement = give(hs_router, hour)
+    claimed, lease = router._claim(hs_router.pk, timezone.now())
+    # An extension lands while the worker writes the first version.
+    give(hs_router, hour)
+    router._applied(claimed["guest1"], lease)
+    entitlement.refresh_from_db()
+    assert entitlement.router_pending  # the sweep pushes the extension too
+    assert router.push(hs_router.pk) == "1 logins pushed, 0 refused"
+    entitlement.refresh_from_db()
+    assert not entitlement.router_pending and entitlement.minutes == 120
+
+
 # --- the walled garden ------------------------------------------------------------------------
 
 
