@@ -4,17 +4,20 @@ cent, the drill-downs, the branch limit, the pages and their downloads."""
 
 import io
 import itertools
-from datetime import date, timedelta
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 
 import pytest
 import time_machine
+from django.utils import timezone
 from openpyxl import load_workbook
 
+from billing.models import BillingSettings
 from ispops.staff.models import Branch, Role, User
-from reports import movement
+from reports import movement, snapshots
 from reports.models import ReportSettings, Snapshot
 from subscribers import services as subscribers
+from subscribers.models import Plan
 
 D = Decimal
 TODAY = date(2026, 6, 30)
@@ -250,3 +253,107 @@ def test_the_twelve_month_page_query_count_is_pinned(alpha, world, django_assert
     client.get("/reports/mrr/")  # sessions and settings made on first read
     with django_assert_max_num_queries(12):
         assert client.get("/reports/mrr/").status_code == 200
+
+
+# --- the acceptance test: the same history through the real services ------------------
+
+
+def _moment(day: date) -> datetime:
+    return timezone.make_aware(datetime.combine(day, time(9)))
+
+
+@pytest.fixture
+def scripted(in_alpha):
+    """HAND's history made the way the app makes it: customers and accounts created,
+    plans changed, accounts suspended, resumed and terminated at frozen times; then the
+    month-boundary days taken on their night and the rest filled from the timeline."""
+    cfg = BillingSettings.load()
+    cfg.vat_inclusive = False  # prices are VAT-exclusive: a plan's MRR is its price
+    cfg.save()
+    a = Branch.objects.order_by("pk").first()
+    b = Branch.objects.create(name="Alpha east", code="alpha-east")
+    plans = {}
+
+    def plan(price):
+        if price not in plans:
+            plans[price] = Plan.objects.create(
+                name=f"P{price}", price=D(price), download_kbps=10_000, upload_kbps=5_000
+            )
+        return plans[price]
+
+    phones = itertools.count(1)
+
+    def at(day):
+        return time_machine.travel(_moment(day), tick=False)
+
+    def join(name, branch, price, on):
+        with at(on):
+            customer = subscribers.create_customer(
+                actor="t", name=name, phone=f"0744{next(phones):06d}", branch=branch
+            )
+        return customer, connect(customer, price, on)
+
+    def connect(customer, price, on):
+        with at(on):
+            return subscribers.create_service_account(
+                actor="t", customer=customer, plan=plan(price),
+                username=f"mrr{customer.pk}x{next(phones)}", status="active",
+            )  # fmt: skip
+
+    def status(account, to, on):
+        with at(on):
+            account.refresh_from_db()
+            subscribers.change_status(account, to, actor="t", reason="script")
+
+    def replan(account, price, on):
+        with at(on):
+            account.refresh_from_db()
+            subscribers.change_plan(account, plan(price), actor="t")
+
+    dec1 = date(2025, 12, 1)
+    _, amina = join("Amina", a, "2500", dec1)
+    _, baraka = join("Baraka", a, "3000", dec1)
+    _, daudi = join("Daudi", b, "2000", dec1)
+    _, esther = join("Esther", b, "1500", dec1)
+    faith, faith_first = join("Faith", b, "1800", dec1)
+    gitau, _ = join("Gitau", a, "1000", dec1)
+    gitau_second = connect(gitau, "1500", dec1)
+    status(faith_first, "terminated", date(2026, 1, 10))
+    status(esther, "suspended", date(2026, 1, 20))
+    join("Halima", a, "1014.58", date(2026, 1, 20))
+    join("Chebet", a, "2500", date(2026, 2, 5))
+    status(esther, "active", date(2026, 2, 5))  # 16 days: never churned
+    replan(baraka, "2000", date(2026, 2, 15))
+    replan(amina, "4000", date(2026, 3, 10))
+    status(esther, "terminated", date(2026, 3, 15))
+    status(daudi, "suspended", date(2026, 3, 20))  # churned from 19 April (30 days)
+    status(gitau_second, "terminated", date(2026, 4, 5))
+    status(daudi, "active", date(2026, 5, 10))  # back within 90 days
+    connect(faith, "1800", date(2026, 6, 1))  # back after 90 days: new
+    for day in [date(2025, 12, 31)] + [p.last for p in movement.periods("month", TODAY, 6)]:
+        snapshots.take(day, as_of=_moment(day + timedelta(days=1)))
+    snapshots.fill_missing(TODAY, as_of=_moment(TODAY + timedelta(days=1)))
+    return {"a": a, "b": b}
+
+
+def test_acceptance_the_scripted_history_gives_the_hand_computed_movement(scripted):
+    assert not Snapshot.objects.filter(day=date(2026, 3, 31), estimated=True).exists()
+    assert Snapshot.objects.filter(day=date(2026, 3, 30), estimated=True).exists()
+    spans = movement.periods("month", TODAY, 6)
+    found = movement.movements(spans, today=TODAY)
+    for m in found:
+        start, new, exp, con, churn, react, end, behind = HAND[m.period.key]
+        got = (m.start, m.new, m.expansion, m.contraction, m.churn, m.reactivation, m.end)
+        assert got == (start, new, exp, con, churn, react, end), m.period.key
+        assert m.start + m.new + m.expansion - m.contraction - m.churn + m.reactivation == m.end
+        for event in movement.EVENTS:
+            lines = movement.lines(m.period, today=TODAY, event=event)
+            assert sorted(line.customer for line in lines) == behind.get(event, []), (
+                m.period.key,
+                event,
+            )
+    in_a = movement.movements(spans, today=TODAY, branch_ids=[scripted["a"].pk])
+    in_b = movement.movements(spans, today=TODAY, branch_ids=[scripted["b"].pk])
+    for w, x, y in zip(found, in_a, in_b, strict=True):
+        assert w.end == x.end + y.end and w.churn == x.churn + y.churn
+    assert in_b[0].start == D("5300.00") != found[0].start
