@@ -9,6 +9,7 @@ from io import StringIO
 
 import pytest
 import time_machine
+from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.db import connection, connections
 from django.utils import timezone
@@ -16,7 +17,7 @@ from django_tenants.utils import tenant_context
 
 from billing import timeline
 from billing.models import BillingSettings
-from reports import snapshots
+from reports import snapshots, tasks
 from reports.models import Snapshot, SnapshotDay
 from subscribers import services as subscribers
 from subscribers.models import Plan
@@ -303,3 +304,15 @@ def test_two_takes_of_a_day_at_once_write_it_once(django_db_blocker):
         finally:
             connection.set_schema_to_public()
             isp.delete(force_drop=True)
+
+
+def test_the_nightly_task_takes_yesterday_then_the_days_the_beat_missed(world):
+    activate(world["home"], MARCH)
+    snapshots.take(date(2026, 3, 2), as_of=moment(date(2026, 3, 3), 0))
+    with time_machine.travel(moment(date(2026, 3, 7), 0) + timedelta(minutes=20), tick=False):
+        tasks.nightly_snapshot()
+    days = dict(SnapshotDay.objects.values_list("day", "estimated"))
+    assert days == {date(2026, 3, d): d in (3, 4, 5) for d in range(2, 7)}
+    entry = settings.CELERY_BEAT_SCHEDULE["nightly-snapshot"]
+    assert entry["task"] == "ispops.tasks.fan_out"
+    assert entry["args"] == [tasks.nightly_snapshot.name]
