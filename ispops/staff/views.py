@@ -6,11 +6,14 @@ from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db import connection
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 
 from ispops.staff import services
 from ispops.staff.access import ALL_STAFF, MANAGERS, logged_in, public, roles
 from ispops.staff.forms import BranchForm, InviteForm, StaffForm, ThrottledLoginForm
 from ispops.staff.models import Branch, Role, User
+from reports import home as owner_home
+from reports.access import READERS
 
 
 class LoginView(auth_views.LoginView):
@@ -58,7 +61,13 @@ def home(request):
         {"label": "Active staff", "value": User.objects.filter(is_active=True).count()},
         {"label": "Branches", "value": Branch.objects.visible_to(request.user).count()},
     ]
-    return render(request, "staff/home.html", {"isp": connection.tenant, "figures": figures})
+    context = {"isp": connection.tenant, "figures": figures}
+    if request.user.role in READERS:
+        # Owners, admins and finance: the month's business figures (reports.home).
+        context["month_figures"] = owner_home.figures(
+            request.user, today=timezone.localdate(), now=timezone.now()
+        )
+    return render(request, "staff/home.html", context)
 
 
 # --- staff management (owners) ----------------------------------------------------
