@@ -315,6 +315,12 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": crontab(hour=0, minute=20),
         "args": ["reports.tasks.nightly_snapshot"],
     },
+    # Last month's summary PDF to each owner (reports.tasks_summary), once a month.
+    "monthly-summary": {
+        "task": "ispops.tasks.fan_out",
+        "schedule": crontab(day_of_month=1, hour=7, minute=0),
+        "args": ["reports.tasks_summary.send_monthly_summary"],
+    },
     "daily-dunning": {
         "task": "ispops.tasks.fan_out",
         "schedule": crontab(hour=8, minute=0),
