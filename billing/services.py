@@ -14,7 +14,7 @@ from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import F, Sum
 from django.utils import timezone
 
 from billing import documents, engine, prepaid
@@ -505,3 +505,34 @@ def aged_debt(day: date, customers=None) -> dict:
         else:
             buckets["90+"] += left
     return buckets
+
+
+def outstanding_on(day: date, customers=None) -> list[tuple[int, date, Decimal]]:
+    """What invoices still wanted at the end of `day` (a past day too), as (customer id,
+    due date, amount): each customer's ledger balance then, laid on the invoices issued
+    by then from the newest back (payments settle the oldest due first, `allocate`). The
+    ledger holds every movement with its moment, so a past day needs no stored history;
+    credit held by a customer owes nothing. `customers`: a queryset to limit it to."""
+    end = day_start(day + timedelta(days=1))
+    entries = LedgerEntry.objects.filter(at__lt=end)
+    if customers is not None:
+        entries = entries.filter(customer__in=customers)
+    owing = {
+        cid: total
+        for cid, total in entries.values_list("customer_id").annotate(s=Sum("amount")).order_by()
+        if total > 0
+    }
+    invoices = (
+        Invoice.objects.invoices()
+        .filter(customer_id__in=list(owing), created_at__lt=end, total__gt=0)
+        .exclude(status=Invoice.Status.VOID, voided_at__lt=end)
+        .order_by("customer_id", "-due_on", "-id")
+        .values_list("customer_id", "due_on", "total")
+    )
+    out = []
+    for cid, due_on, total in invoices:
+        take = min(owing[cid], total)
+        if take > 0:
+            out.append((cid, due_on, take))
+            owing[cid] -= take
+    return out

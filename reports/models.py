@@ -112,3 +112,33 @@ class Snapshot(models.Model):
 
     def __str__(self):
         return f"{self.service_account_id} on {self.day}: {self.mrr}"
+
+
+class BucketClaim(models.Model):
+    """A bucket action (a payment reminder, an STK prompt) taken for one customer on one
+    day (reports.aging.act_on_bucket): claimed before anything is sent, so a second click
+    or a retried task that day sends nothing new."""
+
+    class Action(models.TextChoices):
+        REMINDER = "reminder", "Payment reminder"
+        STK = "stk", "STK prompt"
+
+    customer = models.ForeignKey(
+        "subscribers.Customer", on_delete=models.DO_NOTHING, db_constraint=False, related_name="+"
+    )
+    action = models.CharField(max_length=8, choices=Action.choices)
+    on_date = models.DateField()
+    bucket = models.CharField(max_length=8)
+    amount = models.DecimalField(max_digits=12, decimal_places=2)
+    by = models.CharField(max_length=200)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["customer", "action", "on_date"], name="bucket_action_once_a_day"
+            )
+        ]
+
+    def __str__(self):
+        return f"{self.get_action_display()} to {self.customer_id} on {self.on_date}"

@@ -5,7 +5,7 @@ from datetime import timedelta
 from celery import shared_task
 from django.utils import timezone
 
-from reports import snapshots, tasks_summary  # noqa: F401  tasks_summary: registers its task
+from reports import snapshots, tasks_money, tasks_summary  # noqa: F401  registers their tasks
 
 
 @shared_task

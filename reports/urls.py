@@ -1,4 +1,4 @@
-from reports import views, views_mrr, views_ops
+from reports import views, views_money, views_mrr, views_ops
 
 app_name = "reports"
-urlpatterns = [*views.urls, *views_ops.urls, *views_mrr.urls]
+urlpatterns = [*views.urls, *views_ops.urls, *views_money.urls, *views_mrr.urls]
