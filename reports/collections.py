@@ -15,6 +15,8 @@ Definitions (local Africa/Nairobi days, `since` to `until` inclusive):
 - unallocated: credit customers hold that no invoice has taken (billing.credits_many),
   today; unmatched M-Pesa payments (no customer found) apart.
 Place: the customer's branch and site; a site's figures include its sub-sites.
+Vouchers and unmatched payments belong to no customer, so a branch-limited view leaves
+them out.
 """
 
 from collections import defaultdict
