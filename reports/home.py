@@ -7,9 +7,8 @@ Every figure is one aggregate query on indexed columns: MRR comes from the day's
 SnapshotDay total (or, for a branch-limited user, the sum of that day's Snapshot rows of
 their branches), never from 100,000 rows when a summary row answers.
 
-Definitions kept here until reports.collections offers its own:
-- collection rate this month: of the invoices issued this month (not void), what has
-  been paid or credited on them over their total (billing keeps both on the invoice);
+The collection rate is reports.collections' (summary of the month, its "rate").
+Definitions kept here:
 - subscribers: active service accounts; net adds: accounts that became active this
   month less those that stopped being active (the subscribers' StatusChange timeline);
   for a past month the active count now is taken back by the changes since;
@@ -29,9 +28,9 @@ from django.utils import timezone
 from django.utils.formats import number_format
 
 from billing import services as billing
-from billing.models import Invoice
 from ispops.lib.money import format_kes
 from network.models import Router
+from reports import collections
 from reports.access import branch_ids
 from reports.models import ReportSettings, Snapshot, SnapshotDay
 from subscribers.models import AccountStatus, Customer, ServiceAccount, StatusChange
@@ -142,24 +141,6 @@ def sparkline(series: list[tuple[date, Decimal]], width: int = 120, height: int 
 # --- money -------------------------------------------------------------------------
 
 
-def billed_and_collected(start: date, end: date, customers) -> tuple[Decimal, Decimal]:
-    """Billed: the totals of the invoices issued start..end (not void); collected: what
-    was paid or credited towards them."""
-    row = (
-        Invoice.objects.invoices()
-        .exclude(status=Invoice.Status.VOID)
-        .filter(issued_on__gte=start, issued_on__lte=end, customer__in=customers)
-        .aggregate(billed=Sum("total"), collected=Sum(F("amount_paid") + F("amount_credited")))
-    )
-    return row["billed"] or ZERO, row["collected"] or ZERO
-
-
-def collection_rate(billed: Decimal, collected: Decimal) -> Decimal | None:
-    if not billed:
-        return None
-    return (100 * collected / billed).quantize(Decimal("0.1"))
-
-
 def overdue(today: date, customers) -> Decimal:
     """What is owed past its due date (billing.services.overdue_invoices), in total."""
     left = F("total") - F("amount_paid") - F("amount_credited")
@@ -221,8 +202,12 @@ def figures(user, *, today: date, now: datetime) -> list[dict]:
     mrr, series = mrr_figures(today, scope)
     if series:
         mrr["spark"] = sparkline(series)
-    billed, collected = billed_and_collected(month_start(today), today, customers)
-    rate = collection_rate(billed, collected)
+    money = collections.summary(
+        collections.month_of(today),
+        None if scope.branches is None else customers,
+        vouchers=False,
+    )
+    rate = money["rate"]
     active, net = subscriber_counts(today, scope)
     rules = ReportSettings.load()
     breaching = Ticket.objects.visible_to(user).filter(tickets.risk_filter("breached", now)).count()
@@ -234,7 +219,7 @@ def figures(user, *, today: date, now: datetime) -> list[dict]:
         {
             "label": "Collection rate this month",
             "value": "—" if rate is None else f"{rate}%",
-            "detail": f"{format_kes(collected)} of {format_kes(billed)}",
+            "detail": f"{format_kes(money['settled'])} of {format_kes(money['billed'])}",
             "url": link("reports:collections"),
         },
         {

@@ -11,7 +11,7 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 from billing.pdf import identity, render_pdf
-from reports import home
+from reports import collections, home
 
 
 def last_month(today: date) -> tuple[date, date]:
@@ -25,14 +25,18 @@ def summary_html(user, today: date) -> str:
     start, end = last_month(today)
     at_end = timezone.make_aware(datetime.combine(end + timedelta(days=1), time.min))
     scope = home.Scope.of(user)
-    billed, collected = home.billed_and_collected(start, end, scope.customers())
+    money = collections.summary(
+        collections.month_of(start),
+        None if scope.branches is None else scope.customers(),
+        vouchers=False,
+    )
     context = {
         "isp": identity(),
         "start": start,
         "end": end,
         "figures": [f for f in home.figures(user, today=end, now=at_end) if "value" in f],
-        "billed": billed,
-        "collected": collected,
+        "billed": money["billed"],
+        "collected": money["collected"],
         "owner": user,
     }
     return render_to_string("reports/summary_pdf.html", context)
