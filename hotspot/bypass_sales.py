@@ -11,10 +11,8 @@ twice finds its sale by the form's token, a duplicate callback never reaches the
 purpose again (payments.purposes) and the sale is locked and checked besides.
 """
 
-import base64
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
 from decimal import Decimal
 
 from django.db import IntegrityError, transaction
@@ -23,29 +21,18 @@ from django.utils import timezone
 
 from hotspot import entitlements
 from hotspot.captive import CaptiveError, Device
+from hotspot.captive_purchase import ONE_PROMPT, new_reference, send_push, too_many_prompts
 from hotspot.models import Bypass, BypassOffer, BypassSale
 from ispops import audit
-from payments import services as payments
 from payments.models import Payment, StkRequest
 from portal import pay
 from portal.services import held
 
 PURPOSE = "bypass"  # the payment purpose a paid push is handed to (apps.py)
-PROMPT_WINDOW = timedelta(minutes=30)
-PROMPTS_PER_WINDOW = 5
-PROMPTS_PER_ADDRESS = 10
-ONE_PROMPT = timedelta(minutes=2)
 
 
 class SaleError(Exception):
     """A sale refused, in words for the person at the form."""
-
-
-def new_reference() -> str:
-    """A push's AccountReference: BP and 10 base32 characters (12, Daraja's limit),
-    unique by the table's constraint; a payment for a purpose is never matched to a
-    customer by it."""
-    return "BP" + base64.b32encode(secrets.token_bytes(7)).decode()[:10]
 
 
 def new_token() -> str:
@@ -201,16 +188,11 @@ def start_purchase(device: Device, offer: BypassOffer, mac: str, phone: str, *, 
         )
         if pending is not None:
             return pending
-        recent = BypassSale.objects.filter(
-            method=BypassSale.Method.MPESA, created_at__gte=now - PROMPT_WINDOW
-        )
-        if (
-            recent.filter(phone=phone).count() >= PROMPTS_PER_WINDOW
-            or recent.filter(ip=device.ip).count() >= PROMPTS_PER_ADDRESS
-        ):
+        mpesa = BypassSale.objects.filter(method=BypassSale.Method.MPESA)
+        if too_many_prompts(mpesa, phone, device.ip, now):
             raise CaptiveError("Too many payment requests. Wait a few minutes and try again.")
         sale = BypassSale.objects.create(
-            reference=new_reference(),
+            reference=new_reference("BP"),
             router_id=device.router_id,
             mac=mac,
             offer=offer,
@@ -223,18 +205,9 @@ def start_purchase(device: Device, offer: BypassOffer, mac: str, phone: str, *, 
             sold_by=actor,
             created_at=now,
         )
-        try:
-            stk = payments.start_stk_push(
-                None,
-                phone=phone,
-                amount=offer.price,
-                actor=actor,
-                source=StkRequest.Source.HOTSPOT,
-                purpose=PURPOSE,
-                account_reference=sale.reference,
-            )
-        except payments.PaymentError as exc:
-            raise CaptiveError(f"M-Pesa could not send the request: {exc}") from None
+        stk = send_push(
+            phone=phone, amount=offer.price, purpose=PURPOSE, reference=sale.reference, actor=actor
+        )
         BypassSale.objects.filter(pk=sale.pk).update(stk=stk)
         sale.stk = stk
     return sale

@@ -33,12 +33,40 @@ PROMPTS_PER_ADDRESS = 10
 ONE_PROMPT = timedelta(minutes=2)
 
 
-def new_reference() -> str:
-    """A purchase's AccountReference: HS and 10 characters, unique (checked by the
-    table's constraint), never a customer's account number or username (those never
-    start HS with lower-case-free base32 noise of this length, and a payment for a
+def new_reference(prefix: str = "HS") -> str:
+    """A push's AccountReference: a 2-letter prefix (HS a package, BP a device let
+    through) and 10 base32 characters (12, Daraja's limit), unique by its table's
+    constraint, never a customer's account number or username (a payment for a
     purpose is never matched by its reference anyway)."""
-    return "HS" + base64.b32encode(secrets.token_bytes(7)).decode()[:10]
+    return prefix + base64.b32encode(secrets.token_bytes(7)).decode()[:10]
+
+
+def too_many_prompts(recent, phone: str, ip, now) -> bool:
+    """Whether `recent` (a queryset of one product's sales by M-Pesa, with phone and ip
+    fields) already holds the prompts one phone or one address may send in
+    PROMPT_WINDOW: prompts are pushed to phones that did not ask for them, so one
+    connection may not send many, to one number or to many."""
+    recent = recent.filter(created_at__gte=now - PROMPT_WINDOW)
+    return (
+        recent.filter(phone=phone).count() >= PROMPTS_PER_WINDOW
+        or recent.filter(ip=ip).count() >= PROMPTS_PER_ADDRESS
+    )
+
+
+def send_push(*, phone: str, amount, purpose: str, reference: str, actor) -> StkRequest:
+    """The STK push for a hotspot purpose (nobody's account); CaptiveError in words."""
+    try:
+        return payments.start_stk_push(
+            None,
+            phone=phone,
+            amount=amount,
+            actor=actor,
+            source=StkRequest.Source.HOTSPOT,
+            purpose=purpose,
+            account_reference=reference,
+        )
+    except payments.PaymentError as exc:
+        raise CaptiveError(f"M-Pesa could not send the request: {exc}") from None
 
 
 def start_purchase(device: Device, package: Package, phone: str, *, login: str, now, actor):
@@ -61,13 +89,7 @@ def start_purchase(device: Device, package: Package, phone: str, *, login: str, 
         )
         if pending is not None:
             return pending
-        recent = Purchase.objects.filter(created_at__gte=now - PROMPT_WINDOW)
-        # Per phone, and per address: prompts are pushed to phones that did not ask for
-        # them, so one connection may not send many, to one number or to many.
-        if (
-            recent.filter(phone=phone).count() >= PROMPTS_PER_WINDOW
-            or recent.filter(ip=device.ip).count() >= PROMPTS_PER_ADDRESS
-        ):
+        if too_many_prompts(Purchase.objects.all(), phone, device.ip, now):
             raise CaptiveError("Too many payment requests. Wait a few minutes and try again.")
         purchase = Purchase.objects.create(
             reference=new_reference(),
@@ -79,18 +101,13 @@ def start_purchase(device: Device, package: Package, phone: str, *, login: str, 
             login=login,
             created_at=now,
         )
-        try:
-            stk = payments.start_stk_push(
-                None,
-                phone=phone,
-                amount=package.price,
-                actor=actor,
-                source=StkRequest.Source.HOTSPOT,
-                purpose=PURPOSE,
-                account_reference=purchase.reference,
-            )
-        except payments.PaymentError as exc:
-            raise CaptiveError(f"M-Pesa could not send the request: {exc}") from None
+        stk = send_push(
+            phone=phone,
+            amount=package.price,
+            purpose=PURPOSE,
+            reference=purchase.reference,
+            actor=actor,
+        )
         Purchase.objects.filter(pk=purchase.pk).update(stk=stk)
         purchase.stk = stk
     return purchase
