@@ -31,10 +31,11 @@ from django.db import connection, transaction
 from django.utils import timezone
 from librouteros.query import Key
 
-from network import routeros
+from network import fup, routeros
 from network.counters import session_deltas
 from network.models import Router, UsageMeter, UsagePeriod
 from network.routeros import parse_duration
+from subscribers.models import ServiceAccount, ServiceType
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +86,6 @@ def _lock_key(router_id: int) -> int:
 def poll(router: Router, *, now: datetime | None = None) -> dict:
     """Count one router's PPPoE usage, then let fair use act on it (network.fup).
     Raises routeros.RouterError when the router cannot be read."""
-    from network import fup
-
     sessions = read(router)
     at = now or timezone.now()
     with transaction.atomic():
@@ -159,15 +158,13 @@ def _split(account, since, at, used_in, used_out) -> list[tuple]:
     (network.fup.usage_period), named from the expiry it has now: the share before a
     renewal that followed a lapse is kept under a name one term before the renewal,
     not the lapsed term's (the row holds no limit any more; nothing is counted twice)."""
-    from network.fup import period_start, usage_period
-
-    now_period, boundary = usage_period(account, at)
-    if since is None or period_start(account, since) == now_period:
+    now_period, boundary = fup.usage_period(account, at)
+    if since is None or fup.period_start(account, since) == now_period:
         return [(now_period, used_in, used_out)]
     share = min(max((boundary - since) / (at - since), 0.0), 1.0)
     old_in, old_out = round(used_in * share), round(used_out * share)
     return [
-        (period_start(account, since), old_in, old_out),
+        (fup.period_start(account, since), old_in, old_out),
         (now_period, used_in - old_in, used_out - old_out),
     ]
 
@@ -211,8 +208,6 @@ def poll_all(now: datetime | None = None) -> int:
     """Poll every router serving PPPoE accounts (the beat task); then fair use looks at
     every account not at full speed (a new period, a top-up) even on a router that did
     not answer."""
-    from network import fup
-    from subscribers.models import ServiceAccount, ServiceType
 
     router_ids = (
         ServiceAccount.objects.filter(service=ServiceType.PPPOE, router__isnull=False)
