@@ -106,8 +106,15 @@ def package_edit(request, pk):
 
 def _package_form(request, package):
     form = PackageForm(request.POST or None, instance=package, user=request.user)
+    title = "New package" if package.pk is None else f"Package {package.name}"
+    return audited_form(request, form, noun="Package", title=title, back="packages")
+
+
+def audited_form(request, form, *, noun: str, title: str, back: str):
+    """The hotspot's create/edit page for a named thing: save a valid POST with its audit
+    entry in one transaction and go back to the list `back`; else show the form."""
     if request.method == "POST" and form.is_valid():
-        created = package.pk is None
+        created = form.instance.pk is None
         with transaction.atomic():
             saved = form.save()
             audit.record(
@@ -116,10 +123,9 @@ def _package_form(request, package):
                 {name: str(form.cleaned_data.get(name)) for name in form.changed_data},
                 actor=request.user,
             )
-        messages.success(request, f"Package {saved.name} saved.")
-        return redirect("hotspot:packages")
-    title = "New package" if package.pk is None else f"Package {package.name}"
-    return render(request, "hotspot/form.html", {"form": form, "title": title, "back": "packages"})
+        messages.success(request, f"{noun} {saved.name} saved.")
+        return redirect(f"hotspot:{back}")
+    return render(request, "hotspot/form.html", {"form": form, "title": title, "back": back})
 
 
 # --- batches ------------------------------------------------------------------------

@@ -11,7 +11,6 @@ a reason) and end one early. Branch-limited staff see and sell only at their rou
 
 from django.contrib import messages
 from django.core.paginator import Paginator
-from django.db import transaction
 from django.db.models import Count
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path, reverse
@@ -22,9 +21,9 @@ from hotspot import bypass_sales, captive, entitlements
 from hotspot.captive import BadDevice, CaptiveError
 from hotspot.forms import BypassBuyForm, BypassForm, BypassOfferForm
 from hotspot.models import Bypass, BypassOffer, BypassSale
+from hotspot.views import audited_form
 from hotspot.views_captive import bad_device, device_for, page
 from hotspot.views_live import RouterFilter, routers_for
-from ispops import audit
 from ispops.staff.access import public, roles
 from ispops.staff.forms import client_ip
 from ispops.staff.models import Role
@@ -85,21 +84,8 @@ def offer_edit(request, pk):
 
 def _offer_form(request, offer):
     form = BypassOfferForm(request.POST or None, instance=offer, user=request.user)
-    if request.method == "POST" and form.is_valid():
-        created = offer.pk is None
-        with transaction.atomic():
-            saved = form.save()
-            audit.record(
-                saved,
-                "create" if created else "update",
-                {name: str(form.cleaned_data.get(name)) for name in form.changed_data},
-                actor=request.user,
-            )
-        messages.success(request, f"Offer {saved.name} saved.")
-        return redirect("hotspot:bypass_offers")
     title = "New device offer" if offer.pk is None else f"Device offer {offer.name}"
-    context = {"form": form, "title": title, "back": "bypass_offers"}
-    return render(request, "hotspot/form.html", context)
+    return audited_form(request, form, noun="Offer", title=title, back="bypass_offers")
 
 
 # --- staff: devices let through -----------------------------------------------------------
