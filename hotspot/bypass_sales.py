@@ -21,10 +21,15 @@ from django.utils import timezone
 
 from hotspot import entitlements
 from hotspot.captive import CaptiveError, Device
-from hotspot.captive_purchase import ONE_PROMPT, new_reference, send_push, too_many_prompts
+from hotspot.captive_purchase import (
+    check_prompt_limits,
+    new_reference,
+    prompt_on_phone,
+    send_push,
+)
 from hotspot.models import Bypass, BypassOffer, BypassSale
 from ispops import audit
-from payments.models import Payment, StkRequest
+from payments.models import Payment
 from portal import pay
 from portal.services import held
 
@@ -177,20 +182,11 @@ def start_purchase(device: Device, offer: BypassOffer, mac: str, phone: str, *, 
     if offer.price < 1:
         raise CaptiveError("This offer cannot be paid by M-Pesa.")
     with held(f"bypass-stk:{phone}"):
-        pending = (
-            BypassSale.objects.filter(
-                phone=phone,
-                stk__state=StkRequest.State.PENDING,
-                created_at__gte=now - ONE_PROMPT,
-            )
-            .select_related("stk")
-            .first()
-        )
+        mpesa = BypassSale.objects.filter(method=BypassSale.Method.MPESA)
+        pending = prompt_on_phone(BypassSale.objects.all(), phone, now)
         if pending is not None:
             return pending
-        mpesa = BypassSale.objects.filter(method=BypassSale.Method.MPESA)
-        if too_many_prompts(mpesa, phone, device.ip, now):
-            raise CaptiveError("Too many payment requests. Wait a few minutes and try again.")
+        check_prompt_limits(mpesa, phone, device.ip, now)
         sale = BypassSale.objects.create(
             reference=new_reference("BP"),
             router_id=device.router_id,

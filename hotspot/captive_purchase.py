@@ -41,16 +41,29 @@ def new_reference(prefix: str = "HS") -> str:
     return prefix + base64.b32encode(secrets.token_bytes(7)).decode()[:10]
 
 
-def too_many_prompts(recent, phone: str, ip, now) -> bool:
-    """Whether `recent` (a queryset of one product's sales by M-Pesa, with phone and ip
-    fields) already holds the prompts one phone or one address may send in
-    PROMPT_WINDOW: prompts are pushed to phones that did not ask for them, so one
-    connection may not send many, to one number or to many."""
-    recent = recent.filter(created_at__gte=now - PROMPT_WINDOW)
+def prompt_on_phone(sales, phone: str, now):
+    """The sale in `sales` (one product's, with phone, stk and created_at) whose prompt
+    is still on `phone`: a second tap gets it back instead of a second prompt."""
     return (
+        sales.filter(
+            phone=phone, stk__state=StkRequest.State.PENDING, created_at__gte=now - ONE_PROMPT
+        )
+        .select_related("stk")
+        .first()
+    )
+
+
+def check_prompt_limits(sales, phone: str, ip, now) -> None:
+    """CaptiveError when `sales` (one product's sales by M-Pesa, with phone and ip)
+    already hold the prompts one phone or one address may send in PROMPT_WINDOW:
+    prompts are pushed to phones that did not ask for them, so one connection may not
+    send many, to one number or to many."""
+    recent = sales.filter(created_at__gte=now - PROMPT_WINDOW)
+    if (
         recent.filter(phone=phone).count() >= PROMPTS_PER_WINDOW
         or recent.filter(ip=ip).count() >= PROMPTS_PER_ADDRESS
-    )
+    ):
+        raise CaptiveError("Too many payment requests. Wait a few minutes and try again.")
 
 
 def send_push(*, phone: str, amount, purpose: str, reference: str, actor) -> StkRequest:
@@ -78,19 +91,10 @@ def start_purchase(device: Device, package: Package, phone: str, *, login: str, 
     if package.price < 1:
         raise CaptiveError("This package is free: ask for the free trial instead.")
     with held(f"hotspot-stk:{phone}"):
-        pending = (
-            Purchase.objects.filter(
-                phone=phone,
-                stk__state=StkRequest.State.PENDING,
-                created_at__gte=now - ONE_PROMPT,
-            )
-            .select_related("stk")
-            .first()
-        )
+        pending = prompt_on_phone(Purchase.objects.all(), phone, now)
         if pending is not None:
             return pending
-        if too_many_prompts(Purchase.objects.all(), phone, device.ip, now):
-            raise CaptiveError("Too many payment requests. Wait a few minutes and try again.")
+        check_prompt_limits(Purchase.objects.all(), phone, device.ip, now)
         purchase = Purchase.objects.create(
             reference=new_reference(),
             package=package,
