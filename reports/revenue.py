@@ -8,17 +8,29 @@ let through: hotspot.reports.sales) as its own section.
 A line's amount without VAT is its share of its document's subtotal (amount x subtotal
 / total); groups are rounded to the cent once summed. Place is the line's service
 account's (else its document's, else for a credit note the credited invoice's): its
-router, its site (else the customer's site), and the customer's branch; plan is the plan
-the line charged (its key "plan:<id>"), else that account's plan.
+router, its site (else the customer's site), and the customer's branch. Plan: the plan
+the line charged (`_plan`): a plan line's own ("plan:<id>"), else the plan in force on
+the account's timeline on the first day the line charged for, never the account's plan
+of today (a plan change would move last month's add-ons to the new plan).
 """
 
 from collections import defaultdict
 from decimal import Decimal
 
-from django.db.models import DecimalField, ExpressionWrapper, F, Sum
-from django.db.models.functions import Coalesce, NullIf
+from django.db.models import (
+    Case,
+    DecimalField,
+    ExpressionWrapper,
+    F,
+    IntegerField,
+    OuterRef,
+    Subquery,
+    Sum,
+    When,
+)
+from django.db.models.functions import Cast, Coalesce, NullIf, Substr
 
-from billing.models import Invoice, InvoiceLine
+from billing.models import Invoice, InvoiceLine, TimelineEntry
 from hotspot import reports as hotspot_reports
 from hotspot.models import VoucherBatch
 from ispops.staff.models import Branch
@@ -41,6 +53,28 @@ def _account(field: str):
     )
 
 
+def _plan():
+    """The plan a line charged, the one rule for it: a plan line names its plan in its
+    key ("plan:<id>"); any other line (add-on, discount, proration, credit for unused
+    days, a credit note) belongs to the plan on the account's timeline on the first day
+    it charged for (the line's days, else its document's period, else for a credit note
+    the credited invoice's, else the day it was issued); the last timeline entry on or
+    before that day is that day's state (billing.models.TimelineEntry). An account with
+    no timeline (never in service) falls back to its plan."""
+    in_force = (
+        TimelineEntry.objects.filter(
+            service_account_id=OuterRef("line_account"), starts_on__lte=OuterRef("line_day")
+        )
+        .order_by("-starts_on", "-id")
+        .values("plan_id")[:1]
+    )
+    return Case(
+        When(key__startswith="plan:", then=Cast(Substr("key", 6), IntegerField())),
+        default=Coalesce(Subquery(in_force), _account("plan_id"), output_field=IntegerField()),
+        output_field=IntegerField(),
+    )
+
+
 def _lines(period: Period, customers):
     lines = InvoiceLine.objects.filter(
         invoice__issued_on__gte=period.since, invoice__issued_on__lte=period.until
@@ -48,7 +82,15 @@ def _lines(period: Period, customers):
     if customers is not None:
         lines = lines.filter(invoice__customer__in=customers)
     return lines.annotate(
-        plan_id=_account("plan_id"),
+        line_account=_account("id"),
+        line_day=Coalesce(
+            "period_start",
+            "invoice__period_start",
+            "invoice__credits__period_start",
+            "invoice__issued_on",
+        ),
+    ).annotate(
+        plan_id=_plan(),
         site_id=Coalesce(_account("site_id"), "invoice__customer__site_id"),
         router_id=_account("router_id"),
         net=ExpressionWrapper(
@@ -63,7 +105,6 @@ def report(period: Period, customers=None) -> dict:
         _lines(period, customers)
         .values(
             "kind",
-            "key",
             "plan_id",
             "site_id",
             "router_id",
@@ -81,8 +122,7 @@ def report(period: Period, customers=None) -> dict:
             one_off += amount
         else:
             recurring += amount
-        plan = int(r["key"].split(":")[1]) if r["key"].startswith("plan:") else r["plan_id"]
-        plans[plan][slot] += amount
+        plans[r["plan_id"]][slot] += amount
         sites[r["site_id"]][slot] += amount
         branches[r["invoice__customer__branch_id"]][slot] += amount
         routers[r["router_id"]][slot] += amount

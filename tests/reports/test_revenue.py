@@ -10,8 +10,11 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django_tenants.utils import tenant_context
 
+from billing.models import InvoiceLine
 from reports import collections, revenue
+from subscribers import services as subscribers
 from tests.reports import money_history
+from tests.reports.money_history import at
 
 D = Decimal
 history = money_history.history  # the fixture
@@ -51,6 +54,31 @@ def test_revenue_by_branch_site_with_sub_sites_and_router(history):
         "South": (D("862.07"), D("0.00")),
     }
     assert rows(data["routers"]) == {"No router": (D("3534.48"), D("1724.14"))}
+
+
+def test_a_plan_change_leaves_earlier_months_revenue_on_the_plan_then_in_force(history):
+    account = history.akinyi.service_accounts.get()
+    with at(date(2026, 1, 1), 10):
+        subscribers.add_addon(
+            account, actor="t", kind="static_ip", name="Static IP", price=D("580"),
+            starts_on=date(2026, 1, 1),
+        )  # fmt: skip
+    addon = InvoiceLine.objects.get(kind="addon")
+    assert (addon.amount, addon.period_start) == (D("580.00"), date(2026, 1, 1))
+    before = rows(revenue.report(JAN)["plans"])
+    with at(date(2026, 2, 10)):
+        subscribers.change_plan(account, history.home5, actor="t")
+    # January's add-on (580 / 1.16 = 500) was charged while Akinyi was on Home10, and
+    # stays there after she moved to Home5 in February.
+    assert (
+        rows(revenue.report(JAN)["plans"])
+        == before
+        == {
+            "Home10": (D("3172.41"), D("0.00")),
+            "Home5": (D("862.07"), D("0.00")),
+            "No plan": (D("0.00"), D("1724.14")),
+        }
+    )
 
 
 def test_a_month_with_no_invoices_has_no_revenue(history):
