@@ -3,9 +3,9 @@ collection rate, subscribers and net adds, what is overdue, churn, tickets breac
 their SLA and routers down, each linking to its report; a branch-limited user's figures
 cover their branches only.
 
-Every figure is one aggregate query on indexed columns: MRR comes from the day's
-SnapshotDay total (or, for a branch-limited user, the sum of that day's Snapshot rows of
-their branches), never from 100,000 rows when a summary row answers.
+Every figure is one aggregate query on indexed columns: MRR comes from the days'
+SnapshotDay totals (or, for a branch-limited user, their branch totals), never from
+100,000 rows when a summary row answers.
 
 The collection rate is reports.collections' (summary of the month, its "rate").
 Definitions kept here:
@@ -32,7 +32,7 @@ from ispops.lib.money import format_kes
 from network.models import Router
 from reports import collections
 from reports.access import branch_ids
-from reports.models import ReportSettings, Snapshot, SnapshotDay
+from reports.models import ReportSettings, SnapshotDay
 from subscribers.models import AccountStatus, Customer, ServiceAccount, StatusChange
 from tickets import services as tickets
 from tickets.models import Ticket
@@ -76,19 +76,18 @@ class Scope:
 
 
 def mrr_on(days: list[date], scope: Scope) -> dict[date, Decimal]:
-    """The MRR of each snapshot day in `days` for the scope (one query)."""
+    """The MRR of each snapshot day in `days` for the scope (one query of the days'
+    summary rows: their total, or their branch totals)."""
     if not days:
         return {}
     if scope.branches is None:
         return dict(SnapshotDay.objects.filter(day__in=days).values_list("day", "mrr"))
-    rows = (
-        Snapshot.objects.filter(day__in=days, branch_id__in=scope.branches)
-        .values_list("day")
-        .annotate(total=Sum("mrr"))
-        .order_by()
-    )
-    found = {day: total for day, total in rows}
-    return {day: found.get(day, ZERO) for day in days}
+    found = dict(SnapshotDay.objects.filter(day__in=days).values_list("day", "by_branch"))
+    keys = [str(branch) for branch in scope.branches]
+    return {
+        day: sum((Decimal(found.get(day, {}).get(key, "0")) for key in keys), ZERO)
+        for day in days
+    }
 
 
 def month_ends(today: date, months: int = 12) -> list[date]:

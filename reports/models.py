@@ -47,6 +47,9 @@ class SnapshotDay(models.Model):
     estimated = models.BooleanField(default=False)
     services = models.PositiveIntegerField(default=0)
     mrr = models.DecimalField(max_digits=14, decimal_places=2, default=0)
+    # The day's MRR by branch ({"<branch id>": "<mrr>"}; customers with no branch are in
+    # `mrr` only): a branch-limited home reads it instead of the day's rows.
+    by_branch = models.JSONField(default=dict)
     taken_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -112,6 +115,54 @@ class Snapshot(models.Model):
 
     def __str__(self):
         return f"{self.service_account_id} on {self.day}: {self.mrr}"
+
+
+class MovementFigures(models.Model):
+    """One period's MRR movement for one scope, kept once worked out (reports.movement).
+
+    The figures read only snapshot rows, which never change, from `reads_from` (the
+    reactivation look-back) to `end_day`, under the rules in the row: so they are
+    history too. A day taken later inside that range (fill_missing) deletes the rows
+    that read it (reports.snapshots); a change of rules finds no row and works the
+    figures out again. scope 0 is the whole ISP, else a branch id (or the marker -1)."""
+
+    WHOLE_ISP = 0
+    # A marker row (zeros): every branch's rows of the period are kept, so a branch
+    # with none had no MRR in it.
+    EVERY_BRANCH = -1
+
+    kind = models.CharField(max_length=5)
+    period = models.CharField(max_length=8)
+    end_day = models.DateField()
+    scope = models.BigIntegerField()
+    churn_after_days = models.PositiveSmallIntegerField()
+    reactivation_days = models.PositiveSmallIntegerField()
+    reads_from = models.DateField()
+    start = models.DecimalField(max_digits=14, decimal_places=2)
+    new = models.DecimalField(max_digits=14, decimal_places=2)
+    expansion = models.DecimalField(max_digits=14, decimal_places=2)
+    contraction = models.DecimalField(max_digits=14, decimal_places=2)
+    churn = models.DecimalField(max_digits=14, decimal_places=2)
+    reactivation = models.DecimalField(max_digits=14, decimal_places=2)
+    end = models.DecimalField(max_digits=14, decimal_places=2)
+    # Customers behind each figure, and paying customers at the start and the end.
+    counts = models.JSONField()
+    customers_start = models.PositiveIntegerField()
+    customers_end = models.PositiveIntegerField()
+    worked_out_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["kind", "period", "end_day", "scope", "churn_after_days",
+                        "reactivation_days"],
+                name="movement_figures_once",
+            )
+        ]  # fmt: skip
+        indexes = [models.Index(fields=["reads_from", "end_day"], name="movement_reads")]
+
+    def __str__(self):
+        return f"movement {self.period} to {self.end_day} (scope {self.scope})"
 
 
 class BucketClaim(models.Model):

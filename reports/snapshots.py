@@ -24,12 +24,12 @@ from datetime import date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F, Min, Q
+from django.db.models import Min, Q
 from django.utils import timezone
 
 from billing import engine, periods, timeline
 from billing.models import BillingSettings, TimelineEntry
-from reports.models import Snapshot, SnapshotDay
+from reports.models import MovementFigures, Snapshot, SnapshotDay
 from subscribers.models import AccountStatus, Plan, ServiceAccount
 
 CENT = periods.CENT
@@ -114,28 +114,42 @@ class Loaded:
     values: dict = field(default_factory=dict)  # (plan, cycle, day) -> MRR without terms
 
 
-# What engine.load reads of an account (its implied timeline when it has none), and
-# where it is: nothing else is loaded (a password is never decrypted for a snapshot).
-ACCOUNT_FIELDS = (
-    "customer_id", "site_id", "router_id", "status", "activated_at", "suspended_at",
-    "terminated_at", "created_at", "plan__id", "plan__name", "plan__price", "plan__billing",
-    "plan__cycle",
+@dataclass(frozen=True)
+class _Account:
+    """What engine.load reads of an account (its implied timeline when it has none) and
+    where it is: read as plain values, not model objects (100,000 of them), and no
+    password is ever decrypted for a snapshot."""
+
+    pk: int
+    customer_id: int
+    site_id: int | None
+    router_id: int | None
+    branch_of: int | None
+    status: str
+    activated_at: datetime | None
+    suspended_at: datetime | None
+    terminated_at: datetime | None
+    created_at: datetime
+    plan: Plan
+
+
+FIELDS = (
+    "pk", "customer_id", "site_id", "router_id", "customer__branch_id", "status",
+    "activated_at", "suspended_at", "terminated_at", "created_at", "plan_id",
 )  # fmt: skip
 
 
 def load(since: date) -> Loaded:
     """Everything the rows of days from `since` on need, in a handful of queries."""
     cfg = BillingSettings.load()
-    accounts = list(
-        ServiceAccount.objects.select_related("plan")
-        .only(*ACCOUNT_FIELDS)
-        .filter(
-            Q(activated_at__isnull=False) | Q(status__in=[*IN_SERVICE, AccountStatus.TERMINATED])
-        )
-        .exclude(status=AccountStatus.TERMINATED, terminated_at__lt=_start_of(since))
-        .annotate(branch_of=F("customer__branch_id"))
-    )
-    book = engine.load(accounts, cfg)
+    plans = {plan.pk: plan for plan in Plan.objects.all()}
+    wanted = ServiceAccount.objects.filter(
+        Q(activated_at__isnull=False) | Q(status__in=[*IN_SERVICE, AccountStatus.TERMINATED])
+    ).exclude(status=AccountStatus.TERMINATED, terminated_at__lt=_start_of(since))
+    accounts = [
+        _Account(*row[:-1], plans[row[-1]]) for row in wanted.order_by().values_list(*FIELDS)
+    ]
+    book = engine.load(accounts, cfg, among=wanted.values("pk"))
     rows = [
         (a.pk, a.customer_id, a.site_id, a.branch_of, a.router_id, book.segments[a.pk],
          book.addons.get(a.pk, ()), book.discounts.get(a.pk, ()))
@@ -180,6 +194,15 @@ def _copy(rows: list[tuple]) -> None:
             copy.write_row(row)
 
 
+def _by_branch(rows: list[tuple]) -> dict[str, str]:
+    """The rows' MRR by branch (SnapshotDay.by_branch)."""
+    totals: dict[int, Decimal] = {}
+    for row in rows:
+        if row[5] is not None:
+            totals[row[5]] = totals.get(row[5], Decimal(0)) + row[9]
+    return {str(branch): str(total) for branch, total in sorted(totals.items())}
+
+
 def take(day: date, *, as_of: datetime | None = None) -> SnapshotDay:
     """The snapshot of `day` (see the module docstring): taken now if it has not been,
     else the one already taken, unchanged. `as_of` (default now) is when it is taken."""
@@ -210,7 +233,10 @@ def take_days(days: list[date], *, as_of: datetime | None = None) -> list[Snapsh
             _copy(rows)
             snap.services = len(rows)
             snap.mrr = sum((r[9] for r in rows), Decimal(0))
-            snap.save(update_fields=["services", "mrr"])
+            snap.by_branch = _by_branch(rows)
+            snap.save(update_fields=["services", "mrr", "by_branch"])
+            # Movement figures worked out while this day was missing read it as empty.
+            MovementFigures.objects.filter(reads_from__lte=day, end_day__gte=day).delete()
         out.append(snap)
     return out
 

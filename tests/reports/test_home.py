@@ -84,7 +84,11 @@ def history(alpha):
         for day, total, east_mrr in ((date(2026, 1, 31), "9000", None),
                                      (date(2026, 2, 28), "10000", "2000"),
                                      (date(2026, 3, 19), "12500", "3000")):  # fmt: skip
-            SnapshotDay.objects.create(day=day, services=2, mrr=Decimal(total))
+            by_branch = {} if east_mrr is None else {
+                str(east.pk): east_mrr, str(main.pk): str(Decimal(total) - Decimal(east_mrr))
+            }  # fmt: skip
+            SnapshotDay.objects.create(day=day, services=2, mrr=Decimal(total),
+                                       by_branch=by_branch)  # fmt: skip
             if east_mrr is None:
                 continue
             for account, branch, mrr in (

@@ -17,8 +17,9 @@ from django_tenants.utils import tenant_context
 
 from billing import timeline
 from billing.models import BillingSettings
+from ispops.staff.models import Branch
 from reports import snapshots, tasks
-from reports.models import Snapshot, SnapshotDay
+from reports.models import MovementFigures, Snapshot, SnapshotDay
 from subscribers import services as subscribers
 from subscribers.models import Plan
 
@@ -205,15 +206,34 @@ def test_fill_missing_takes_every_day_without_a_snapshot_as_estimated(world):
     assert snapshots.fill_missing(date(2026, 3, 6), as_of=moment(date(2026, 3, 10))) == []
 
 
+def test_a_day_keeps_its_mrr_by_branch(world):
+    a = activate(world["home"], MARCH, "Main")
+    b = activate(world["biz"], MARCH, "East")
+    east = Branch.objects.create(name="East", code="east")
+    main = Branch.objects.create(name="Main", code="main-snap")
+    for account, branch in ((a, main), (b, east)):
+        account.customer.branch = branch
+        account.customer.save(update_fields=["branch"])
+    activate(world["home"], MARCH, "Nowhere")  # a customer with no branch: in the total only
+    snap = snapshots.take(date(2026, 3, 2), as_of=moment(date(2026, 3, 3), 0))
+    rows = Snapshot.objects.filter(day=snap.day)
+    by_rows = {str(r.branch_id): str(r.mrr) for r in rows if r.branch_id}
+    assert snap.by_branch == by_rows and len(by_rows) == 2
+    nowhere = sum(r.mrr for r in rows if r.branch_id is None)
+    assert sum(D(v) for v in snap.by_branch.values()) + nowhere == snap.mrr
+    assert snap.by_branch[str(east.pk)] == "6000.00"
+    assert snap.by_branch[str(main.pk)] == "3000.00"
+
+
 def test_the_query_count_of_a_take_does_not_grow_with_the_accounts(
     world, django_assert_max_num_queries
 ):
     activate(world["home"], MARCH)
-    with django_assert_max_num_queries(16):
+    with django_assert_max_num_queries(17):
         snapshots.take(date(2026, 3, 2), as_of=moment(date(2026, 3, 3), 0))
     for n in range(20):
         activate(world["biz"], MARCH, f"Many {n}")
-    with django_assert_max_num_queries(16):
+    with django_assert_max_num_queries(17):
         snap = snapshots.take(date(2026, 3, 3), as_of=moment(date(2026, 3, 4), 0))
     assert snap.services >= 21
 
@@ -313,6 +333,12 @@ def test_the_nightly_task_takes_yesterday_then_the_days_the_beat_missed(world):
         tasks.nightly_snapshot()
     days = dict(SnapshotDay.objects.values_list("day", "estimated"))
     assert days == {date(2026, 3, d): d in (3, 4, 5) for d in range(2, 7)}
+    # Then the last 12 months' and weeks' movement is kept, for the ISP and its branches.
+    kept = MovementFigures.objects.filter(end_day=date(2026, 3, 6))
+    assert set(kept.values_list("kind", "period")) >= {("month", "2026-03"), ("week", "2026-W10")}
+    assert set(kept.values_list("scope", flat=True)) >= {MovementFigures.WHOLE_ISP,
+                                                         MovementFigures.EVERY_BRANCH}  # fmt: skip
+    assert MovementFigures.objects.values("kind").distinct().count() == 2
     entry = settings.CELERY_BEAT_SCHEDULE["nightly-snapshot"]
     assert entry["task"] == "ispops.tasks.fan_out"
     assert entry["args"] == [tasks.nightly_snapshot.name]
