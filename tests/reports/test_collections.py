@@ -10,7 +10,11 @@ from django.test.utils import CaptureQueriesContext
 from django_tenants.utils import tenant_context
 
 from billing import services as billing
-from billing.models import Invoice
+from billing.models import Invoice, LedgerEntry
+from hotspot import vouchers
+from hotspot.models import Package
+from payments import services as payments
+from payments.models import Payment, StkRequest
 from reports import collections
 from tests.reports import money_history
 from tests.reports.money_history import at
@@ -44,6 +48,89 @@ def test_billed_is_invoices_less_credit_notes_and_collected_is_by_channel(histor
     # Paid of January's invoices: 3,100 + 500 over 6,100 billed net of credit notes.
     assert figures["settled"] == D("3600.00")
     assert figures["rate"] == D("59.02")
+
+
+def c2b_confirmation(receipt, amount, account, when):
+    """A paybill payment as Safaricom confirms it (C2B)."""
+    return {
+        "TransactionType": "Pay Bill", "TransID": receipt, "TransTime": when,
+        "TransAmount": amount, "BusinessShortCode": "174379", "BillRefNumber": account,
+        "MSISDN": "2547 ***** 101", "FirstName": "AKINYI",
+    }  # fmt: skip
+
+
+def stk_callback(checkout, receipt, amount, phone, when):
+    """A successful STK push's callback."""
+    items = [
+        {"Name": "Amount", "Value": amount}, {"Name": "MpesaReceiptNumber", "Value": receipt},
+        {"Name": "TransactionDate", "Value": int(when)}, {"Name": "PhoneNumber", "Value": phone},
+    ]  # fmt: skip
+    return {
+        "Body": {
+            "stkCallback": {
+                "MerchantRequestID": "29115-34620561-1", "CheckoutRequestID": checkout,
+                "ResultCode": 0, "ResultDesc": "The service request is processed successfully.",
+                "CallbackMetadata": {"Item": items},
+            }
+        }
+    }  # fmt: skip
+
+
+def test_stk_and_paybill_payments_land_in_their_channels_and_the_channels_add_up(history):
+    # 12 Jan: Akinyi pays 1,000 to the paybill with her account number; the worker
+    # credits the stored confirmation.
+    with at(date(2026, 1, 12)):
+        taken = payments.take_confirmation(
+            c2b_confirmation("UCJ1PAY001", "1000.00", history.akinyi.account, "20260112090000")
+        )
+        assert payments.credit_payment(taken.payment_id) == "credited"
+    # 15 Jan: Baraka pays 300 on an STK prompt; the paybill reports the same receipt
+    # afterwards (every STK payment to a paybill is also confirmed): STK, counted once.
+    with at(date(2026, 1, 15)):
+        StkRequest.objects.create(
+            customer=history.baraka, phone="254712000102", amount=D("300"),
+            account_reference=history.baraka.account, checkout_request_id="ws_CO_RPT0001",
+        )  # fmt: skip
+        taken = payments.take_stk_callback(
+            stk_callback("ws_CO_RPT0001", "UCJ2STK002", 300, 254712000102, "20260115090000")
+        )
+        assert payments.credit_payment(taken.payment_id) == "credited"
+        again = payments.take_confirmation(
+            c2b_confirmation("UCJ2STK002", "300.00", history.baraka.account, "20260115090000")
+        )
+        assert again.error == "repeat"
+        assert payments.credit_payment(taken.payment_id) == "nothing to do"
+    assert Payment.objects.get(reference="UCJ2STK002").via_c2b is True
+    # Hotspot cards of 50: two sold in January, one in February.
+    package = Package.objects.create(
+        name="1 day", price="50.00", validity_minutes=1440, download_kbps=2000, upload_kbps=1000
+    )
+    with at(date(2026, 1, 14)):
+        cards = list(vouchers.generate_batch(package, 3, actor="t").vouchers.order_by("id"))
+        vouchers.sell(cards[0], actor="t")
+        vouchers.sell(cards[1], actor="t")
+    with at(date(2026, 2, 2)):
+        vouchers.sell(cards[2], actor="t")
+
+    figures = collections.summary(JAN)
+    assert figures["by_channel"] == {
+        "stk": D("300.00"), "paybill": D("1000.00"), "cash": D("3100.00"),
+        "bank": D("500.00"), "other": D("0.00"), "voucher": D("100.00"),
+    }  # fmt: skip
+    assert figures["collected"] == sum(figures["by_channel"].values()) == D("5000.00")
+    # What reached customers' ledgers in January is the collected money less the cards,
+    # and it is what the branches and sites collected.
+    ledger = -sum(
+        LedgerEntry.objects.filter(
+            kind="payment", at__gte=JAN.bounds[0], at__lt=JAN.bounds[1]
+        ).values_list("amount", flat=True)
+    )
+    assert ledger == figures["collected"] - figures["by_channel"]["voucher"] == D("4900.00")
+    places = collections.by_place(JAN)
+    assert sum(r["collected"] for r in places["branches"]) == ledger
+    assert {r["name"]: r["collected"] for r in places["sites"]}["Pop"] == ledger
+    feb = collections.summary(collections.month_of(date(2026, 2, 1)))["by_channel"]
+    assert (feb["voucher"], feb["stk"], feb["paybill"]) == (D("50.00"), D("0.00"), D("0.00"))
 
 
 def test_a_later_month_bills_and_collects_nothing_and_has_no_rate(history):
