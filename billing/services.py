@@ -14,7 +14,8 @@ from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 
 from django.db import IntegrityError, transaction
-from django.db.models import F, Sum
+from django.db.models import F, OuterRef, Subquery, Sum
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from billing import documents, engine, prepaid
@@ -509,10 +510,15 @@ def aged_debt(day: date, customers=None) -> dict:
 
 def outstanding_on(day: date, customers=None) -> list[tuple[int, date, Decimal]]:
     """What invoices still wanted at the end of `day` (a past day too), as (customer id,
-    due date, amount): each customer's ledger balance then, laid on the invoices issued
-    by then from the newest back (payments settle the oldest due first, `allocate`). The
-    ledger holds every movement with its moment, so a past day needs no stored history;
-    credit held by a customer owes nothing. `customers`: a queryset to limit it to."""
+    due date, amount), from what the ledger and the documents held then, never from
+    today's state of the invoices (amount_paid, status: what came later). Each invoice
+    wanted its total less the credit notes written against it by then (a credit note
+    settles its own invoice, `documents.settle_credit_notes`); each customer's ledger
+    balance then is laid on those from the newest due back, since payments and credit
+    held settle the oldest due first (`allocate`). Invoices voided by then want nothing
+    (their void's credit notes are on the ledger); one voided later still wanted its
+    share. Credit held by a customer owes nothing. `customers`: a queryset to limit it
+    to."""
     end = day_start(day + timedelta(days=1))
     entries = LedgerEntry.objects.filter(at__lt=end)
     if customers is not None:
@@ -522,16 +528,25 @@ def outstanding_on(day: date, customers=None) -> list[tuple[int, date, Decimal]]
         for cid, total in entries.values_list("customer_id").annotate(s=Sum("amount")).order_by()
         if total > 0
     }
+    credited = (
+        Invoice.objects.filter(
+            kind=Invoice.Kind.CREDIT_NOTE, credits=OuterRef("pk"), created_at__lt=end
+        )
+        .values("credits")
+        .annotate(s=Sum("total"))
+        .values("s")
+    )
     invoices = (
         Invoice.objects.invoices()
         .filter(customer_id__in=list(owing), created_at__lt=end, total__gt=0)
         .exclude(status=Invoice.Status.VOID, voided_at__lt=end)
+        .annotate(wanted=F("total") + Coalesce(Subquery(credited), ZERO))
         .order_by("customer_id", "-due_on", "-id")
-        .values_list("customer_id", "due_on", "total")
+        .values_list("customer_id", "due_on", "wanted")
     )
     out = []
-    for cid, due_on, total in invoices:
-        take = min(owing[cid], total)
+    for cid, due_on, wanted in invoices:
+        take = min(owing[cid], wanted)
         if take > 0:
             out.append((cid, due_on, take))
             owing[cid] -= take

@@ -12,6 +12,8 @@ from django_tenants.utils import tenant_context
 from billing import services as billing
 from ispops.messaging import preferences
 from ispops.messaging.models import Message
+from payments import services as payments
+from payments.models import Payment
 from reports import aging, tasks_money
 from reports.models import BucketClaim
 from tests.reports import money_history
@@ -38,6 +40,49 @@ def test_aging_on_past_days_follows_the_ledger_of_those_days(history):
     # 15 Apr: 95 and 97 days; 20 May: 130 and 132.
     assert totals(date(2026, 4, 15)) == {"91-120": D("2500.00")}
     assert totals(date(2026, 5, 20)) == {"120+": D("2500.00")}
+
+
+def owed_by(customer, day):
+    return {k: v for k, v in aging.by_customer(day).get(customer.pk, aging.empty()).items() if v}
+
+
+def test_a_credit_note_on_a_newer_invoice_leaves_the_older_one_owed_on_past_days(history):
+    # 12 Jan: a 1,000 call-out fee (due 19 Jan), credited in full on 13 Jan. Akinyi's
+    # 2,000 installation fee (due 10 Jan) is what she still owes, 5 days late on 15 Jan,
+    # not 1,000 of it "not yet due" on the fee that was credited.
+    with at(date(2026, 1, 12)):
+        fee = billing.charge_once(history.akinyi, D("1000"), actor="t", reason="Call-out")
+    with at(date(2026, 1, 13)):
+        billing.issue_credit_note(
+            history.akinyi, D("1000"), actor="t", reason="Waived", invoice=fee
+        )
+    assert owed_by(history.akinyi, date(2026, 1, 12)) == {
+        "current": D("1000.00"),
+        "1-30": D("2000.00"),
+    }
+    assert owed_by(history.akinyi, date(2026, 1, 15)) == {"1-30": D("2000.00")}
+    assert totals(date(2026, 1, 15)) == {"1-30": D("3000.00")}
+
+
+def test_money_paid_or_taken_back_after_a_day_does_not_change_that_day(history):
+    # 20 Feb: Akinyi pays her 2,000 fee; 5 Feb: Baraka's 500 bank payment of 20 Jan
+    # bounces and is reversed.
+    with at(date(2026, 2, 5)):
+        payments.reverse_payment(
+            Payment.objects.get(reference="SLIP-1"), actor="t", reason="Bounced"
+        )
+    with at(date(2026, 2, 20)):
+        payments.record_manual_payment(
+            history.akinyi, method="cash", amount="2000", reference="CASH-2", actor="t"
+        )
+    # Before: as it was then, though both invoices' state today says otherwise.
+    assert owed_by(history.akinyi, date(2026, 2, 19)) == {"31-60": D("2000.00")}
+    assert owed_by(history.baraka, date(2026, 1, 25)) == {"1-30": D("500.00")}
+    assert owed_by(history.baraka, date(2026, 2, 4)) == {"1-30": D("500.00")}
+    # After: Akinyi owes nothing; Baraka owes the 500 again.
+    assert owed_by(history.akinyi, date(2026, 2, 20)) == {}
+    assert owed_by(history.baraka, date(2026, 2, 5)) == {"1-30": D("1000.00")}
+    assert totals(date(2026, 2, 20)) == {"31-60": D("1000.00")}
 
 
 def test_aging_today_agrees_with_billings_aged_debt(history):
