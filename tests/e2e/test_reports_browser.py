@@ -47,11 +47,17 @@ PAGES = {
     "/reports/operations/": 0,  # a chart only when someone installed in the period
 }
 
+# Chart text smaller than this on the screen is not readable.
+MIN_TEXT_PX = 9
+# Charts whose geometry (and so text size) reports/views_mrr.py lays out: see the xfail.
+VIEW_DRAWN = ("MRR waterfall", "MRR and paying customers", "Churn")
+
 # What the page must not do, found by the browser: boxes scrolling sideways, charts
 # missing, too big or with labels on top of each other.
 LAYOUT_PROBLEMS = """
-() => {
+(minTextPx) => {
   const width = document.documentElement.clientWidth;
+  const tiny = [];
   const name = (el) => {
     const css = typeof el.className === "string" ? el.className.trim().split(/\\s+/) : [];
     return [el.tagName.toLowerCase() + (el.id ? "#" + el.id : ""), ...css].join(".");
@@ -79,6 +85,12 @@ LAYOUT_PROBLEMS = """
       return b.width > 0 || b.height > 0;
     });
     if (!drawn.length) problems.push(`${label} draws nothing`);
+    // Text drawn in viewBox units shrinks with the chart: its size on the screen.
+    const scale = box.width / svg.viewBox.baseVal.width;
+    for (const t of svg.querySelectorAll("text")) {
+      const px = parseFloat(getComputedStyle(t).fontSize) * scale;
+      if (px < minTextPx) tiny.push(`${label}: "${t.textContent}" at ${px.toFixed(1)} px`);
+    }
     const texts = [...svg.querySelectorAll("text")].map(
       (t) => [t.textContent, t.getBoundingClientRect()]);
     for (const [text, b] of texts) {
@@ -95,7 +107,7 @@ LAYOUT_PROBLEMS = """
       }
     }
   });
-  return {charts: charts.length, problems};
+  return {charts: charts.length, problems, tiny};
 }
 """
 
@@ -121,18 +133,24 @@ def screen(request, browser):
     context.close()
 
 
-def look_at(page, url: str) -> tuple[list[str], int]:
-    """Open `url`: what is wrong with its layout (empty: nothing), and its charts."""
+def look_at(page, url: str) -> dict:
+    """Open `url`: what is wrong with its layout ("problems", empty: nothing), how many
+    charts it draws, and the chart text too small to read ("tiny")."""
     response = page.goto(url)
-    path = url.split("/", 3)[-1]
+    path = "/" + url.split("/", 3)[-1]
     if response.status != 200:
-        return [f"/{path}: status {response.status}"], 0
-    found = page.evaluate(LAYOUT_PROBLEMS)
-    problems = [f"/{path}: {p}" for p in found["problems"]]
-    if page.evaluate("document.documentElement.scrollWidth") > page.width:
-        wide = page.evaluate("document.documentElement.scrollWidth")
-        problems.append(f"/{path}: page {wide} px wide")
-    return problems, found["charts"]
+        return {"problems": [f"{path}: status {response.status}"], "charts": 0, "tiny": []}
+    found = page.evaluate(LAYOUT_PROBLEMS, MIN_TEXT_PX)
+    found["problems"] = [f"{path}: {p}" for p in found["problems"]]
+    found["tiny"] = [f"{path}: {p}" for p in found["tiny"]]
+    wide = page.evaluate("document.documentElement.scrollWidth")
+    if wide > page.width:
+        found["problems"].append(f"{path}: page {wide} px wide")
+    return found
+
+
+def drawn_by_the_view(problem: str) -> bool:
+    return any(f"({name}" in problem for name in VIEW_DRAWN)
 
 
 def test_report_pages_fit_the_screen_and_draw_their_charts(
@@ -143,13 +161,16 @@ def test_report_pages_fit_the_screen_and_draw_their_charts(
     with django_db_blocker.unblock():  # the live server's threads use the database
         log_in(screen, base, OWNER, "/reports/")
         for path, charts in PAGES.items():
-            found, drawn = look_at(screen, f"{base}{path}")
-            problems += found
-            if drawn < charts:
-                problems.append(f"{path}: {drawn} charts, expected {charts}")
+            found = look_at(screen, f"{base}{path}")
+            problems += found["problems"]
+            problems += [p for p in found["tiny"] if not drawn_by_the_view(p)]
+            if found["charts"] < charts:
+                problems.append(f"{path}: {found['charts']} charts, expected {charts}")
 
-        # A movement figure opens the customers behind it: click the first non-zero one.
+        # The demo has history: the MRR figures are not all nought.
         screen.goto(f"{base}/reports/mrr/")
+        assert screen.locator(".figures .figure .value").first.text_content() != "KES 0.00"
+        # A movement figure opens the customers behind it: click the first non-zero one.
         figure = screen.locator("a[href^='/reports/mrr/20']").filter(
             has_not_text=re.compile(r"^KES 0\.00$")
         )
@@ -159,9 +180,26 @@ def test_report_pages_fit_the_screen_and_draw_their_charts(
         screen.wait_for_url(re.compile(r"/reports/mrr/\d{4}-(\d{2}|W\d{2})/[a-z]+/$"))
         assert amount in screen.locator("h1").text_content()
         assert screen.locator("tbody tr td a[href^='/subscribers/']").count() >= 1
-        found, _ = look_at(screen, screen.url)
-        problems += found
+        problems += look_at(screen, screen.url)["problems"]
     assert not problems, "\n".join(problems)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the MRR and rates charts are laid out by reports/views_mrr.py 640 units wide "
+    "with 13-unit text: 6 px on a 360 px phone; the view must draw them narrower",
+)
+def test_the_mrr_and_rates_charts_are_readable_on_a_phone(
+    demo_history, live_server_url, django_db_blocker, phone
+):
+    base = f"http://demo.localhost:{live_server_url}"
+    phone.width = 360
+    tiny = []
+    with django_db_blocker.unblock():
+        log_in(phone, base, OWNER, "/reports/mrr/")
+        for path in ("/reports/mrr/", "/reports/mrr/?kind=week", "/reports/rates/"):
+            tiny += look_at(phone, f"{base}{path}")["tiny"]
+    assert not tiny, "\n".join(tiny)
 
 
 def test_the_owners_figures_open_their_reports(
