@@ -18,3 +18,9 @@ class HotspotConfig(AppConfig):
         purposes.register(captive_purchase.PURPOSE, on_paid=captive_purchase.purchase_paid)
         # A paid push from "Connect a TV or camera" lets a device through (a bypass).
         purposes.register(bypass_sales.PURPOSE, on_paid=bypass_sales.sale_paid)
+        # A voucher agent's home is their own cards and ledger, nothing of the ISP's.
+        from hotspot.views_agents import my_page
+        from ispops.staff import home
+        from ispops.staff.models import Role
+
+        home.replace_home(Role.AGENT, my_page)

@@ -234,6 +234,15 @@ class ActiveSession(models.Model):
         return f"{self.username} on {self.router}"
 
 
+def visible(queryset, user):
+    """Rows (routers, or rows with a branch) of the branches this staff member sees;
+    rows of no branch are everyone's."""
+    allowed = user.branch_ids()
+    if allowed is None:
+        return queryset
+    return queryset.filter(models.Q(branch__isnull=True) | models.Q(branch_id__in=allowed))
+
+
 class Alert(models.Model):
     """Something staff must look at: a router not answering, CPU staying high, an uplink
     near its capacity. One open alert per router and kind; it resolves by itself."""

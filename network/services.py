@@ -14,7 +14,7 @@ from librouteros.query import Key
 
 from ispops import audit
 from network import jobs, provisioning, routeros, walled_garden
-from network.models import DriftItem, Router, RouterJob, has_control_characters
+from network.models import Alert, DriftItem, Router, RouterJob, has_control_characters, visible
 from network.provisioning import NotApplied
 
 log = logging.getLogger(__name__)
@@ -369,22 +369,21 @@ def fix_drift(router: Router, *, actor) -> int:
 
 
 def home_figures(user) -> list[dict]:
-    """The staff home page's network figures: routers online, open alerts, failed jobs."""
-    from network.models import Alert
-
-    routers = Router.objects.all()
+    """The staff home page's network figures of the routers `user` sees: routers online,
+    open alerts, failed jobs."""
+    routers = visible(Router.objects.all(), user)
     online = routers.filter(status=Router.Status.ONLINE).count()
     return [
         {"label": "Routers online", "value": f"{online}/{routers.count()}", "url": "/routers/"},
         {
             "label": "Open alerts",
-            "value": Alert.objects.filter(resolved_at__isnull=True).count(),
+            "value": Alert.objects.filter(resolved_at__isnull=True, router__in=routers).count(),
             "url": "/alerts/",
         },
         {
             "label": "Router jobs waiting",
             "value": RouterJob.objects.filter(
-                state__in=[RouterJob.State.RETRY, RouterJob.State.FAILED]
+                state__in=[RouterJob.State.RETRY, RouterJob.State.FAILED], router__in=routers
             ).count(),
             "url": "/routers/",
         },

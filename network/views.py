@@ -13,19 +13,11 @@ from ispops.staff.access import roles
 from ispops.staff.models import Role
 from network import services
 from network.forms import RouterForm, RouterNewForm
-from network.models import Router
+from network.models import Router, visible
 from subscribers.models import NetworkSite, ServiceAccount
 
 VIEWERS = (Role.OWNER, Role.ADMIN, Role.SUPPORT)
 EDITORS = (Role.OWNER, Role.ADMIN)
-
-
-def visible(queryset, user):
-    """Rows of the branches this staff member sees; rows of no branch are everyone's."""
-    allowed = user.branch_ids()
-    if allowed is None:
-        return queryset
-    return queryset.filter(Q(branch__isnull=True) | Q(branch_id__in=allowed))
 
 
 def get_router_for(request, pk) -> Router:

@@ -13,8 +13,8 @@ from ispops.lib.htmx import render_partial
 from ispops.staff.access import roles
 from ispops.staff.models import Role
 from network import monitoring
-from network.models import Alert, Router, RouterSample
-from network.views import get_router_for, visible
+from network.models import Alert, Router, RouterSample, visible
+from network.views import get_router_for
 
 VIEWERS = (Role.OWNER, Role.ADMIN, Role.SUPPORT)
 HOURS = (6, 24, 168)

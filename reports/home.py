@@ -85,8 +85,7 @@ def mrr_on(days: list[date], scope: Scope) -> dict[date, Decimal]:
     found = dict(SnapshotDay.objects.filter(day__in=days).values_list("day", "by_branch"))
     keys = [str(branch) for branch in scope.branches]
     return {
-        day: sum((Decimal(found.get(day, {}).get(key, "0")) for key in keys), ZERO)
-        for day in days
+        day: sum((Decimal(found.get(day, {}).get(key, "0")) for key in keys), ZERO) for day in days
     }
 
 
@@ -249,3 +248,8 @@ def figures(user, *, today: date, now: datetime) -> list[dict]:
             "url": link("network:routers"),
         },
     ]
+
+
+def month_figures(user) -> list[dict]:
+    """The owner's month on the staff home (ispops.staff.home), as of now."""
+    return figures(user, today=timezone.localdate(), now=timezone.now())

@@ -16,3 +16,7 @@ class SubscribersConfig(AppConfig):
         audit.register(m.Discount)
         audit.register(m.Installation)
         audit.register(m.SubscriberSettings)
+        from ispops.staff import home
+        from subscribers import services
+
+        home.add_figures(services.home_figures, order=10)

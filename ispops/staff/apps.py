@@ -12,3 +12,6 @@ class StaffConfig(AppConfig):
 
         audit.register(User, exclude=["last_login", "password"])
         audit.register(Branch)
+        from ispops.staff import home, services
+
+        home.add_figures(services.home_figures, order=90)

@@ -16,7 +16,7 @@ from django.utils.http import urlsafe_base64_encode
 
 from ispops import audit
 from ispops.lib.urls import absolute_url
-from ispops.staff.models import LoginFailure, Role, User
+from ispops.staff.models import Branch, LoginFailure, Role, User
 
 
 class StaffError(ValueError):
@@ -144,3 +144,11 @@ def _ensure_another_owner(user: User) -> None:
     others = User.objects.filter(role=Role.OWNER, is_active=True).exclude(pk=user.pk)
     if not others.exists():
         raise StaffError("An ISP needs at least one active owner.")
+
+
+def home_figures(user) -> list[dict]:
+    """The staff home page's own figures: active staff, and the branches `user` sees."""
+    return [
+        {"label": "Active staff", "value": User.objects.filter(is_active=True).count()},
+        {"label": "Branches", "value": Branch.objects.visible_to(user).count()},
+    ]

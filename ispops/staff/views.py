@@ -6,14 +6,12 @@ from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db import connection
 from django.shortcuts import get_object_or_404, redirect, render
-from django.utils import timezone
 
+from ispops.staff import home as staff_home
 from ispops.staff import services
 from ispops.staff.access import ALL_STAFF, MANAGERS, logged_in, public, roles
 from ispops.staff.forms import BranchForm, InviteForm, StaffForm, ThrottledLoginForm
 from ispops.staff.models import Branch, Role, User
-from reports import home as owner_home
-from reports.access import READERS
 
 
 class LoginView(auth_views.LoginView):
@@ -46,27 +44,14 @@ def public_home(request):
 
 @roles(*ALL_STAFF, Role.AGENT)
 def home(request):
-    if request.user.role == Role.AGENT:
-        # A voucher agent's home is their own cards and ledger, nothing of the ISP's.
-        from hotspot.views_agents import my_page
-
-        return my_page(request)
-    from network import services as network
-    from subscribers import services as subscribers
-
-    figures = subscribers.home_figures(request.user)
-    if request.user.role in (Role.OWNER, Role.ADMIN, Role.SUPPORT):
-        figures += network.home_figures(request.user)
-    figures += [
-        {"label": "Active staff", "value": User.objects.filter(is_active=True).count()},
-        {"label": "Branches", "value": Branch.objects.visible_to(request.user).count()},
-    ]
-    context = {"isp": connection.tenant, "figures": figures}
-    if request.user.role in READERS:
-        # Owners, admins and finance: the month's business figures (reports.home).
-        context["month_figures"] = owner_home.figures(
-            request.user, today=timezone.localdate(), now=timezone.now()
-        )
+    own = staff_home.home_of(request.user.role)
+    if own is not None:
+        return own(request)  # a voucher agent's home is their own cards and ledger
+    context = {
+        "isp": connection.tenant,
+        "figures": staff_home.figures(request.user),
+        "month_figures": staff_home.figures(request.user, staff_home.MONTH),
+    }
     return render(request, "staff/home.html", context)
 
 

@@ -172,3 +172,16 @@ def test_the_owner_sees_the_month_and_support_keeps_its_home(alpha, history):
                       "Routers online", "Open alerts", "Router jobs waiting",
                       "Active staff", "Branches"]  # fmt: skip
     assert "This month" not in support.content.decode()
+
+
+def test_a_branch_limited_admins_home_counts_their_routers_only(alpha, history):
+    with tenant_context(alpha.isp):
+        limited = User.objects.get(pk=history["limited"].pk)
+    with time_machine.travel(NOW, tick=False):
+        page = alpha.client(limited).get("/")
+        owner = alpha.client(alpha.owner).get("/")
+    figures = {f["label"]: f["value"] for f in page.context["figures"]}
+    # r2 (east, offline) and none online; the owner sees r1, r2 and r3 (online).
+    assert figures["Routers online"] == "0/1"
+    assert {f["label"]: f["value"] for f in owner.context["figures"]}["Routers online"] == "1/3"
+    assert [f["label"] for f in page.context["month_figures"]][0] == "MRR this month"
