@@ -69,6 +69,20 @@ LAYOUT_PROBLEMS = """
       problems.push(`${name(el)} scrolls sideways (${el.scrollWidth} > ${el.clientWidth})`);
     }
   }
+  // A figure may wrap between words ("KES" / "1,234.00"), never inside an amount.
+  for (const value of document.querySelectorAll(".figure .value")) {
+    const walker = document.createTreeWalker(value, NodeFilter.SHOW_TEXT);
+    while (walker.nextNode()) {
+      const node = walker.currentNode;
+      for (const word of node.textContent.matchAll(/\\S+/g)) {
+        const range = document.createRange();
+        range.setStart(node, word.index);
+        range.setEnd(node, word.index + word[0].length);
+        const lines = new Set([...range.getClientRects()].map((r) => Math.round(r.top)));
+        if (lines.size > 1) problems.push(`figure "${word[0]}" broken across lines`);
+      }
+    }
+  }
   const charts = [...document.querySelectorAll("svg[role=img]")];
   charts.forEach((svg, i) => {
     const label = `chart ${i + 1} (${svg.getAttribute("aria-label")})`;
