@@ -24,7 +24,17 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
 
-from django.db.models import Case, CharField, OuterRef, Q, Subquery, Sum, Value, When
+from django.db.models import (
+    Case,
+    CharField,
+    IntegerField,
+    OuterRef,
+    Q,
+    Subquery,
+    Sum,
+    Value,
+    When,
+)
 from django.db.models.functions import Coalesce
 
 from billing import services as billing
@@ -109,14 +119,29 @@ def _channel():
     )
 
 
-def _payments(period: Period, customers):
-    start, end = period.bounds
+def _period_of(field: str, periods: list[Period], *, moment: bool):
+    """The index in `periods` of the period a row falls in by `field` (a date, or with
+    `moment` an aware datetime compared with the periods' bounds); None outside them."""
+    whens = []
+    for i, p in enumerate(periods):
+        if moment:
+            start, end = p.bounds
+            whens.append(When(**{f"{field}__gte": start, f"{field}__lt": end}, then=Value(i)))
+        else:
+            whens.append(
+                When(**{f"{field}__gte": p.since, f"{field}__lte": p.until}, then=Value(i))
+            )
+    return Case(*whens, default=None, output_field=IntegerField())
+
+
+def _payments(periods: list[Period], customers):
+    """Payments on the ledger from the first period's start to the last one's end."""
     payment = Payment.objects.filter(ledger_entry=OuterRef("pk"))
     return LedgerEntry.objects.filter(
         customer__in=_customers(customers),
         kind=LedgerEntry.Kind.PAYMENT,
-        at__gte=start,
-        at__lt=end,
+        at__gte=periods[0].bounds[0],
+        at__lt=periods[-1].bounds[1],
     ).annotate(
         method=Subquery(payment.values("method")[:1]),
         via_stk=Subquery(payment.values("via_stk")[:1]),
@@ -124,54 +149,94 @@ def _payments(period: Period, customers):
     )
 
 
+def voucher_days(since: date, until: date) -> dict[date, Decimal]:
+    """Hotspot cards sold each day (hotspot.reports.sales: when a card counts, at what)."""
+    days = hotspot_reports.sales(
+        since=since, until=until, routers=Router.objects.all(), batches=VoucherBatch.objects.all()
+    ).days
+    return {d.day: d.card_amount for d in days}
+
+
 def summary(period: Period, customers=None, *, vouchers: bool = True) -> dict:
-    """The period's figures: billed, collected (and by channel), settled of the period's
-    bills, collection rate (None when nothing was billed)."""
-    start, end = period.bounds
-    docs = billed_rows(period, customers).aggregate(
-        billed=Coalesce(Sum("total"), ZERO),
-        invoiced=Coalesce(Sum("total", filter=Q(kind=Invoice.Kind.INVOICE)), ZERO),
-        settled=Coalesce(Sum("amount_paid", filter=Q(kind=Invoice.Kind.INVOICE)), ZERO),
+    """The period's figures (`summaries` of one period)."""
+    return summaries([period], customers, vouchers=vouchers)[0]
+
+
+def summaries(periods: list[Period], customers=None, *, vouchers: bool = True) -> list[dict]:
+    """Each period's figures: billed, collected (and by channel), settled of the period's
+    bills, collection rate (None when nothing was billed). `periods`: oldest first, not
+    overlapping. A fixed number of queries however many periods and customers: each
+    total is grouped by period in one query."""
+    if not periods:
+        return []
+    docs = {
+        row["i"]: row
+        for row in Invoice.objects.filter(
+            customer__in=_customers(customers),
+            issued_on__gte=periods[0].since,
+            issued_on__lte=periods[-1].until,
+        )
+        .exclude(status=Invoice.Status.VOID)
+        .annotate(i=_period_of("issued_on", periods, moment=False))
+        .values("i")
+        .annotate(
+            billed=Coalesce(Sum("total"), ZERO),
+            invoiced=Coalesce(Sum("total", filter=Q(kind=Invoice.Kind.INVOICE)), ZERO),
+            settled=Coalesce(Sum("amount_paid", filter=Q(kind=Invoice.Kind.INVOICE)), ZERO),
+        )
+        .order_by()
+    }
+    loose_credit = dict(
+        LedgerEntry.objects.filter(
+            customer__in=_customers(customers),
+            kind=LedgerEntry.Kind.CREDIT_NOTE,
+            invoice__isnull=True,
+            at__gte=periods[0].bounds[0],
+            at__lt=periods[-1].bounds[1],
+        )
+        .annotate(i=_period_of("at", periods, moment=True))
+        .values("i")
+        .annotate(s=Sum("amount"))
+        .order_by()
+        .values_list("i", "s")
     )
-    loose_credit = LedgerEntry.objects.filter(
-        customer__in=_customers(customers),
-        kind=LedgerEntry.Kind.CREDIT_NOTE,
-        invoice__isnull=True,
-        at__gte=start,
-        at__lt=end,
-    ).aggregate(s=Coalesce(Sum("amount"), ZERO))["s"]
-    channel = _channel()
-    by_channel = dict.fromkeys((key for key, _ in CHANNELS), ZERO)
+    by_channel = [dict.fromkeys((key for key, _ in CHANNELS), ZERO) for _ in periods]
     for row in (
-        _payments(period, customers)
-        .annotate(channel=channel)
-        .values("channel")
+        _payments(periods, customers)
+        .annotate(channel=_channel(), i=_period_of("at", periods, moment=True))
+        .values("i", "channel")
         .annotate(s=Sum("amount"))
         .order_by()
     ):
-        by_channel[row["channel"]] = -row["s"]
+        if row["i"] is not None:
+            by_channel[row["i"]][row["channel"]] = -row["s"]
     if vouchers and customers is None:
-        by_channel["voucher"] = hotspot_reports.sales(
-            since=period.since,
-            until=period.until,
-            routers=Router.objects.all(),
-            batches=VoucherBatch.objects.all(),
-        ).days
-        by_channel["voucher"] = sum((d.card_amount for d in by_channel["voucher"]), ZERO)
-    credit_notes = docs["billed"] - docs["invoiced"] + loose_credit
-    billed = docs["invoiced"] + credit_notes
-    # The period's invoices less the credit notes written against them.
-    net_invoiced = docs["billed"]
-    return {
-        "period": period,
-        "billed": billed,
-        "invoiced": docs["invoiced"],
-        "credit_notes": credit_notes,
-        "collected": sum(by_channel.values(), ZERO),
-        "by_channel": by_channel,
-        "settled": docs["settled"],
-        "rate": (docs["settled"] / net_invoiced * 100).quantize(CENT) if net_invoiced > 0 else None,
-    }
+        cards = voucher_days(periods[0].since, periods[-1].until)
+        for i, p in enumerate(periods):
+            by_channel[i]["voucher"] = sum(
+                (amount for day, amount in cards.items() if p.since <= day <= p.until), ZERO
+            )
+    out = []
+    for i, period in enumerate(periods):
+        d = docs.get(i, {"billed": ZERO, "invoiced": ZERO, "settled": ZERO})
+        credit_notes = d["billed"] - d["invoiced"] + loose_credit.get(i, ZERO)
+        # The period's invoices less the credit notes written against them.
+        net_invoiced = d["billed"]
+        out.append(
+            {
+                "period": period,
+                "billed": d["invoiced"] + credit_notes,
+                "invoiced": d["invoiced"],
+                "credit_notes": credit_notes,
+                "collected": sum(by_channel[i].values(), ZERO),
+                "by_channel": by_channel[i],
+                "settled": d["settled"],
+                "rate": (d["settled"] / net_invoiced * 100).quantize(CENT)
+                if net_invoiced > 0
+                else None,
+            }
+        )
+    return out
 
 
 def unallocated(customers=None) -> dict:
@@ -196,7 +261,7 @@ def by_place(period: Period, customers=None) -> dict[str, list[dict]]:
     ):
         billed[(row["customer__branch_id"], row["customer__site_id"])] += row["s"]
     for row in (
-        _payments(period, customers)
+        _payments([period], customers)
         .values("customer__branch_id", "customer__site_id")
         .annotate(s=Sum("amount"))
         .order_by()

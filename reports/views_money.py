@@ -1,19 +1,24 @@
 """The money reports' pages: /reports/collections/, /reports/aging/ (with its bucket
-actions) and /reports/revenue/. Filters live in the URL; `?format=csv|xlsx` downloads
-the table named by `?table=` (reports.export). Branch-limited staff see their branches."""
+actions) and /reports/revenue/. Filters live in the URL (`Filters`: a bad value is a 400
+naming it, never a default taken silently); `?format=csv|xlsx` downloads the table named
+by `?table=` (reports.export). Branch-limited staff see their branches; `?branch=`
+narrows to one of them."""
 
 from datetime import date, timedelta
 
+from django import forms
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import transaction
-from django.http import Http404
+from django.http import HttpResponseBadRequest
 from django.shortcuts import redirect, render
 from django.urls import path
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods
 
 from ispops.staff.access import roles
+from ispops.staff.models import Branch
 from reports import aging, collections, export, revenue
 from reports.access import READERS, branch_ids
 from reports.models import BucketClaim
@@ -22,25 +27,75 @@ from subscribers.models import Customer
 
 MAX_PERIODS = 24
 BAR_HEIGHT = 160
+# Days the reports take: well inside what date arithmetic can go (24 periods back, a
+# day on), and a custom period of at most two years.
+EARLIEST, LATEST = date(2000, 1, 1), date(2099, 12, 31)
+MAX_SPAN = timedelta(days=731)
 
 
-def _day(value: str | None, default: date) -> date:
-    try:
-        return date.fromisoformat(value) if value else default
-    except ValueError:
-        return default
+class BadFilters(Exception):
+    """The query string holds a value the page cannot use; str() says which."""
 
 
-def _customers(user):
-    return None if branch_ids(user) is None else Customer.objects.visible_to(user)
+def _day_field():
+    return forms.DateField(
+        required=False,
+        validators=[MinValueValidator(EARLIEST), MaxValueValidator(LATEST)],
+    )
 
 
-def _period(request, today: date) -> collections.Period:
-    """?since=&until= (a custom period), else the month (?month=YYYY-MM) holding `until`."""
-    until = _day(request.GET.get("until"), today)
-    since = request.GET.get("since")
+class Filters(forms.Form):
+    """A money page's query string. `by`: the page's choices (none: any value refused)."""
+
+    since = _day_field()
+    until = _day_field()
+    on = _day_field()
+    count = forms.IntegerField(required=False, min_value=1, max_value=MAX_PERIODS)
+    by = forms.ChoiceField(required=False, choices=())
+    branch = forms.ModelChoiceField(required=False, queryset=Branch.objects.none())
+    format = forms.ChoiceField(required=False, choices=[(f, f) for f in ("", *export.FORMATS)])
+    table = forms.CharField(required=False, max_length=20)
+
+    def __init__(self, data, *, user, by=()):
+        super().__init__(data)
+        self.fields["by"].choices = [("", ""), *((b, b) for b in by)]
+        self.fields["branch"].queryset = Branch.objects.visible_to(user)
+
+    def clean(self):
+        data = super().clean()
+        since, until = data.get("since"), data.get("until")
+        if since and until and abs(until - since) > MAX_SPAN:
+            self.add_error("since", "a period is at most two years long")
+        return data
+
+
+def _filters(request, *, by=()) -> dict:
+    """The page's filters, cleaned, or BadFilters naming what is wrong."""
+    form = Filters(request.GET, user=request.user, by=by)
+    if not form.is_valid():
+        raise BadFilters(
+            "; ".join(f"{field}: {' '.join(errors)}" for field, errors in form.errors.items())
+        )
+    return form.cleaned_data
+
+
+def _bad(exc: BadFilters):
+    return HttpResponseBadRequest(f"Bad filter: {exc}", content_type="text/plain; charset=utf-8")
+
+
+def _customers(user, branch=None):
+    """None (every customer: the ISP's figures) for a reader of all branches with no
+    branch chosen; else the customers the figures are limited to."""
+    if branch is None:
+        return None if branch_ids(user) is None else Customer.objects.visible_to(user)
+    return Customer.objects.visible_to(user).filter(branch=branch)
+
+
+def _period(f: dict, today: date) -> collections.Period:
+    """?since=&until= (a custom period), else the month holding `until` (default today)."""
+    until = f["until"] or today
+    since = f["since"]
     if since:
-        since = _day(since, until)
         since, until = min(since, until), max(since, until)
         return collections.Period(since, until, f"{since:%d %b %Y} to {until:%d %b %Y}")
     return collections.month_of(until)
@@ -49,8 +104,10 @@ def _period(request, today: date) -> collections.Period:
 def _respond(request, tables: dict, template: str, context: dict):
     fmt = export.wanted_format(request)
     if fmt:
-        table = tables.get(request.GET.get("table", ""), next(iter(tables.values())))
-        return export.download(table, fmt)
+        wanted = request.GET.get("table", "")
+        if wanted and wanted not in tables:
+            return _bad(BadFilters(f"table: choose one of {', '.join(tables)}"))
+        return export.download(tables.get(wanted) or next(iter(tables.values())), fmt)
     shown = [
         {
             "key": key,
@@ -97,17 +154,18 @@ def _bars(values: list[tuple[str, list]], height: int = BAR_HEIGHT) -> dict:
 @roles(*READERS)
 def collections_report(request):
     today = timezone.localdate()
-    customers = _customers(request.user)
-    by = "week" if request.GET.get("by") == "week" else "month"
     try:
-        count = min(max(int(request.GET.get("count", 6)), 1), MAX_PERIODS)
-    except ValueError:
-        count = 6
-    if request.GET.get("since"):
-        wanted = [_period(request, today)]
+        f = _filters(request, by=("month", "week"))
+    except BadFilters as exc:
+        return _bad(exc)
+    customers = _customers(request.user, f["branch"])
+    by = f["by"] or "month"
+    count = f["count"] or 6
+    if f["since"]:
+        wanted = [_period(f, today)]
     else:
-        wanted = collections.periods(by, _day(request.GET.get("until"), today), count)
-    rows = [collections.summary(p, customers) for p in wanted]
+        wanted = collections.periods(by, f["until"] or today, count)
+    rows = collections.summaries(wanted, customers)
     channel_cols = [(f"ch_{key}", label) for key, label in collections.CHANNELS]
     periods = export.Table(
         "Collections by period",
@@ -161,9 +219,13 @@ def _bucket_cols():
 @roles(*READERS)
 def aging_report(request):
     today = timezone.localdate()
-    day = min(_day(request.GET.get("on"), today), today)
-    data = aging.report(day, _customers(request.user))
-    by = "site" if request.GET.get("by") == "site" else "branch"
+    try:
+        f = _filters(request, by=("branch", "site"))
+    except BadFilters as exc:
+        return _bad(exc)
+    day = min(f["on"] or today, today)
+    data = aging.report(day, _customers(request.user, f["branch"]))
+    by = f["by"] or "branch"
     tables = {
         "customers": export.Table(
             f"Aged receivables by customer on {day}",
@@ -217,8 +279,10 @@ def aging_action(request):
     """The confirmation page (GET: how many customers, what will happen) and the queued
     action (POST), for `?bucket=` and `?action=`. Only on today's figures."""
     bucket, action = request.GET.get("bucket", ""), request.GET.get("action", "")
-    if bucket not in dict(aging.BUCKETS) or action not in BucketClaim.Action.values:
-        raise Http404
+    if bucket not in dict(aging.BUCKETS):
+        return _bad(BadFilters(f"bucket: choose one of {', '.join(dict(aging.BUCKETS))}"))
+    if action not in BucketClaim.Action.values:
+        return _bad(BadFilters(f"action: choose one of {', '.join(BucketClaim.Action.values)}"))
     if not may_act(request.user):
         raise PermissionDenied
     now = timezone.now()
@@ -260,8 +324,12 @@ def aging_action(request):
 @roles(*READERS)
 def revenue_report(request):
     today = timezone.localdate()
-    period = _period(request, today)
-    data = revenue.report(period, _customers(request.user))
+    try:
+        f = _filters(request)
+    except BadFilters as exc:
+        return _bad(exc)
+    period = _period(f, today)
+    data = revenue.report(period, _customers(request.user, f["branch"]))
     cols = [("name", "Name"), ("recurring", "Recurring"), ("one_off", "One-off"),
             ("total", "Total")]  # fmt: skip
     tables = {

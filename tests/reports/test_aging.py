@@ -176,10 +176,12 @@ def test_aging_and_its_actions_are_for_owners_admins_and_finance(alpha, role, st
     )
 
 
-def test_an_unknown_bucket_or_action_is_not_found(alpha):
+def test_an_unknown_bucket_or_action_is_a_bad_request_naming_it(alpha):
     client = alpha.client(alpha.owner)
-    assert client.get("/reports/aging/act/?bucket=9000&action=reminder").status_code == 404
-    assert client.get("/reports/aging/act/?bucket=1-30&action=call").status_code == 404
+    bucket = client.get("/reports/aging/act/?bucket=9000&action=reminder")
+    action = client.post("/reports/aging/act/?bucket=1-30&action=call")
+    assert (bucket.status_code, action.status_code) == (400, 400)
+    assert b"bucket" in bucket.content and b"action" in action.content
 
 
 def test_tables_download_and_queries_stay_bounded(alpha, history):
