@@ -7,15 +7,16 @@ Definitions (local Africa/Nairobi days, `since` to `until` inclusive):
   by channel from the Payment that credited it: STK (M-Pesa, via_stk), paybill
   (M-Pesa C2B confirmation only), cash, bank (bank transfer or cheque), other
   (M-Pesa typed in by staff, or a payment recorded on the ledger without a Payment);
-  and voucher: hotspot cards sold in the period (hotspot.reports.sales), money that
-  never reaches a customer's ledger.
+  voucher: hotspot cards sold in the period; and hotspot: packages bought on the captive
+  page (M-Pesa) and devices let through for money (cash or M-Pesa), both by
+  hotspot.reports.sales, money that never reaches a customer's ledger.
 - collection rate: what payments have settled so far of the period's invoices
   (billing's allocation: amount_paid), over those invoices' total less the credit
   notes written against them in the period.
 - unallocated: credit customers hold that no invoice has taken (billing.credits_many),
   today; unmatched M-Pesa payments (no customer found) apart.
 Place: the customer's branch and site; a site's figures include its sub-sites.
-Vouchers and unmatched payments belong to no customer, so a branch-limited view leaves
+Hotspot money and unmatched payments belong to no customer, so a branch-limited view leaves
 them out.
 """
 
@@ -55,6 +56,7 @@ CHANNELS = (
     ("bank", "Bank"),
     ("other", "Other"),
     ("voucher", "Vouchers"),
+    ("hotspot", "Hotspot sales"),
 )
 
 
@@ -149,12 +151,13 @@ def _payments(periods: list[Period], customers):
     )
 
 
-def voucher_days(since: date, until: date) -> dict[date, Decimal]:
-    """Hotspot cards sold each day (hotspot.reports.sales: when a card counts, at what)."""
+def hotspot_days(since: date, until: date) -> dict[date, tuple[Decimal, Decimal]]:
+    """Each day's hotspot money by hotspot.reports.sales (what counts, when, at what):
+    (cards sold, packages bought and devices let through)."""
     days = hotspot_reports.sales(
         since=since, until=until, routers=Router.objects.all(), batches=VoucherBatch.objects.all()
     ).days
-    return {d.day: d.card_amount for d in days}
+    return {d.day: (d.card_amount, d.purchase_amount + d.device_amount) for d in days}
 
 
 def summary(period: Period, customers=None, *, vouchers: bool = True) -> dict:
@@ -165,8 +168,9 @@ def summary(period: Period, customers=None, *, vouchers: bool = True) -> dict:
 def summaries(periods: list[Period], customers=None, *, vouchers: bool = True) -> list[dict]:
     """Each period's figures: billed, collected (and by channel), settled of the period's
     bills, collection rate (None when nothing was billed). `periods`: oldest first, not
-    overlapping. A fixed number of queries however many periods and customers: each
-    total is grouped by period in one query."""
+    overlapping. `vouchers`: with the hotspot's money (cards and hotspot sales), which
+    only the ISP's figures have (no customer's). A fixed number of queries however many
+    periods and customers: each total is grouped by period in one query."""
     if not periods:
         return []
     docs = {
@@ -211,11 +215,11 @@ def summaries(periods: list[Period], customers=None, *, vouchers: bool = True) -
         if row["i"] is not None:
             by_channel[row["i"]][row["channel"]] = -row["s"]
     if vouchers and customers is None:
-        cards = voucher_days(periods[0].since, periods[-1].until)
+        hotspot = hotspot_days(periods[0].since, periods[-1].until)
         for i, p in enumerate(periods):
-            by_channel[i]["voucher"] = sum(
-                (amount for day, amount in cards.items() if p.since <= day <= p.until), ZERO
-            )
+            days = [money for day, money in hotspot.items() if p.since <= day <= p.until]
+            by_channel[i]["voucher"] = sum((cards for cards, _ in days), ZERO)
+            by_channel[i]["hotspot"] = sum((sold for _, sold in days), ZERO)
     out = []
     for i, period in enumerate(periods):
         d = docs.get(i, {"billed": ZERO, "invoiced": ZERO, "settled": ZERO})

@@ -7,12 +7,14 @@ from decimal import Decimal
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 from django_tenants.utils import tenant_context
 
 from billing import services as billing
 from billing.models import Invoice, LedgerEntry
-from hotspot import vouchers
+from hotspot import bypass_sales, entitlements, vouchers
 from hotspot.models import Package
+from network.models import Router
 from payments import services as payments
 from payments.models import Payment, StkRequest
 from reports import collections
@@ -42,7 +44,7 @@ def test_billed_is_invoices_less_credit_notes_and_collected_is_by_channel(histor
     assert figures["billed"] == D("6100.00")
     assert figures["by_channel"] == {
         "stk": D("0.00"), "paybill": D("0.00"), "cash": D("3100.00"),
-        "bank": D("500.00"), "other": D("0.00"), "voucher": D("0.00"),
+        "bank": D("500.00"), "other": D("0.00"), "voucher": D("0.00"), "hotspot": D("0.00"),
     }  # fmt: skip
     assert figures["collected"] == D("3600.00")
     # Paid of January's invoices: 3,100 + 500 over 6,100 billed net of credit notes.
@@ -111,21 +113,38 @@ def test_stk_and_paybill_payments_land_in_their_channels_and_the_channels_add_up
         vouchers.sell(cards[1], actor="t")
     with at(date(2026, 2, 2)):
         vouchers.sell(cards[2], actor="t")
+    # 16 Jan: a package of 50 bought by M-Pesa on the captive page, and a device let
+    # through for 70 cash: hotspot money, on no customer's ledger.
+    router = Router.objects.create(name="lobby-ap", host="10.9.0.7", username="api")
+    with at(date(2026, 1, 16)):
+        bought = Payment.objects.create(
+            method="mpesa", reference="UCJ3HSP003", amount=D("50.00"), via_stk=True,
+            state="credited",
+        )  # fmt: skip
+        entitlements.grant(
+            router=router, package=package, source="purchase", login="0712999000",
+            password="pw", payment=bought, now=timezone.now(), actor="t",
+        )  # fmt: skip
+        bypass_sales.sell(
+            router=router, mac="a4-5e-60-12-34-56", offer=None, minutes=60, method="cash",
+            amount=D("70"), note="lobby TV", token="ST-rpt-1", actor="t", now=timezone.now(),
+        )  # fmt: skip
 
     figures = collections.summary(JAN)
     assert figures["by_channel"] == {
         "stk": D("300.00"), "paybill": D("1000.00"), "cash": D("3100.00"),
-        "bank": D("500.00"), "other": D("0.00"), "voucher": D("100.00"),
+        "bank": D("500.00"), "other": D("0.00"), "voucher": D("100.00"), "hotspot": D("120.00"),
     }  # fmt: skip
-    assert figures["collected"] == sum(figures["by_channel"].values()) == D("5000.00")
-    # What reached customers' ledgers in January is the collected money less the cards,
-    # and it is what the branches and sites collected.
+    assert figures["collected"] == sum(figures["by_channel"].values()) == D("5120.00")
+    # What reached customers' ledgers in January is the collected money less the
+    # hotspot's, and it is what the branches and sites collected.
     ledger = -sum(
         LedgerEntry.objects.filter(
             kind="payment", at__gte=JAN.bounds[0], at__lt=JAN.bounds[1]
         ).values_list("amount", flat=True)
     )
-    assert ledger == figures["collected"] - figures["by_channel"]["voucher"] == D("4900.00")
+    hotspot = figures["by_channel"]["voucher"] + figures["by_channel"]["hotspot"]
+    assert ledger == figures["collected"] - hotspot == D("4900.00")
     places = collections.by_place(JAN)
     assert sum(r["collected"] for r in places["branches"]) == ledger
     assert {r["name"]: r["collected"] for r in places["sites"]}["Pop"] == ledger
