@@ -54,7 +54,11 @@ def _spans(request, today: date) -> tuple[str, list[movement.Period]]:
 
 # --- charts: geometry for _charts.html --------------------------------------------------
 
-W, H, LEFT, RIGHT, TOP, BOTTOM = 640, 260, 70, 580, 16, 220
+# 360 units across, as a phone is: 12-unit text stays ~12 px on a 360 px screen (and
+# the chart is kept to 28rem on a wide one, so the text does not grow past ~19 px).
+W, H, LEFT, RIGHT, TOP, BOTTOM = 360, 220, 44, 318, 12, 190
+WATERFALL_LABELS = {"Start": "Start", "New": "New", "Expansion": "Exp.", "Reactivation": "React.",
+                    "Contraction": "Contr.", "Churn": "Churn", "End": "End"}  # fmt: skip
 
 
 def _y(value, low, high) -> float:
@@ -87,7 +91,7 @@ def line_chart(labels: list[str], series: list[dict], *, shared: bool = False) -
         "right": RIGHT,
         "top": TOP,
         "bottom": BOTTOM,
-        "label_y": BOTTOM + 20,
+        "label_y": BOTTOM + 18,
         "lines": lines,
         "x_labels": [
             {"x": x, "label": lab}
@@ -117,26 +121,43 @@ def waterfall(m: movement.Movement) -> dict:
         y_high, y_low = _y(high, Decimal(0), top), _y(low, Decimal(0), top)
         bars.append(
             {
-                "x": round(LEFT + i * width + 4, 1),
+                "x": round(LEFT + i * width + 2, 1),
                 "y": y_high,
-                "w": round(width - 8, 1),
+                "w": round(width - 4, 1),
                 "h": max(round(y_low - y_high, 1), 1),
                 "cx": round(LEFT + (i + 0.5) * width, 1),
                 "label": label,
+                "short": WATERFALL_LABELS[label],
                 "css": css,
                 "amount": delta,
             }
         )
-    return {"width": W, "height": H, "bars": bars, "label_y": BOTTOM + 20, "top": f"{top:,.0f}",
+    return {"width": W, "height": H, "bars": bars, "label_y": BOTTOM + 18, "top": _money(top),
             "left": LEFT, "ytop": TOP, "bottom": BOTTOM, "right": RIGHT}  # fmt: skip
 
 
+def _compact(value) -> str:
+    """An axis label that fits 40 units: 950, 14.3k, 2.5M."""
+    value = float(value)
+    for size, unit in ((1e6, "M"), (1e3, "k")):
+        if abs(value) >= size:
+            return f"{value / size:.1f}".removesuffix(".0") + unit
+    return f"{value:.0f}"
+
+
 def _money(value) -> str:
-    return f"{value:,.0f}"
+    return _compact(value)
 
 
 def _count(value) -> str:
-    return f"{int(value):,}"
+    return _compact(int(value))
+
+
+def _label(period: movement.Period) -> str:
+    """An x-axis label: 'May' (and 'Jan 26' for a January), or 'W19'."""
+    if period.kind == movement.MONTH:
+        return f"{period.first:%b %y}" if period.first.month == 1 else f"{period.first:%b}"
+    return period.key.split("-")[1]
 
 
 # --- pages ------------------------------------------------------------------------------
@@ -177,7 +198,7 @@ def mrr(request):
         }
         for m in found
     ]
-    labels = [m.period.key for m in found]
+    labels = [_label(m.period) for m in found]
     trend = line_chart(
         labels,
         [
@@ -283,10 +304,10 @@ def rates_page(request):
         return export.download(table, fmt, filename=f"rates-{kind}")
 
     def pct(value):
-        return f"{value * 100:.1f} %"
+        return f"{value * 100:.0f}%"
 
     chart = line_chart(
-        [r.period.key for r in found],
+        [_label(r.period) for r in found],
         [
             {"label": "Logo churn", "css": "logo", "values": [r.logo_churn for r in found],
              "fmt": pct},
