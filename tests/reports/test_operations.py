@@ -173,7 +173,7 @@ def test_the_page_draws_the_chart_and_downloads_csv_and_xlsx(alpha, history):
     client = alpha.client(alpha.owner)
     url = "/reports/operations/?period=month&month=2026-03"
     page = client.get(url).content.decode()
-    assert "<svg" in page and 'class="table-wrap"' in page and "Baraka Tech" in page
+    assert "<svg" in page and 'class="table-wrap' in page and "Baraka Tech" in page
     csv = client.get(url + "&table=technicians&format=csv").content.decode().splitlines()
     assert csv[0] == "Technician,Installations,Repeat visits within 30 days"
     assert f"{alpha.technician.full_name},2,1" in csv
