@@ -91,6 +91,12 @@ def _customers(user, branch=None):
     return Customer.objects.visible_to(user).filter(branch=branch)
 
 
+def _branch_choice(request, f: dict) -> dict:
+    """The branch filter's choices (the reader's branches; read by the page only, not by
+    a download) and the one chosen."""
+    return {"branches": Branch.objects.visible_to(request.user), "branch": f["branch"]}
+
+
 def _period(f: dict, today: date) -> collections.Period:
     """?since=&until= (a custom period), else the month holding `until` (default today)."""
     until = f["until"] or today
@@ -205,6 +211,7 @@ def collections_report(request):
         "count": count,
         "unallocated": collections.unallocated(customers),
         "channels": collections.CHANNELS,
+        **_branch_choice(request, f),
     }
     return _respond(request, tables, "reports/collections.html", context)
 
@@ -265,6 +272,7 @@ def aging_report(request):
             {"key": k, "label": label, "amount": data["totals"][k]} for k, label in aging.BUCKETS
         ],
         "may_act": may_act(request.user),
+        **_branch_choice(request, f),
     }
     return _respond(request, tables, "reports/aging.html", context)
 
@@ -338,7 +346,13 @@ def revenue_report(request):
     }
     chart = _bars([(r["name"][:10], [r["recurring"], r["one_off"]]) for r in data["plans"][:12]])
     prev = collections.month_of(period.since - timedelta(days=1))
-    context = {"data": data, "period": period, "chart": chart, "previous": prev}
+    context = {
+        "data": data,
+        "period": period,
+        "chart": chart,
+        "previous": prev,
+        **_branch_choice(request, f),
+    }
     return _respond(request, tables, "reports/revenue.html", context)
 
 
