@@ -43,6 +43,17 @@ def get_item(mapping, key):
     return mapping.get(key, "") if mapping else ""
 
 
+@register.filter
+def list_columns(spec):
+    """partials/list.html's headings: "Number, Total:num, :actions" -> [{"label": "Number",
+    "cls": ""}, {"label": "Total", "cls": "num"}, {"label": "", "cls": "actions"}]."""
+    columns = []
+    for part in str(spec or "").split(","):
+        label, _, cls = part.strip().partition(":")
+        columns.append({"label": label.strip(), "cls": cls.strip()})
+    return columns
+
+
 @register.simple_tag
 def speeds(down, up) -> str:
     """{% speeds plan.download_kbps plan.upload_kbps %} -> "10M/5M" (empty if neither)."""
