@@ -171,17 +171,51 @@ def test_notify_queues_sms_and_email_that_are_delivered_after_commit(
     assert sms.related == email.related == "invoice:7"
 
     with caplog.at_level(logging.INFO, logger="ispops.messaging.backends"):
-        assert services.deliver(sms.pk) == "sent"
-    assert services.deliver(email.pk) == "sent"
+        # The console gateway only logs the SMS: it is not "sent".
+        assert services.deliver(sms.pk) == "logged"
+    assert services.deliver(email.pk) == "sent"  # the tests' outbox stands for a server
 
     sms.refresh_from_db()
-    assert sms.state == "sent" and sms.attempts == 1 and sms.sent_at is not None
+    assert sms.state == "logged" and sms.attempts == 1 and sms.sent_at is None
     assert sms.provider_id.startswith("console-")
     assert f"SMS to {customer.phone} : Wanjiru Kamau, invoice INV-00007" in caplog.text
     assert [m.subject for m in mailoutbox] == ["Invoice INV-00007 from Alpha Net"]
     assert mailoutbox[0].to == ["wanjiru@example.com"]
     assert mailoutbox[0].from_email.startswith("Alpha Net <noreply@")
     assert "Dear Wanjiru Kamau" in mailoutbox[0].body
+
+
+def test_sms_with_no_provider_is_not_sent_and_the_log_says_so(alpha):
+    """The console gateway (no SMS provider) only prints the text: the log must not
+    tell staff the customer got it."""
+    with tenant_context(alpha.isp):
+        (sms,) = services.notify(make_customer(name="Akinyi Otieno"), "service_restored")
+        assert services.deliver(sms.pk) == "logged"
+        sms.refresh_from_db()
+        assert (sms.state, sms.sent_at) == (Message.State.LOGGED, None)
+        assert "No SMS provider" in sms.error
+    page = alpha.client(alpha.owner).get("/messages/").content.decode()
+    row = page[page.index("Akinyi Otieno") :]
+    row = row[: row.index("</tr>")]
+    assert "Not sent: no provider" in row and "No SMS provider is set up" in row
+    assert ">Sent<" not in row
+    logged = alpha.client(alpha.owner).get("/messages/?state=logged").content.decode()
+    assert "Akinyi Otieno" in logged
+
+
+def test_sms_accepted_by_a_provider_is_sent(customer, africastalking):
+    (sms,) = services.notify(customer, "service_restored")
+    assert services.deliver(sms.pk) == "sent"
+    sms.refresh_from_db()
+    assert sms.state == Message.State.SENT and sms.sent_at is not None and sms.error == ""
+
+
+def test_email_printed_by_the_console_backend_is_not_sent(customer, settings, capsys):
+    settings.EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+    (email,) = services.notify(customer, "service_restored", channels=("email",))
+    assert services.deliver(email.pk) == "logged"
+    email.refresh_from_db()
+    assert email.state == Message.State.LOGGED and "No email server" in email.error
 
 
 def test_a_rolled_back_transaction_sends_nothing(customer, django_capture_on_commit_callbacks):
@@ -373,7 +407,7 @@ def test_failures_back_off_1_5_15_60_minutes_then_fail_after_five(customer, afri
 def test_a_second_delivery_of_the_same_message_does_nothing(customer, caplog):
     (message,) = services.notify(customer, "service_restored")
     with caplog.at_level(logging.INFO, logger="ispops.messaging.backends"):
-        assert services.deliver(message.pk) == "sent"
+        assert services.deliver(message.pk) == "logged"
         assert services.deliver(message.pk) == "not due"
     assert caplog.text.count("SMS to ") == 1
     message.refresh_from_db()
@@ -406,7 +440,7 @@ def test_sweep_resends_messages_stuck_in_sending(customer):
         assert (stuck.state, stuck.attempts) == ("queued", 1)
         assert busy.state == "sending"
         clock.shift(datetime.timedelta(seconds=1))
-        assert services.deliver(stuck.pk) == "sent"
+        assert services.deliver(stuck.pk) == "logged"
 
 
 def test_sweep_fails_a_message_whose_worker_died_too_often(customer):
@@ -694,7 +728,7 @@ def test_another_isp_does_not_see_alphas_messages(alpha, beta):
 
 
 def test_notify_many_renders_once_inserts_in_bulk_and_sends_in_batches(
-    in_alpha, django_capture_on_commit_callbacks, django_assert_max_num_queries
+    africastalking, django_capture_on_commit_callbacks, django_assert_max_num_queries
 ):
     people = [
         subscribers.create_customer(actor="t", name=f"Bulk {n}", phone=f"07220000{n:02d}")

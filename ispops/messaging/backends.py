@@ -2,7 +2,9 @@
 for real) and email through Django's configured EMAIL_BACKEND.
 
 A backend's send() either returns the provider's message id or raises SmsError; it
-never retries itself (services.deliver decides when to try again).
+never retries itself (services.deliver decides when to try again). A backend whose
+`delivers` is False only writes the message to the log: the message is then recorded
+as not sent (no provider), never as "Sent".
 """
 
 import logging
@@ -36,6 +38,8 @@ class SmsError(Exception):
 class ConsoleSmsBackend:
     """Development: the SMS goes to the log, not to a phone."""
 
+    delivers = False
+
     def send(self, to: str, body: str) -> str:
         log.info("SMS to %s : %s", to, body)
         return f"console-{uuid.uuid4().hex[:16]}"
@@ -43,6 +47,8 @@ class ConsoleSmsBackend:
 
 class AfricasTalkingSmsBackend:
     """Africa's Talking bulk SMS API (POST /version1/messaging)."""
+
+    delivers = True
 
     def __init__(self, username: str, api_key: str, sender_id: str = "", base_url: str = ""):
         from ispops.messaging.models import AFRICASTALKING_URL
@@ -109,6 +115,20 @@ def sms_backend(config=None):
     raise ImproperlyConfigured(
         f"ISPOPS_SMS_BACKEND must be 'console' or 'africastalking', not {name!r}"
     )
+
+
+# Django email backends that reach nobody: the message is printed, dropped or written to
+# a file on the server. (locmem, the tests' outbox, stands for a real server.)
+NON_DELIVERING_EMAIL_BACKENDS = {
+    "django.core.mail.backends.console.EmailBackend",
+    "django.core.mail.backends.dummy.EmailBackend",
+    "django.core.mail.backends.filebased.EmailBackend",
+}
+
+
+def email_delivers() -> bool:
+    """Whether EMAIL_BACKEND hands mail to a server that can deliver it."""
+    return settings.EMAIL_BACKEND not in NON_DELIVERING_EMAIL_BACKENDS
 
 
 def send_email(to: str, subject: str, body: str, *, from_name: str = "") -> str:

@@ -93,6 +93,10 @@ class Message(models.Model):
         # Not sent because the customer opted out of this kind of message on this
         # channel (ispops.messaging.preferences); `error` says which choice.
         SKIPPED = "skipped", "Skipped (opted out)"
+        # Handed to a stand-in that only writes it to the server log (the console SMS
+        # gateway, a console email backend): nobody received it. "Sent" is kept for a
+        # provider that accepted the message.
+        LOGGED = "logged", "Not sent: no provider"
 
     customer = models.ForeignKey(
         "subscribers.Customer",

@@ -51,6 +51,15 @@ STUCK_AFTER = datetime.timedelta(minutes=10)
 FRESH_GRACE = datetime.timedelta(minutes=2)
 
 
+# Why a message is LOGGED, shown in the message log beside "Not sent: no provider".
+NO_PROVIDER = {
+    Channel.SMS: "No SMS provider is set up, so it was written to the server log only. "
+    "Choose one under Settings, SMS and email.",
+    Channel.EMAIL: "No email server is set up (EMAIL_BACKEND prints mail), so it was "
+    "written to the server log only.",
+}
+
+
 class MessagingError(Exception):
     """A template or settings change that cannot be made; str() says why."""
 
@@ -456,14 +465,27 @@ def deliver(message_id: int) -> str:
     message = Message.objects.get(pk=message_id)
     try:
         if message.channel == Channel.SMS:
-            provider_id = backends.sms_backend().send(message.to, message.body)
+            backend = backends.sms_backend()
+            provider_id = backend.send(message.to, message.body)
+            delivered = getattr(backend, "delivers", True)
         else:
             provider_id = backends.send_email(
                 message.to, message.subject, message.body, from_name=_isp_name()
             )
+            delivered = backends.email_delivers()
     except Exception as exc:
         # Whatever went wrong is written on the row, so the message is never stuck.
         return _record_failure(message, exc)
+    if not delivered:
+        # Only written to the server's log: saying "Sent" would tell staff the customer
+        # has it. Final, not retried: setting up a provider later does not resend it.
+        Message.objects.filter(pk=message.pk, state=Message.State.SENDING).update(
+            state=Message.State.LOGGED,
+            provider_id=str(provider_id or "")[:100],
+            attempts=F("attempts") + 1,
+            error=NO_PROVIDER[message.channel],
+        )
+        return "logged"
     Message.objects.filter(pk=message.pk, state=Message.State.SENDING).update(
         state=Message.State.SENT,
         provider_id=str(provider_id or "")[:100],
