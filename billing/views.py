@@ -5,15 +5,18 @@ ISP's billing settings.
 Finance, owners and admins work here; support may read invoices and statements.
 """
 
+import csv
 import logging
+from datetime import timedelta
 
+from django import forms
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db import transaction
 from django.db.models import Count, DecimalField, F, Min, Q, Sum, Value
 from django.db.models.functions import Coalesce
-from django.http import HttpResponse, HttpResponseNotAllowed
+from django.http import HttpResponse, HttpResponseNotAllowed, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path
 from django.utils import timezone
@@ -29,9 +32,11 @@ from billing.forms import (
 )
 from billing.models import BillingRun, BillingSettings, Invoice, LedgerEntry
 from ispops import audit
+from ispops.lib import csvexport
 from ispops.lib.htmx import render_partial
 from ispops.staff.access import roles
-from ispops.staff.models import Role
+from ispops.staff.models import Branch, Role
+from reports import export
 from subscribers.models import Customer, ServiceAccount
 from subscribers.views.customers import get_customer_for
 
@@ -119,6 +124,49 @@ def run_view(run: BillingRun, user) -> dict:
     }
 
 
+# --- the branch filter of money lists -------------------------------------------------
+
+
+class BranchFilterForm(forms.Form):
+    """`?branch=` on a money list (invoices, payments, aged debt): one of the reader's
+    branches; another branch's id, or a word, is an error on the field, never a row of
+    that branch."""
+
+    branch = forms.ModelChoiceField(
+        required=False, queryset=Branch.objects.none(), empty_label="Any branch"
+    )
+
+    def __init__(self, *args, user, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["branch"].queryset = Branch.objects.visible_to(user)
+
+
+def by_branch(request, queryset, field: str = "customer__branch"):
+    """(form, queryset limited to the chosen branch). An invalid choice gives no rows,
+    and the form carries the reason the page shows beside the field."""
+    form = BranchFilterForm(request.GET or None, user=request.user)
+    if not form.is_bound:
+        return form, queryset
+    if not form.is_valid():
+        return form, queryset.none()
+    if branch := form.cleaned_data["branch"]:
+        queryset = queryset.filter(**{field: branch})
+    return form, queryset
+
+
+class _Echo:
+    def write(self, value):
+        return value
+
+
+def _query_with(request, **params) -> str:
+    query = request.GET.copy()
+    query.pop("page", None)
+    for key, value in params.items():
+        query[key] = value
+    return query.urlencode()
+
+
 # --- invoices -----------------------------------------------------------------------
 
 
@@ -167,18 +215,75 @@ def invoice_totals(invoices) -> dict:
 def invoice_list(request):
     form = InvoiceFilterForm(request.GET or None)
     invoices = filtered_invoices(request, form)
+    branch_form, invoices = by_branch(request, invoices)
+    if request.GET.get("format") == "csv":
+        if not _may_change(request):
+            raise PermissionDenied("the export is for finance, owners and admins")
+        return _invoices_csv(invoices)
     totals = invoice_totals(invoices)
     paginator = Paginator(invoices.select_related("customer").order_by("-issued_on", "-id"), 25)
     # The aggregate has counted them already: the paginator needs no COUNT of its own.
     paginator.count = totals["count"]
     context = {
         "form": form,
+        "branch_form": branch_form,
         "page": paginator.get_page(request.GET.get("page")),
         "totals": totals,
         "today": timezone.localdate(),
         "can_change": _may_change(request),
+        "csv_query": _query_with(request, format="csv"),
     }
     return render_partial(request, "billing/invoices.html", "results", context)
+
+
+INVOICE_CSV_HEADER = [
+    "number",
+    "kind",
+    "status",
+    "customer_account",
+    "customer_name",
+    "branch",
+    "issued_on",
+    "due_on",
+    "total",
+    "paid",
+    "credited",
+    "outstanding",
+]
+
+
+def _invoices_csv(invoices):
+    """The invoices of the list's filters, every one (not a page), oldest first; streamed
+    so a year of invoices is never held in memory."""
+    invoices = invoices.select_related("customer__branch").order_by("issued_on", "id")
+    writer = csv.writer(_Echo())
+
+    def rows():
+        yield writer.writerow(INVOICE_CSV_HEADER)
+        for i in invoices.iterator(chunk_size=2000):
+            customer = i.customer
+            yield writer.writerow(
+                [
+                    csvexport.cell(i.number),
+                    i.kind,
+                    i.status,
+                    csvexport.cell(customer.account),
+                    csvexport.cell(customer.name),
+                    csvexport.cell(customer.branch.name if customer.branch else ""),
+                    i.issued_on.isoformat(),
+                    i.due_on.isoformat() if i.due_on else "",
+                    i.total,
+                    i.amount_paid,
+                    i.amount_credited,
+                    i.outstanding,
+                ]
+            )
+
+    stamp = timezone.localdate().isoformat()
+    response = StreamingHttpResponse(rows(), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="invoices-{stamp}.csv"'
+    response["Cache-Control"] = "private, no-store"
+    return response
 
 
 @roles(*READERS)
@@ -470,13 +575,66 @@ BUCKET_LABELS = {
 }
 
 
+AGED_COLUMNS = [
+    ("account", "Account"),
+    ("name", "Name"),
+    ("phone", "Phone"),
+    ("branch", "Branch"),
+    ("invoices", "Open invoices"),
+    ("oldest_due", "Oldest due"),
+    ("days_late", "Days late"),
+    *((key, label) for key, label in BUCKET_LABELS.items()),
+    ("outstanding", "Outstanding"),
+]
+
+
+def _debtors(invoices, today):
+    """Per customer owing on open invoices: what, split by age past the due date
+    (the buckets of services.aged_debt), most owed first."""
+    left = F("total") - F("amount_paid") - F("amount_credited")
+    ages = {
+        "current": Q(due_on__gte=today),
+        "1-30": Q(due_on__lt=today, due_on__gte=today - timedelta(days=30)),
+        "31-60": Q(due_on__lt=today - timedelta(days=30), due_on__gte=today - timedelta(days=60)),
+        "61-90": Q(due_on__lt=today - timedelta(days=60), due_on__gte=today - timedelta(days=90)),
+        "90+": Q(due_on__lt=today - timedelta(days=90)),
+    }
+    return (
+        invoices.filter(kind=Invoice.Kind.INVOICE, status=Invoice.Status.OPEN)
+        .values(
+            "customer_id",
+            "customer__name",
+            "customer__account",
+            "customer__phone",
+            "customer__branch__name",
+        )
+        .annotate(
+            outstanding=Sum(left),
+            oldest_due=Min("due_on"),
+            invoices=Count("id"),
+            **{f"age_{key}": Coalesce(Sum(left, filter=q), ZERO) for key, q in ages.items()},
+        )
+        .filter(outstanding__gt=0)
+        .order_by("-outstanding", "oldest_due", "customer_id")
+    )
+
+
 @roles(*MONEY_PEOPLE)
 def aged_debt(request):
     today = timezone.localdate()
     limited = request.user.branch_ids() is not None
-    buckets = services.aged_debt(
-        today, customers=Customer.objects.visible_to(request.user) if limited else None
-    )
+    branch_form, customers = by_branch(request, Customer.objects.visible_to(request.user), "branch")
+    chosen = branch_form.is_bound
+    invoices = visible_invoices(request.user)
+    if chosen:
+        invoices = invoices.filter(customer__in=customers)
+    debtors = _debtors(invoices, today)
+    if request.GET.get("format") == "csv":
+        table = export.Table(f"Aged debt on {today}", AGED_COLUMNS)
+        for row in debtors:
+            table.rows.append(_debtor_row(row, today))
+        return export.download(table, "csv", filename=f"aged-debt-{today}")
+    buckets = services.aged_debt(today, customers=customers if limited or chosen else None)
     biggest = max(buckets.values()) or 1
     bars = [
         {
@@ -488,27 +646,30 @@ def aged_debt(request):
         }
         for i, (key, amount) in enumerate(buckets.items())
     ]
-    debtors = (
-        visible_invoices(request.user)
-        .filter(status=Invoice.Status.OPEN)
-        .values("customer_id", "customer__name", "customer__account", "customer__phone")
-        .annotate(
-            outstanding=Sum(F("total") - F("amount_paid")),
-            oldest_due=Min("due_on"),
-            invoices=Count("id"),
-        )
-        .filter(outstanding__gt=0)
-        .order_by("-outstanding", "oldest_due")[:50]
-    )
-    debtors = [{**row, "days_late": (today - row["oldest_due"]).days} for row in debtors]
     context = {
         "bars": bars,
         "total": sum(buckets.values(), services.ZERO),
-        "debtors": debtors,
+        "debtors": [_debtor_row(row, today) | row for row in debtors[:50]],
         "today": today,
         "chart_height": len(bars) * 34,
+        "branch_form": branch_form,
+        "csv_query": _query_with(request, format="csv"),
     }
     return render(request, "billing/aged_debt.html", context)
+
+
+def _debtor_row(row: dict, today) -> dict:
+    return {
+        "account": row["customer__account"],
+        "name": row["customer__name"],
+        "phone": row["customer__phone"],
+        "branch": row["customer__branch__name"] or "",
+        "invoices": row["invoices"],
+        "oldest_due": row["oldest_due"],
+        "days_late": max(0, (today - row["oldest_due"]).days),
+        **{key: row[f"age_{key}"] for key in BUCKET_LABELS},
+        "outstanding": row["outstanding"],
+    }
 
 
 # --- settings ---------------------------------------------------------------------------
