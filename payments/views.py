@@ -24,6 +24,7 @@ from django.urls import path
 from django.utils import timezone
 
 from billing.services import day_start, lock_customer
+from billing.views import by_branch
 from ispops.lib.csvexport import cell
 from ispops.lib.htmx import render_partial
 from ispops.staff.access import roles
@@ -173,6 +174,7 @@ def payment_totals(payments) -> dict:
 def payment_list(request):
     form = PaymentFilterForm(request.GET or None)
     payments = filtered_payments(request, form)
+    branch_form, payments = by_branch(request, payments)
     if request.GET.get("format") == "csv":
         if not _may_change(request):
             raise PermissionDenied("the export is for finance, owners and admins")
@@ -191,6 +193,7 @@ def payment_list(request):
         customer = customer.first()
     context = {
         "form": form,
+        "branch_form": branch_form,
         "page": paginator.get_page(request.GET.get("page")),
         "totals": totals,
         "customer": customer,
