@@ -28,7 +28,7 @@ NAVIGATION = [
     ("Imports", "subscribers:import", {Role.OWNER, Role.ADMIN}),
     ("Messages", "messaging:log", {Role.OWNER, Role.ADMIN, Role.FINANCE, Role.SUPPORT}),
     ("Branches", "branches", MANAGERS),
-    ("Settings", "subscribers:settings", MANAGERS),
+    ("Settings", "settings", MANAGERS),
     ("Staff", "staff_list", {Role.OWNER}),
 ]
 

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from ispops.staff import views
+from ispops.staff import settings_page, views
 
 auth_urlpatterns = [
     path("login/", views.login, name="login"),
@@ -26,5 +26,6 @@ urlpatterns = [
     path("staff/<int:pk>/resend/", views.staff_resend_invite, name="staff_resend_invite"),
     path("branches/", views.branch_list, name="branches"),
     path("branches/<int:pk>/", views.branch_detail, name="branch_detail"),
+    *settings_page.urls,
     *auth_urlpatterns,
 ]
