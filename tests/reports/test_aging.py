@@ -10,6 +10,7 @@ from django.test.utils import CaptureQueriesContext
 from django_tenants.utils import tenant_context
 
 from billing import services as billing
+from billing.models import Invoice
 from ispops.messaging import preferences
 from ispops.messaging.models import Message
 from payments import services as payments
@@ -83,6 +84,42 @@ def test_money_paid_or_taken_back_after_a_day_does_not_change_that_day(history):
     assert owed_by(history.akinyi, date(2026, 2, 20)) == {}
     assert owed_by(history.baraka, date(2026, 2, 5)) == {"1-30": D("1000.00")}
     assert totals(date(2026, 2, 20)) == {"31-60": D("1000.00")}
+
+
+def test_on_the_last_day_it_is_exactly_what_the_invoices_still_want(history):
+    """After a month of every kind of movement, the day's figures worked out from the
+    ledger equal the invoices' own state (which is today's truth), invoice by invoice."""
+    akinyi, baraka = history.akinyi, history.baraka
+    with at(date(2026, 2, 1), 1):
+        billing.run_billing(date(2026, 2, 1), actor="t")
+    with at(date(2026, 2, 3)):
+        extra = billing.charge_once(baraka, D("400"), actor="t", reason="Call-out")
+    with at(date(2026, 2, 4)):
+        feb = akinyi.invoices.get(kind="invoice", issued_on=date(2026, 2, 1))
+        billing.issue_credit_note(akinyi, D("1000"), actor="t", reason="Outage", invoice=feb)
+    with at(date(2026, 2, 5)):
+        payments.record_manual_payment(
+            akinyi, method="cash", amount="2500", reference="CASH-3", actor="t"
+        )
+    with at(date(2026, 2, 6)):
+        billing.void_invoice(extra, actor="t", reason="Sent in error")
+    with at(date(2026, 2, 7)):
+        slip = payments.record_manual_payment(
+            baraka, method="bank", amount="300", reference="SLIP-2", actor="t"
+        )
+    with at(date(2026, 2, 9)):
+        payments.reverse_payment(slip, actor="t", reason="Bounced")
+    with at(date(2026, 2, 12)):
+        billing.issue_credit_note(baraka, D("200"), actor="t", reason="Goodwill")
+    truth = sorted(
+        (i.customer_id, i.due_on, i.outstanding)
+        for i in Invoice.objects.unpaid()
+        if i.outstanding > 0
+    )
+    assert sorted(billing.outstanding_on(date(2026, 2, 15))) == truth
+    # Akinyi: February's 3,100 less 1,000 credited and 500 of her 2,500; Baraka: 300 of
+    # January's (the 200 credit went to the oldest) and February's 1,550.
+    assert len(truth) == 3
 
 
 def test_aging_today_agrees_with_billings_aged_debt(history):
