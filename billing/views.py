@@ -8,6 +8,7 @@ Finance, owners and admins work here; support may read invoices and statements.
 import csv
 import logging
 from datetime import timedelta
+from decimal import ROUND_HALF_UP, Decimal
 
 from django import forms
 from django.contrib import messages
@@ -47,6 +48,7 @@ READERS = (*MONEY_PEOPLE, Role.SUPPORT)
 MANAGERS = (Role.OWNER, Role.ADMIN)
 MONEY = DecimalField(max_digits=14, decimal_places=2)
 ZERO = Value(0, output_field=MONEY)
+CENT = Decimal("0.01")
 
 
 def _may_change(request) -> bool:
@@ -658,6 +660,10 @@ def aged_debt(request):
     return render(request, "billing/aged_debt.html", context)
 
 
+def _cents(amount) -> Decimal:
+    return Decimal(amount or 0).quantize(CENT, rounding=ROUND_HALF_UP)
+
+
 def _debtor_row(row: dict, today) -> dict:
     return {
         "account": row["customer__account"],
@@ -667,8 +673,8 @@ def _debtor_row(row: dict, today) -> dict:
         "invoices": row["invoices"],
         "oldest_due": row["oldest_due"],
         "days_late": max(0, (today - row["oldest_due"]).days),
-        **{key: row[f"age_{key}"] for key in BUCKET_LABELS},
-        "outstanding": row["outstanding"],
+        **{key: _cents(row[f"age_{key}"]) for key in BUCKET_LABELS},
+        "outstanding": _cents(row["outstanding"]),
     }
 
 

@@ -997,3 +997,308 @@ def record_bulk_creation(customers, accounts, *, actor, reason: str, source) -> 
         ],
         batch_size=2000,
     )
+
+
+# --- many customers at once: the subscribers list's filter, bulk actions ---------------
+
+# The subscribers list's filters, as its URL carries them; a campaign saves these.
+LIST_FILTERS = ("q", "status", "plan", "branch", "site", "overdue")
+YES = ("on", "1", "true", "yes")
+
+
+def overdue_customers(customers, day=None):
+    """Those of `customers` with an open invoice past its due date on `day` (today)."""
+    from django.db.models import Exists, OuterRef
+
+    from billing.models import Invoice
+
+    day = day or timezone.localdate()
+    late = Invoice.objects.unpaid().filter(customer_id=OuterRef("pk"), due_on__lt=day)
+    return customers.filter(Exists(late))
+
+
+def customers_matching(user, params):
+    """The customers the subscribers list shows `user` for the filter `params` (a
+    QueryDict or dict of LIST_FILTERS): never one outside the user's branches. A value
+    that is not one of the list's choices (another branch, a plan that is gone) raises
+    SubscriberError naming it, rather than widening the set."""
+    from subscribers.forms import CustomerFilterForm
+
+    form = CustomerFilterForm(
+        {key: params.get(key) or "" for key in LIST_FILTERS if key != "overdue"}, user=user
+    )
+    if not form.is_valid():
+        field, errors = next(iter(form.errors.items()))
+        raise SubscriberError(f"{field}: {errors[0]}")
+    data = form.cleaned_data
+    customers = Customer.objects.visible_to(user)
+    if data["q"].strip():
+        customers = customers.search(data["q"])
+    if data["status"]:
+        customers = customers.filter(status=data["status"])
+    if data["branch"]:
+        customers = customers.filter(branch=data["branch"])
+    if data["plan"]:
+        customers = customers.with_plan(data["plan"])
+    if data["site"]:
+        customers = customers.at_sites(site_subtree_ids(data["site"].pk))
+    if str(params.get("overdue") or "").lower() in YES:
+        customers = overdue_customers(customers)
+    return customers
+
+
+class Bulk:
+    """What a bulk action on the subscribers list does (views.bulk); sending a message to
+    the chosen customers is a campaign (ispops.messaging.campaigns)."""
+
+    SUSPEND = "suspend"
+    PLAN = "plan"
+    BRANCH = "branch"
+    ACTIONS = (SUSPEND, PLAN, BRANCH)
+
+
+@dataclass
+class BulkPlan:
+    """What a bulk action will do to the chosen customers, before it runs: the ids it
+    acts on (service accounts, or customers for a branch move) and, by reason, how many
+    it leaves alone."""
+
+    action: str
+    customers: int
+    items: list[int]
+    skipped: dict[str, int]
+    target: str = ""
+
+    @property
+    def skipped_count(self) -> int:
+        return sum(self.skipped.values())
+
+    def sentence(self) -> str:
+        n = len(self.items)
+        s = "" if n == 1 else "s"
+        what = {
+            Bulk.SUSPEND: f"Suspend {n} active account{s}",
+            Bulk.PLAN: f"Move {n} account{s} to {self.target}",
+            Bulk.BRANCH: f"Move {n} customer{s} to {self.target}",
+        }[self.action]
+        parts = [what]
+        for reason, count in self.skipped.items():
+            parts.append(f"{count} {reason} {'is' if count == 1 else 'are'} skipped")
+        return "; ".join(parts) + "."
+
+
+def plan_bulk(customers, action: str, *, plan=None, branch=None) -> BulkPlan:
+    """What `action` would do to `customers` (a queryset the caller has limited to the
+    user's branches): one query."""
+    count = customers.count()
+    if action == Bulk.SUSPEND:
+        rows = ServiceAccount.objects.filter(customer__in=customers).values_list("id", "status")
+        items = sorted(pk for pk, status in rows if status == Status.ACTIVE)
+        skipped: dict[str, int] = {}
+        for _, status in rows:
+            if status == Status.ACTIVE:
+                continue
+            reason = {
+                Status.SUSPENDED: "already suspended",
+                Status.TERMINATED: "terminated",
+            }.get(status, "not active yet")
+            skipped[reason] = skipped.get(reason, 0) + 1
+        return BulkPlan(action, count, items, skipped)
+    if action == Bulk.PLAN:
+        if plan is None:
+            raise SubscriberError("choose the plan to move them to")
+        rows = (
+            ServiceAccount.objects.filter(customer__in=customers)
+            .exclude(status=Status.TERMINATED)
+            .values_list("id", "plan_id")
+        )
+        items = sorted(pk for pk, plan_id in rows if plan_id != plan.pk)
+        same = len(rows) - len(items)
+        skipped = {f"already on {plan.name}": same} if same else {}
+        return BulkPlan(action, count, items, skipped, target=plan.name)
+    if action == Bulk.BRANCH:
+        if branch is None:
+            raise SubscriberError("choose the branch to move them to")
+        rows = customers.values_list("id", "branch_id")
+        items = sorted(pk for pk, branch_id in rows if branch_id != branch.pk)
+        same = len(rows) - len(items)
+        skipped = {f"already in {branch.name}": same} if same else {}
+        return BulkPlan(action, count, items, skipped, target=branch.name)
+    raise SubscriberError(f"unknown bulk action {action!r}")
+
+
+def apply_bulk_item(
+    action: str, item_id: int, *, actor, reason: str, plan=None, branch=None, allowed=None
+) -> str:
+    """Do `action` to one item of a BulkPlan, through the one-account services (status
+    machine, plan change; audited with `reason`). Returns "done" or "skipped" (already
+    so, or moved on meanwhile: a second run of the same action changes nothing);
+    raises SubscriberError when the service refuses. `allowed`: the customers the
+    actor may touch (checked again here, at the time of the change)."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise SubscriberError("say why")
+    if action == Bulk.BRANCH:
+        customers = allowed if allowed is not None else Customer.objects.all()
+        customer = customers.filter(pk=item_id).first()
+        if customer is None:
+            return "skipped"
+        if customer.branch_id == branch.pk:
+            return "skipped"
+        with transaction.atomic(), audit.acting_as(actor):
+            before = customer.branch.name if customer.branch_id else ""
+            update_customer(customer, actor=actor, branch=branch)
+            audit.record(customer, "update", {"branch": [before, branch.name], "reason": reason})
+        return "done"
+    accounts = ServiceAccount.objects.select_related("customer", "plan")
+    if allowed is not None:
+        accounts = accounts.filter(customer__in=allowed)
+    account = accounts.filter(pk=item_id).first()
+    if account is None:
+        return "skipped"
+    if action == Bulk.SUSPEND:
+        if account.status != Status.ACTIVE:
+            return "skipped"
+        try:
+            change_status(account, Status.SUSPENDED, actor=actor, reason=reason, suspension="soft")
+        except IllegalTransition:
+            return "skipped"  # moved meanwhile (a payment, another run)
+        return "done"
+    if action == Bulk.PLAN:
+        if account.status == Status.TERMINATED or account.plan_id == plan.pk:
+            return "skipped"
+        with transaction.atomic(), audit.acting_as(actor):
+            before = account.plan.name
+            change_plan(account, plan, actor=actor)
+            audit.record(account, "update", {"plan": [before, plan.name], "reason": reason})
+        return "done"
+    raise SubscriberError(f"unknown bulk action {action!r}")
+
+
+# A bulk action's job lives in Redis (its spec, counters and the set of items claimed)
+# for as long as anyone may look at its progress page.
+BULK_JOB_TTL = 3 * 24 * 3600
+BULK_ERRORS_KEPT = 50
+
+
+def _bulk_redis():
+    import redis
+    from django.conf import settings
+
+    return redis.Redis.from_url(settings.REDIS_URL, decode_responses=True)
+
+
+def _bulk_key(job_id: str) -> str:
+    from django.db import connection
+
+    return f"ispops:bulk:{connection.schema_name}:{job_id}"
+
+
+def start_bulk_job(plan: BulkPlan, *, actor, reason: str, plan_id=None, branch_id=None) -> str:
+    """Write the job of a confirmed BulkPlan; returns its id (the caller hands it to a
+    worker: tasks.run_bulk_job)."""
+    import json
+    import uuid
+
+    reason = (reason or "").strip()
+    if not reason:
+        raise SubscriberError("say why")
+    job_id = uuid.uuid4().hex
+    key = _bulk_key(job_id)
+    client = _bulk_redis()
+    client.hset(
+        key,
+        mapping={
+            "action": plan.action,
+            "sentence": plan.sentence(),
+            "actor_id": actor.pk,
+            "reason": reason[:255],
+            "plan_id": plan_id or "",
+            "branch_id": branch_id or "",
+            "items": json.dumps(plan.items),
+            "total": len(plan.items),
+            "done": 0,
+            "skipped": 0,
+            "failed": 0,
+            "errors": "[]",
+            "state": "queued",
+            "started_at": timezone.now().isoformat(),
+        },
+    )
+    client.expire(key, BULK_JOB_TTL)
+    return job_id
+
+
+def bulk_job(job_id: str) -> dict | None:
+    """The job's progress as the page shows it; None if there is no such job (or it
+    expired). Jobs are per ISP schema: another ISP's id finds nothing."""
+    import json
+
+    if not re.fullmatch(r"[0-9a-f]{32}", job_id or ""):
+        return None
+    data = _bulk_redis().hgetall(_bulk_key(job_id))
+    if not data:
+        return None
+    for name in ("total", "done", "skipped", "failed"):
+        data[name] = int(data[name])
+    data["errors"] = json.loads(data["errors"])
+    data["processed"] = data["done"] + data["skipped"] + data["failed"]
+    data["finished"] = data["state"] == "finished"
+    data["percent"] = round(100 * data["processed"] / data["total"]) if data["total"] else 100
+    return data
+
+
+def run_bulk_job(job_id: str) -> dict:
+    """Do a bulk job's items, each claimed once (a Redis set): a duplicate or retried
+    task skips every item a run already took, so nothing is done twice. Returns the
+    job's counters."""
+    import json
+
+    from ispops.staff.models import Branch, User
+
+    key = _bulk_key(job_id)
+    client = _bulk_redis()
+    spec = client.hgetall(key)
+    if not spec:
+        return {}
+    actor = User.objects.filter(pk=spec["actor_id"], is_active=True).first()
+    if actor is None:
+        client.hset(key, "state", "finished")
+        return {}
+    client.hset(key, "state", "running")
+    allowed = Customer.objects.visible_to(actor)
+    plan = Plan.objects.filter(pk=spec["plan_id"]).first() if spec["plan_id"] else None
+    branch = None
+    if spec["branch_id"]:
+        branch = Branch.objects.visible_to(actor).filter(pk=spec["branch_id"]).first()
+    for item_id in json.loads(spec["items"]):
+        if not client.sadd(f"{key}:claimed", item_id):
+            continue  # another run took it
+        client.expire(f"{key}:claimed", BULK_JOB_TTL)
+        try:
+            if (spec["action"] == Bulk.PLAN and plan is None) or (
+                spec["action"] == Bulk.BRANCH and branch is None
+            ):
+                raise SubscriberError("the plan or branch chosen is gone")
+            outcome = apply_bulk_item(
+                spec["action"],
+                item_id,
+                actor=actor,
+                reason=spec["reason"],
+                plan=plan,
+                branch=branch,
+                allowed=allowed,
+            )
+        except SubscriberError as exc:
+            client.hincrby(key, "failed", 1)
+            errors = json.loads(client.hget(key, "errors") or "[]")
+            if len(errors) < BULK_ERRORS_KEPT:
+                errors.append({"id": item_id, "error": str(exc)})
+                client.hset(key, "errors", json.dumps(errors))
+            continue
+        client.hincrby(key, outcome, 1)
+    job = bulk_job(job_id) or {}
+    if job and job["processed"] >= job["total"]:
+        client.hset(key, "state", "finished")
+        job["state"], job["finished"] = "finished", True
+    return job

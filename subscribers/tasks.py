@@ -54,3 +54,11 @@ def run_import(job_id: int) -> str:
         finished_at=timezone.now(),
     )
     return report.summary()
+
+
+@shared_task
+def run_bulk_job(job_id: str) -> dict:
+    """A bulk action of the subscribers list (services.run_bulk_job claims each item)."""
+    from subscribers import services
+
+    return services.run_bulk_job(job_id)

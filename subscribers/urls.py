@@ -1,4 +1,5 @@
 from subscribers.views import (
+    bulk,
     customers,
     imports,
     jobs,
@@ -11,6 +12,7 @@ from subscribers.views import (
 
 app_name = "subscribers"
 urlpatterns = [
+    *bulk.urls,
     *customers.urls,
     *top_up.urls,
     *plans.urls,

@@ -102,3 +102,39 @@ class LogFilterForm(forms.Form):
         self.fields["q"].widget.attrs.update(
             {"placeholder": "Phone, email, name or account", "type": "search"}
         )
+
+
+class CampaignForm(forms.Form):
+    """A campaign's name and text (ispops.messaging.campaigns checks the rest)."""
+
+    name = forms.CharField(max_length=120, help_text="For you; customers do not see it.")
+    channel = forms.ChoiceField(choices=Channel.choices, initial=Channel.SMS)
+    kind = forms.ChoiceField(
+        label="Kind of message",
+        help_text="Whose choices apply: offers go only to customers who said yes; "
+        "reminders to all but those who turned them off; a service notice to everyone.",
+    )
+    subject = forms.CharField(max_length=200, required=False, help_text="Email only.")
+    body = forms.CharField(
+        label="Message",
+        widget=forms.Textarea(attrs={"rows": 6}),
+        help_text="Variables go in double braces, e.g. {{ customer.first_name }}.",
+    )
+
+    def __init__(self, *args, **kwargs):
+        from ispops.messaging.campaigns import kind_choices
+
+        super().__init__(*args, **kwargs)
+        self.fields["kind"].choices = kind_choices()
+
+    def clean(self):
+        data = super().clean()
+        if data.get("channel") == Channel.EMAIL and not (data.get("subject") or "").strip():
+            self.add_error("subject", "An email needs a subject.")
+        for name in ("subject", "body"):
+            if data.get(name):
+                try:
+                    services.check_template(data[name])
+                except services.MessagingError as exc:
+                    self.add_error(name, str(exc))
+        return data

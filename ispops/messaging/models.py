@@ -208,3 +208,82 @@ class PhoneCode(models.Model):
 
     def __str__(self):
         return f"{self.purpose} code for {self.phone} at {self.created_at:%Y-%m-%d %H:%M}"
+
+
+class Campaign(models.Model):
+    """One SMS or email to every customer of a saved filter of the subscribers list (or
+    of customers picked on it), sent through the message queue like any notification
+    (ispops.messaging.campaigns): each recipient is claimed once, so a retried task
+    never sends anyone the message twice."""
+
+    class State(models.TextChoices):
+        DRAFT = "draft", "Draft"
+        SENDING = "sending", "Sending"
+        DONE = "done", "Sent to the queue"
+
+    name = models.CharField(max_length=120)
+    channel = models.CharField(max_length=5, choices=Channel.choices, default=Channel.SMS)
+    # A kind of ispops.messaging.preferences: whose choices (opt-outs) apply.
+    kind = models.CharField(max_length=20)
+    subject = models.CharField(max_length=200, blank=True, help_text="Email only.")
+    body = models.TextField()
+    # The subscribers list's filter ({"status": "active", "plan": "3", ...}), or the
+    # customers picked on it ({"ids": [4, 9]}); read with the creator's branches.
+    filters = models.JSONField(default=dict, blank=True)
+    state = models.CharField(max_length=8, choices=State.choices, default=State.DRAFT)
+    created_by = models.ForeignKey(
+        "staff.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    recipient_count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self):
+        return self.name
+
+    @property
+    def related(self) -> str:
+        """What its messages carry in Message.related (their count by state is the
+        campaign's progress)."""
+        return f"campaign:{self.pk}"
+
+
+class CampaignRecipient(models.Model):
+    """One customer a campaign goes to, written when it starts sending. A worker claims
+    pending rows (locked, skipping those another worker holds) and writes each one's
+    message in the same transaction, so a customer gets the campaign at most once."""
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Waiting"
+        QUEUED = "queued", "Message written"
+        SKIPPED = "skipped", "Skipped"
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="recipients")
+    customer = models.ForeignKey(
+        "subscribers.Customer", on_delete=models.CASCADE, related_name="+"
+    )
+    state = models.CharField(max_length=8, choices=State.choices, default=State.PENDING)
+    message = models.ForeignKey(
+        Message, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    note = models.CharField(max_length=255, blank=True)
+
+    class Meta:
+        constraints = [
+            # A customer is on a campaign once: recipients are written with
+            # ignore_conflicts, so a second start adds nobody twice.
+            models.UniqueConstraint(
+                fields=["campaign", "customer"], name="campaignrecipient_once"
+            ),
+        ]
+        indexes = [
+            # The sender's "next pending recipients" and the page's counts.
+            models.Index(fields=["campaign", "state"], name="campaignrecipient_state"),
+        ]
+
+    def __str__(self):
+        return f"{self.campaign} to customer {self.customer_id}"

@@ -28,3 +28,11 @@ def sweep_messages() -> int:
 def forget_phone_codes() -> int:
     """Drop SMS codes past every limit's window (hourly)."""
     return phone_codes.forget(timezone.now())
+
+
+@shared_task
+def send_campaign(campaign_id: int) -> dict:
+    """Write a campaign's messages (campaigns.send claims each recipient once)."""
+    from ispops.messaging import campaigns
+
+    return campaigns.send(campaign_id)

@@ -1,4 +1,4 @@
-from ispops.messaging import views
+from ispops.messaging import views, views_campaigns
 
 app_name = "messaging"
-urlpatterns = views.urls
+urlpatterns = views.urls + views_campaigns.urls

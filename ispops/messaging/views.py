@@ -163,7 +163,12 @@ def message_log(request):
         request,
         "messaging/log.html",
         "results",
-        {"form": form, "page": page, "can_manage": request.user.role in MANAGERS},
+        {
+            "form": form,
+            "page": page,
+            "can_manage": request.user.role in MANAGERS,
+            "can_campaign": request.user.role in LOG_READERS,
+        },
     )
 
 

@@ -80,6 +80,8 @@ def filtered_customers(request, form: CustomerFilterForm):
         customers = customers.with_plan(data["plan"])
     if data["site"]:
         customers = customers.at_sites(services.site_subtree_ids(data["site"].pk))
+    if request.GET.get("overdue") in services.YES:
+        customers = services.overdue_customers(customers)
     return customers
 
 
@@ -101,6 +103,7 @@ def customer_list(request):
         "page": page,
         "can_export": request.user.role in MONEY_PEOPLE,
         "can_edit": request.user.role in EDITORS,
+        "can_bulk": request.user.role in STATUS_MOVERS,
     }
     return render_partial(request, "subscribers/customers/list.html", "results", context)
 
