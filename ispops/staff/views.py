@@ -24,6 +24,18 @@ class LoginView(auth_views.LoginView):
             response.status_code = 429
         return response
 
+    def get_context_data(self, **kwargs):
+        context = super().get_context_data(**kwargs)
+        # Django names the site by its host here (RequestSite); the page shows the
+        # ISP's name from the shell's context processor instead, and its logo.
+        context.pop("site", None)
+        context.pop("site_name", None)
+        if connection.schema_name != "public":
+            from billing.models import BillingSettings
+
+            context["has_logo"] = bool(BillingSettings.load().logo)
+        return context
+
 
 login = public(LoginView.as_view())
 logout = public(auth_views.LogoutView.as_view())
