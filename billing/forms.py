@@ -70,7 +70,9 @@ class PaymentForm(forms.Form):
     method = forms.ChoiceField(choices=METHODS)
     reference = forms.CharField(
         max_length=40,
-        help_text="Receipt, slip or M-Pesa code. A reference is taken once per customer.",
+        required=False,
+        help_text="Slip or M-Pesa code (optional for cash: cash gets our own receipt "
+        "number). A reference is taken once per customer.",
     )
 
     def __init__(self, *args, customer, **kwargs):
@@ -85,13 +87,29 @@ class PaymentForm(forms.Form):
             )
         return reference
 
+    def clean(self):
+        data = super().clean()
+        if data.get("method") not in (None, self.Method.CASH) and not data.get("reference"):
+            self.add_error("reference", "A bank or M-Pesa payment needs its reference.")
+        return data
+
     @property
     def description(self) -> str:
         return self.DESCRIPTIONS[self.cleaned_data["method"]]
 
 
 def reference_used(customer, reference: str) -> bool:
-    return LedgerEntry.objects.filter(customer=customer, reference__iexact=reference).exists()
+    """Whether `reference` is on the customer's statement already, or on a payment of
+    theirs (a cash slip's reference is on its payment; the statement shows our receipt
+    number). No reference (cash) is never taken."""
+    from payments.models import Payment
+
+    if not reference:
+        return False
+    return (
+        LedgerEntry.objects.filter(customer=customer, reference__iexact=reference).exists()
+        or Payment.objects.filter(customer=customer, reference__iexact=reference).exists()
+    )
 
 
 class AdjustmentForm(forms.Form):

@@ -310,6 +310,13 @@ def to_pay(customer, at: datetime) -> Decimal:
     return prepaid.to_pay_many([customer.pk], at)[customer.pk]
 
 
+def term_cost(plan, at: datetime) -> Decimal:
+    """What one prepaid term of `plan` bought at `at` costs (VAT added where prices
+    exclude it): the least a new prepaid customer's first payment must be to be in
+    service and paid (subscribers.services.sign_up)."""
+    return prepaid.term_cost(plan, timezone.localdate(at), BillingSettings.load())
+
+
 def restore_if_settled(customer, *, actor, at: datetime | None = None) -> list:
     """Every suspended service account of the customer with nothing overdue goes back
     to active (the router job follows)."""

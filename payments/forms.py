@@ -95,8 +95,10 @@ class ManualPaymentForm(forms.Form):
     )
     reference = forms.CharField(
         max_length=40,
-        help_text="Slip, cheque or M-Pesa receipt number. A reference is taken once per "
-        "customer; an M-Pesa receipt once at all.",
+        required=False,
+        help_text="Slip, cheque or M-Pesa receipt number (optional for cash: cash gets our "
+        "own receipt number). A reference is taken once per customer; an M-Pesa receipt "
+        "once at all.",
     )
     note = forms.CharField(max_length=255, required=False)
 
@@ -124,6 +126,8 @@ class ManualPaymentForm(forms.Form):
         )
         if taken:
             self.add_error("reference", taken)
+        elif method and method != Payment.Method.CASH and not reference:
+            self.add_error("reference", "Only cash may be taken without a reference.")
         return data
 
 

@@ -265,8 +265,11 @@ class Payment(models.Model):
         REVERSED = "reversed", "Reversed"
 
     method = models.CharField(max_length=8, choices=Method.choices)
-    # The M-Pesa receipt (TransID / MpesaReceiptNumber), or the slip/cheque reference.
+    # The M-Pesa receipt (TransID / MpesaReceiptNumber), or the slip/cheque reference;
+    # a cash payment taken with no slip has its receipt number here too.
     reference = models.CharField(max_length=40)
+    # Our own receipt number (RC-000123) for cash staff took: numbered by ReceiptCounter.
+    receipt_number = models.CharField(max_length=20, blank=True)
     amount = models.DecimalField(max_digits=12, decimal_places=2)
     state = models.CharField(max_length=10, choices=State.choices, default=State.RECEIVED)
     customer = models.ForeignKey(
@@ -308,6 +311,13 @@ class Payment(models.Model):
                 fields=["reference"], condition=Q(method="mpesa"), name="one_payment_per_receipt"
             ),
             models.CheckConstraint(condition=Q(amount__gt=0), name="payment_amount_positive"),
+            # A receipt number is handed out once (ReceiptCounter); this says so in the
+            # database too.
+            models.UniqueConstraint(
+                fields=["receipt_number"],
+                condition=~Q(receipt_number=""),
+                name="one_payment_per_receipt_number",
+            ),
         ]
         indexes = [
             models.Index(fields=["reference"], name="payment_reference"),
@@ -329,6 +339,18 @@ class Payment(models.Model):
         return " + ".join(
             name for name, flag in (("STK", self.via_stk), ("C2B", self.via_c2b)) if flag
         )
+
+
+class ReceiptCounter(models.Model):
+    """The ISP's next cash receipt number: one row (pk 1) per ISP schema. The transaction
+    that records a cash payment locks it FOR UPDATE, takes the number and moves it on,
+    so two clerks at once get consecutive numbers, and a payment that rolls back gives
+    its number back (no gaps)."""
+
+    next_number = models.PositiveIntegerField(default=1)
+
+    def __str__(self) -> str:
+        return f"next receipt RC-{self.next_number:06d}"
 
 
 class StatementUpload(models.Model):

@@ -30,7 +30,7 @@ from ispops import audit
 from ispops.lib.phones import InvalidPhone, normalise_phone
 from payments import purposes
 from payments.daraja import Daraja, DarajaError
-from payments.models import Callback, MpesaSettings, Payment, StkRequest
+from payments.models import Callback, MpesaSettings, Payment, ReceiptCounter, StkRequest
 
 log = logging.getLogger(__name__)
 security_log = logging.getLogger("ispops.security")
@@ -619,15 +619,21 @@ def _match(payment: Payment):
 
 
 def _credit(payment: Payment, customer, *, how: str, actor) -> None:
-    """Inside the caller's transaction: ledger, allocation, restoration, receipt SMS."""
+    """Inside the caller's transaction: ledger, allocation, restoration, receipt SMS.
+    A payment with our own receipt number has it as the ledger entry's reference (what
+    statements and receipts show); a slip typed with it goes in the description."""
     from ispops.messaging import services as messaging
 
+    receipt = payment.receipt_number or payment.reference
+    description = f"{payment.get_method_display()} payment {receipt}"
+    if payment.receipt_number and payment.reference != payment.receipt_number:
+        description += f" (ref {payment.reference})"
     entry = billing.record_payment(
         customer,
         payment.amount,
         actor=actor,
-        reference=payment.reference,
-        description=f"{payment.get_method_display()} payment {payment.reference}",
+        reference=receipt,
+        description=description[:255],
     )
     payment.customer = customer
     payment.matched_by = how
@@ -641,7 +647,7 @@ def _credit(payment: Payment, customer, *, how: str, actor) -> None:
         "payment_received",
         {
             "amount": f"KES {payment.amount:,.2f}",
-            "receipt": payment.reference,
+            "receipt": receipt,
             "balance": f"KES {balance:,.2f}",
         },
         related=f"payment:{payment.pk}",
@@ -667,11 +673,25 @@ def assign_payment(payment: Payment, customer, *, actor, how: str = "staff") -> 
     return locked
 
 
+def next_receipt_number() -> str:
+    """Our next cash receipt number (RC-000123), taken inside the caller's transaction:
+    the counter row stays locked until it commits, so numbers are consecutive under
+    concurrency, and a rollback gives the number back (no gaps)."""
+    ReceiptCounter.objects.get_or_create(pk=1)
+    counter = ReceiptCounter.objects.select_for_update().get(pk=1)
+    number = counter.next_number
+    ReceiptCounter.objects.filter(pk=1).update(next_number=F("next_number") + 1)
+    return f"RC-{number:06d}"
+
+
 def record_manual_payment(customer, *, method: str, amount, reference: str, actor, note=""):
     """Cash, bank transfer, cheque (or an M-Pesa receipt typed in by hand): stored and
-    credited at once. A reference is taken once per customer (once at all for M-Pesa)."""
-    reference = reference.strip().upper() if method == Payment.Method.MPESA else reference.strip()
-    if not reference:
+    credited at once. A reference is taken once per customer (once at all for M-Pesa).
+    Cash gets our own receipt number (next_receipt_number); its slip reference is
+    optional."""
+    reference = (reference or "").strip()
+    reference = reference.upper() if method == Payment.Method.MPESA else reference
+    if not reference and method != Payment.Method.CASH:
         raise PaymentError("a reference (slip, cheque or receipt number) is required")
     amount = _amount(amount)
     if amount is None:
@@ -679,9 +699,11 @@ def record_manual_payment(customer, *, method: str, amount, reference: str, acto
     _, label = audit.describe_actor(actor)
     try:
         with transaction.atomic():
+            receipt = next_receipt_number() if method == Payment.Method.CASH else ""
             payment = Payment.objects.create(
                 method=method,
-                reference=reference,
+                reference=reference or receipt,
+                receipt_number=receipt,
                 amount=amount,
                 customer=customer,
                 matched_by="staff",
@@ -694,7 +716,8 @@ def record_manual_payment(customer, *, method: str, amount, reference: str, acto
                 "create",
                 {
                     "method": method,
-                    "reference": reference,
+                    "reference": payment.reference,
+                    "receipt_number": receipt,
                     "amount": str(amount),
                     "customer": customer.account,
                 },

@@ -118,6 +118,7 @@ def _search(payments, term: str):
     as the account."""
     exact = payments.filter(
         Q(reference__iexact=term)
+        | Q(receipt_number__iexact=term)
         | Q(customer__account__iexact=term)
         | Q(account_reference__iexact=term)
     )

@@ -999,6 +999,244 @@ def record_bulk_creation(customers, accounts, *, actor, reason: str, source) -> 
     )
 
 
+# --- a new customer in one step ----------------------------------------------------------
+
+
+class SignUpError(SubscriberError):
+    """A sign-up the rules refuse; `field` names the form field it is about ("" for the
+    whole form). Nothing was written."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
+
+
+@dataclass
+class SignUp:
+    """What the new-customer form collects. `activate_now`: a technician-free install,
+    in service at once; otherwise a lead in the pipeline. `payment_*`: the first payment
+    (a prepaid account activated now must have one that buys its first term)."""
+
+    name: str
+    phone: str
+    plan: Plan
+    email: str = ""
+    address: str = ""
+    branch: object = None
+    site: object = None
+    router: object = None
+    username: str = ""
+    password: str = ""
+    activate_now: bool = False
+    payment_amount: object = None
+    payment_method: str = ""
+    payment_reference: str = ""
+    source: str = ""
+    notes: str = ""
+
+
+@dataclass
+class SignedUp:
+    customer: Customer
+    account: ServiceAccount
+    installation: Installation | None = None
+    payment: object = None
+
+
+def phone_owner(phone: str) -> Customer | None:
+    """A customer (not terminated) whose main or other phone is `phone` (normalised)."""
+    return (
+        Customer.objects.filter(Q(phone=phone) | Q(alt_phone=phone))
+        .exclude(status=Customer.Status.TERMINATED)
+        .order_by("id")
+        .first()
+    )
+
+
+def username_taken(username: str) -> bool:
+    return (
+        ServiceAccount.objects.filter(username=username).exclude(status=Status.TERMINATED).exists()
+    )
+
+
+def check_sign_up(details: SignUp, at: datetime) -> None:
+    """Raise SignUpError for what the form must refuse: a phone or login already in use,
+    a prepaid account put in service with no first payment, or one too small to buy a
+    term (it would be active and expired at once), a payment without activation."""
+    plan = details.plan
+    if plan is None or not plan.is_active:
+        raise SignUpError("plan", "choose a plan that is on sale")
+    owner = phone_owner(details.phone)
+    if owner is not None:
+        raise SignUpError(
+            "phone", f"{details.phone} is already the phone of customer {owner.account}"
+        )
+    username = (details.username or "").strip()
+    if username and username_taken(username):
+        raise SignUpError("username", f"username {username} is already in use")
+    amount = details.payment_amount
+    if amount is not None and amount <= 0:
+        raise SignUpError("payment_amount", "the amount must be above zero")
+    if amount is not None and not details.activate_now:
+        raise SignUpError(
+            "payment_amount",
+            "a first payment is taken with Activate now; a lead pays when it is activated",
+        )
+    if details.activate_now and plan.billing == "prepaid":
+        cost = billing_services.term_cost(plan, at)
+        if amount is None:
+            raise SignUpError(
+                "payment_amount",
+                f"a prepaid plan is activated with its first payment: KES {cost:,.2f} "
+                f"buys the first {plan.get_cycle_display().lower()} term",
+            )
+        if amount < cost:
+            raise SignUpError(
+                "payment_amount",
+                f"KES {amount:,.2f} does not buy a term of {plan.name}: it costs KES {cost:,.2f}",
+            )
+    if amount is not None:
+        if details.payment_method not in ("cash", "mpesa", "bank"):
+            raise SignUpError("payment_method", "say how the customer paid: cash, M-Pesa or bank")
+        if details.payment_method != "cash" and not (details.payment_reference or "").strip():
+            raise SignUpError("payment_reference", "an M-Pesa or bank payment needs its reference")
+
+
+def sign_up(details: SignUp, *, actor, at: datetime | None = None) -> SignedUp:
+    """A new customer from the one form, in one transaction: the customer and its
+    service account (login generated when left blank) and then either
+
+    - a lead in the pipeline (create_lead), as the pipeline's own form makes one; or
+    - activated now: one status change (installing -> active, reason written here),
+      which starts billing (postpaid: the first, prorated invoice) and queues the router
+      job; the first payment recorded through payments (cash gets our receipt number),
+      buying a prepaid account's first term; and a welcome message queued through
+      messaging.notify (preferences respected), sent once the transaction commits.
+
+    Refused (SignUpError, nothing written): see check_sign_up. The phone number is held
+    by a transaction-scoped advisory lock, so two clerks signing up the same phone at
+    once make one customer."""
+    from django.db import IntegrityError, connection
+
+    from ispops.messaging import services as messaging
+    from payments import services as payments
+
+    at = at or timezone.now()
+    details.phone = clean_phone(details.phone)
+    # The staff member's name where they have one (audit labels are e-mail addresses).
+    label = getattr(actor, "full_name", "") or audit.describe_actor(actor)[1]
+    try:
+        with transaction.atomic(), audit.acting_as(actor):
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT pg_advisory_xact_lock(hashtext(%s))", [f"sign-up:{details.phone}"]
+                )
+            check_sign_up(details, at)
+            if not details.activate_now:
+                return _sign_up_lead(details, actor=actor)
+            customer = create_customer(
+                actor=actor,
+                name=details.name,
+                phone=details.phone,
+                email=details.email,
+                address=details.address,
+                branch=details.branch,
+                site=details.site,
+                notes=details.notes,
+            )
+            account = create_service_account(
+                actor=actor,
+                customer=customer,
+                plan=details.plan,
+                username=details.username,
+                password=details.password,
+                router=details.router,
+                site=details.site,
+                status=Status.INSTALLING,
+                reason=f"Signed up by {label} for activation now",
+            )
+            activate(account, actor=actor, reason=f"Activated at sign-up by {label}")
+            if details.plan.billing == "postpaid":
+                # The first (prorated) invoice now, as the day's billing run would open
+                # it tonight; the run then finds the period open and bills it once.
+                billing_services.bill_chunk(
+                    [account.pk], timezone.localdate(at), at=at, actor=actor
+                )
+            payment = None
+            if details.payment_amount is not None:
+                try:
+                    payment = payments.record_manual_payment(
+                        customer,
+                        method=details.payment_method,
+                        amount=details.payment_amount,
+                        reference=details.payment_reference,
+                        actor=actor,
+                        note="First payment at sign-up",
+                    )
+                except payments.PaymentError as exc:
+                    field = "payment_reference" if "reference" in str(exc) else "payment_amount"
+                    raise SignUpError(field, str(exc)) from None
+            account.refresh_from_db()
+            if details.plan.billing == "prepaid" and not (
+                account.expires_at and account.expires_at > at
+            ):
+                # Never active and expired at once: the payment did not buy a term.
+                raise SignUpError("payment_amount", "the payment did not buy a first term")
+            messaging.notify(
+                customer,
+                "welcome",
+                {
+                    "plan": details.plan.name,
+                    "login": account.username,
+                    "expires_at": account.expires_at if details.plan.billing == "prepaid" else None,
+                    "paybill": billing_services.BillingSettings.load().paybill,
+                },
+                related=f"service_account:{account.pk}",
+            )
+            return SignedUp(customer=customer, account=account, payment=payment)
+    except IntegrityError:
+        # The live-username constraint, met by a clerk who took it a moment earlier.
+        raise SignUpError("username", "that username was just taken: try again") from None
+    except SignUpError:
+        raise
+    except SubscriberError as exc:
+        field = "username" if "username" in str(exc) else ""
+        raise SignUpError(field, str(exc)) from None
+
+
+def _sign_up_lead(details: SignUp, *, actor) -> SignedUp:
+    """The pipeline's lead (create_lead), with the login the form gave or a generated
+    one, and the router it named."""
+    installation = create_lead(
+        LeadDetails(
+            name=details.name,
+            phone=details.phone,
+            plan=details.plan,
+            email=details.email,
+            address=details.address,
+            branch=details.branch,
+            site=details.site,
+            source=details.source or "Sign-up form",
+            notes=details.notes,
+        ),
+        actor=actor,
+    )
+    account = installation.service_account
+    fields = []
+    if account.service != ServiceType.STATIC:
+        account.username = details.username.strip() or _free_username(
+            account.customer.account.lower()
+        )
+        account.password = details.password or secrets.token_urlsafe(6)
+        fields += ["username", "password"]
+    if details.router is not None:
+        account.router = details.router
+        fields.append("router")
+    if fields:
+        account.save(update_fields=fields)
+    return SignedUp(customer=account.customer, account=account, installation=installation)
+
+
 # --- many customers at once: the subscribers list's filter, bulk actions ---------------
 
 # The subscribers list's filters, as its URL carries them; a campaign saves these.

@@ -3,6 +3,7 @@ from subscribers.views import (
     customers,
     imports,
     jobs,
+    new_customer,
     pipeline,
     plans,
     settings,
@@ -13,6 +14,7 @@ from subscribers.views import (
 app_name = "subscribers"
 urlpatterns = [
     *bulk.urls,
+    *new_customer.urls,
     *customers.urls,
     *top_up.urls,
     *plans.urls,

@@ -96,6 +96,27 @@ DEFAULT_TEMPLATES: dict[str, DefaultTemplate] = {
         "Your balance is now {{ balance }}." + _SIGN,
         variables=("amount", "receipt", "balance"),
     ),
+    # A new customer signed up and in service (subscribers.services.sign_up).
+    "welcome": DefaultTemplate(
+        label="Welcome (new customer)",
+        sms="{{ customer.name }}, welcome to {{ isp_name }}! Account {{ customer.account }}, "
+        "plan {{ plan }}{% if login %}, login {{ login }}{% endif %}."
+        '{% if expires_at %} Paid to {{ expires_at|date:"j M" }}.{% endif %}'
+        "{% if paybill %} Pay: paybill {{ paybill }}, account {{ customer.account }}."
+        "{% endif %}",
+        email_subject="Welcome to {{ isp_name }}",
+        email_body="Dear {{ customer.name }},\n\nWelcome to {{ isp_name }}. Your account "
+        "number is {{ customer.account }} and your plan is {{ plan }}."
+        "{% if login %}\n\nYour internet login (PPPoE username) is {{ login }}.{% endif %}"
+        "{% if expires_at %}\n\nYour service is paid until "
+        '{{ expires_at|date:"j M Y, H:i" }}.{% endif %}'
+        "\n\n{% if paybill %}Pay via M-Pesa paybill {{ paybill }}, account "
+        "{{ customer.account }}.{% else %}When you pay, quote account number "
+        "{{ customer.account }}.{% endif %}" + _SIGN,
+        # login: the PPPoE or hotspot username (never the password: the message log
+        # keeps the text); expires_at: a prepaid account's paid-until, else empty.
+        variables=("plan", "login", "expires_at", "paybill"),
+    ),
     "service_restored": DefaultTemplate(
         label="Service restored",
         sms="{{ customer.name }}, your internet is back on. Thank you for your payment. "

@@ -70,7 +70,7 @@ KINDS: tuple[Kind, ...] = (
         label="Invoices and payment receipts",
         why="Records of what you owe and what you paid; you need them to check your account.",
         optional=False,
-        template_keys=("invoice_issued", "payment_received", "service_restored"),
+        template_keys=("invoice_issued", "payment_received", "service_restored", "welcome"),
     ),
     Kind(
         key="vouchers",
