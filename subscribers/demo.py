@@ -12,7 +12,15 @@ from network.models import Router
 from network.services import add_router
 from subscribers import services
 from subscribers.imports import import_plans, import_subscribers
-from subscribers.models import Customer, Installation, NetworkSite, Plan, SubscriberSettings
+from subscribers.models import (
+    Customer,
+    Installation,
+    NetworkSite,
+    Plan,
+    ServiceAccount,
+    StatusChange,
+    SubscriberSettings,
+)
 
 PLANS_CSV = """name,price,cycle,download,upload,service,billing,data_cap_gb
 Hotspot 1 Hour,10,hourly,2M,1M,hotspot,prepaid,
@@ -130,46 +138,56 @@ def seed(subscribers: int = 300, out=None) -> None:
     _seed_pipeline(rng, sites)
 
 
+# The demo ISP's history starts this many days ago (billing.demo tells the rest of it).
+HISTORY_DAYS = 185
+
+
 def _seed_subscribers(rng, count, branches, sites):
+    """Subscribers imported as active, then dated back: each joined on a day of the last
+    HISTORY_DAYS (more of them early on, as an ISP that grew), so the reports have
+    months of history. billing.demo then lives those months through billing's services
+    (payments, terms, plan changes, suspensions) up to now."""
     plans = list(Plan.objects.all())
     leaves = [s for s in sites.values() if s.kind in ("sector", "splitter")]
     routers = list(Router.objects.values_list("name", flat=True))
     lines = ["account,name,phone,email,plan,username,password,router,status,expires"]
-    now = timezone.localdate()
     for i in range(count):
         plan = rng.choice(plans)
         name = f"{rng.choice(FIRST)} {rng.choice(LAST)}"
-        status = rng.choices(["active", "suspended", "lead"], weights=[75, 18, 7])[0]
         phone = f"07{rng.randint(10, 99)}{i:06d}"
         user = f"{name.split()[0].lower()}{i:04d}"
-        expires = ""
-        if plan.billing == "prepaid" and status != "lead":
-            days = rng.randint(1, 30) if status == "active" else -rng.randint(1, 20)
-            expires = (now + timedelta(days=days)).isoformat()
         email = f"{user}@example.co.ke" if rng.random() < 0.4 else ""
         login = "" if plan.service == "static" else user
         password = f"pw-{rng.randint(100000, 999999)}" if login else ""
         lines.append(
-            f",{name},{phone},{email},{plan.name},{login},{password},"
-            f"{rng.choice(routers)},{status},{expires}"
+            f",{name},{phone},{email},{plan.name},{login},{password},{rng.choice(routers)},active,"
         )
     report = import_subscribers("\n".join(lines), actor="seed_demo")
     if not report.ok:
         raise RuntimeError(f"demo subscribers refused: {report.errors[:3]}")
     by_branch = {r.branch_id: r for r in Router.objects.all()}
     fallback = Router.objects.filter(name=DEMO_ROUTERS[0][0]).first()
-    for customer in Customer.objects.prefetch_related("service_accounts"):
+    now = timezone.now()
+    for customer in Customer.objects.prefetch_related("service_accounts__plan").order_by("id"):
         site = rng.choice(leaves)
-        customer.site, customer.branch = site, site.branch
-        customer.save(update_fields=["site", "branch"])
         # Each branch's subscribers hang on its router (Ruiru's on Nairobi West's).
         router = by_branch.get(site.branch_id, fallback)
-        customer.service_accounts.update(site=site, router=router)
-    # A few who left, so every status is on show.
-    for account in list(
-        services.ServiceAccount.objects.filter(status="suspended").order_by("id")[:8]
-    ):
-        services.change_status(account, "terminated", actor="seed_demo", reason="Moved away (demo)")
+        joined = now - timedelta(days=HISTORY_DAYS * rng.random() ** 0.7, hours=rng.randint(0, 9))
+        Customer.objects.filter(pk=customer.pk).update(
+            site=site, branch=site.branch, created_at=joined
+        )
+        for account in customer.service_accounts.all():
+            # A prepaid account's first payment (billing.demo) buys its first term
+            # from the day it joined.
+            expires = joined if account.plan.billing == "prepaid" else None
+            ServiceAccount.objects.filter(pk=account.pk).update(
+                site=site,
+                router=router,
+                created_at=joined,
+                activated_at=joined,
+                expires_at=expires,
+            )
+            StatusChange.objects.filter(service_account=account).update(at=joined)
 
 
 def _seed_pipeline(rng, sites):
@@ -177,19 +195,18 @@ def _seed_pipeline(rng, sites):
     office = User.objects.filter(role=Role.ADMIN).first() or "seed_demo"
     plans = list(Plan.objects.filter(service="pppoe"))
     leaves = [s for s in sites.values() if s.kind in ("sector", "splitter")]
-    stages = [
-        "lead",
-        "lead",
-        "survey",
-        "quoted",
-        "scheduled",
-        "scheduled",
-        "equipped",
-        "installed",
-        "activated",
-        "confirmed",
-        "cancelled",
-    ]
+    # Every stage of the pipeline has someone in it, new leads most of all.
+    stages = (
+        ["lead"] * 7
+        + ["survey"] * 3
+        + ["quoted"] * 2
+        + ["scheduled"] * 3
+        + ["equipped"] * 2
+        + ["installed"] * 2
+        + ["activated"] * 2
+        + ["confirmed"] * 2
+        + ["cancelled"]
+    )
     for n, target in enumerate(stages):
         site = rng.choice(leaves)
         details = services.LeadDetails(
@@ -205,6 +222,10 @@ def _seed_pipeline(rng, sites):
         )
         inst = services.create_lead(details, actor=office)
         _walk(inst, target, technician, office, n)
+        # Waiting in its stage for a while, as leads do (some past the board's alarms).
+        Installation.objects.filter(pk=inst.pk).update(
+            stage_since=timezone.now() - timedelta(hours=rng.randint(2, 24 * 9))
+        )
 
 
 def _walk(inst, target, technician, office, n):

@@ -62,8 +62,12 @@ def seed(out=None) -> None:
     customers = list(Customer.objects.filter(status="active").order_by("id")[:200])
     if office is None or not customers:
         return
+    # A field job goes to the technician, so its customer is in the technician's branches.
+    branches = set(technician.branches.values_list("id", flat=True)) if technician else set()
+    local = [c for c in customers if not branches or c.branch_id in branches] or customers
     for subject, category, priority, status, hours_ago in TICKETS:
-        customer = rng.choice(customers)
+        field_job = category in (Category.NO_CONNECTION, Category.INSTALLATION)
+        customer = rng.choice(local if field_job and technician else customers)
         ticket = services.open_ticket(
             customer=customer,
             subject=subject,
@@ -74,7 +78,6 @@ def seed(out=None) -> None:
             tell_customer=False,
         )
         if status != Status.NEW:
-            field_job = category in (Category.NO_CONNECTION, Category.INSTALLATION)
             services.assign(ticket, technician if field_job else office, actor=office)
         if status in (Status.IN_PROGRESS, Status.WAITING, Status.RESOLVED, Status.CLOSED):
             services.change_status(ticket, Status.IN_PROGRESS, actor=office)

@@ -1,8 +1,14 @@
 """manage.py seed_demo: the demo ISP at demo.localhost and a platform admin.
 
-Safe to run again: what exists is kept. Later apps add their demo data here
-through their own services (plans, subscribers, routers, invoices, payments).
+Safe to run again: what exists is kept. Each app adds its demo data through its own
+services (plans, subscribers, routers, invoices, payments); the subscribers joined over
+the last six months and billing.demo lives those months in order, so the reports'
+snapshots (reports.demo) and the routers' charts (network.demo) have history from the
+first start. The logins are printed with --logins (`make run` prints them in its
+banner once the site is ready).
 """
+
+import time
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
@@ -15,7 +21,9 @@ from ispops import audit
 from ispops.staff.models import Branch, Role, User
 from ispops.tenancy.models import Domain, Isp
 from ispops.tenancy.services import create_isp
+from network import demo as network_demo
 from payments import demo as payments_demo
+from reports import demo as reports_demo
 from subscribers import demo as subscribers_demo
 from tickets import demo as tickets_demo
 
@@ -33,13 +41,20 @@ DEMO_BRANCHES = [("Nairobi West", "nrb-west"), ("Kitengela", "ktl"), ("Ruiru", "
 
 
 class Command(BaseCommand):
-    help = "Create (or complete) the demo ISP at demo.<platform domain> and print its logins."
+    help = "Create (or complete) the demo ISP at demo.<platform domain>."
 
     def add_arguments(self, parser):
         parser.add_argument("--domain", default=f"demo.{settings.PLATFORM_DOMAIN}")
         parser.add_argument("--subscribers", type=int, default=300)
+        parser.add_argument("--logins", action="store_true", help="print the demo logins")
 
     def handle(self, *args, **opts):
+        started = time.monotonic()
+        with connection.cursor() as cursor:
+            # Months of history are thousands of small transactions: not waiting for each
+            # commit's disk flush makes the seed several times faster (a crash loses
+            # demo data only, and it is seeded again).
+            cursor.execute("SET synchronous_commit TO off")
         ensure_public_tenant()
         ensure_platform_admin()
         owner_email = DEMO_STAFF[0][0]
@@ -53,15 +68,26 @@ class Command(BaseCommand):
         )
         with tenant_context(isp), audit.acting_as("seed_demo"):
             seed_staff_and_branches()
-            subscribers_demo.seed(subscribers=opts["subscribers"], out=self.stdout.write)
-            billing_demo.seed(out=self.stdout.write)
-            payments_demo.seed(out=self.stdout.write)
-            inventory_demo.seed(out=self.stdout.write)
-            tickets_demo.seed(out=self.stdout.write)
-        self.stdout.write(f"Demo ISP: {isp.name} at {isp.primary_host}")
-        self.stdout.write(f"Platform admin: {PLATFORM_EMAIL} / {DEMO_PASSWORD}")
-        for email, _, role in DEMO_STAFF:
-            self.stdout.write(f"  {role:<10} {email} / {DEMO_PASSWORD}")
+            steps = [
+                (subscribers_demo.seed, {"subscribers": opts["subscribers"]}),
+                (billing_demo.seed, {}),
+                (payments_demo.seed, {}),
+                (inventory_demo.seed, {}),
+                (tickets_demo.seed, {}),
+                (reports_demo.seed, {}),
+                (network_demo.seed, {}),
+            ]
+            for step, kwargs in steps:
+                began = time.monotonic()
+                step(out=self.stdout.write, **kwargs)
+                if opts["verbosity"] > 1:
+                    self.stdout.write(f"    {step.__module__}: {time.monotonic() - began:.1f} s")
+        took = time.monotonic() - started
+        self.stdout.write(f"Demo ISP: {isp.name} at {isp.primary_host} ({took:.1f} s)")
+        if opts["logins"]:
+            self.stdout.write(f"Platform admin: {PLATFORM_EMAIL} / {DEMO_PASSWORD}")
+            for email, _, role in DEMO_STAFF:
+                self.stdout.write(f"  {role:<10} {email} / {DEMO_PASSWORD}")
 
 
 def ensure_public_tenant():
