@@ -12,8 +12,8 @@ Definitions kept here:
 - subscribers: active service accounts; net adds: accounts that became active this
   month less those that stopped being active (the subscribers' StatusChange timeline);
   for a past month the active count now is taken back by the changes since;
-- churn: accounts terminated this month, plus those whose suspension reached the ISP's
-  churn_after_days this month and are still suspended.
+- churn: the customers the month's MRR movement counts as churned so far (one rule,
+  reports.movement's).
 """
 
 from __future__ import annotations
@@ -30,9 +30,9 @@ from django.utils.formats import number_format
 from billing import services as billing
 from ispops.lib.money import format_kes
 from network.models import Router
-from reports import collections
+from reports import collections, movement
 from reports.access import branch_ids
-from reports.models import ReportSettings, SnapshotDay
+from reports.models import SnapshotDay
 from subscribers.models import AccountStatus, Customer, ServiceAccount, StatusChange
 from tickets import services as tickets
 from tickets.models import Ticket
@@ -40,11 +40,11 @@ from tickets.models import Ticket
 ZERO = Decimal("0.00")
 
 
-def link(name: str, query: str = "") -> str | None:
+def link(name: str, query: str = "", args=()) -> str | None:
     """The URL of a report, or None while it does not exist yet (its figure shows
     without a link)."""
     try:
-        return reverse(name) + (f"?{query}" if query else "")
+        return reverse(name, args=args) + (f"?{query}" if query else "")
     except NoReverseMatch:
         return None
 
@@ -171,22 +171,15 @@ def subscriber_counts(today: date, scope: Scope) -> tuple[int, int]:
     return then, moves["up"] - moves["down"]
 
 
-def churned(today: date, scope: Scope, churn_after_days: int) -> int:
-    since = _aware(month_start(today))
-    now = _aware(today + timedelta(days=1))
-    wait = timedelta(days=churn_after_days)
-    return (
-        ServiceAccount.objects.filter(customer__in=scope.customers())
-        .filter(
-            Q(status=AccountStatus.TERMINATED, terminated_at__gte=since, terminated_at__lt=now)
-            | Q(
-                status=AccountStatus.SUSPENDED,
-                suspended_at__gte=since - wait,
-                suspended_at__lt=now - wait,
-            )
-        )
-        .count()
-    )
+def churned(today: date, scope: Scope) -> tuple[int, str | None]:
+    """Customers churned this month so far, by the MRR movement's rule (reports.movement:
+    MRR down to nothing, a long suspension counting as nothing), and the link to them."""
+    last = movement.last_day(today)
+    if last is None or last < month_start(today):
+        return 0, None
+    span = movement.period_of(movement.MONTH, last)
+    found = movement.movement(span, today=last, branch_ids=scope.branches)
+    return found.counts["churn"], link("reports:mrr_lines", args=[span.key, "churn"])
 
 
 # --- the home ----------------------------------------------------------------------
@@ -207,7 +200,7 @@ def figures(user, *, today: date, now: datetime) -> list[dict]:
     )
     rate = money["rate"]
     active, net = subscriber_counts(today, scope)
-    rules = ReportSettings.load()
+    churn, churn_link = churned(today, scope)
     breaching = Ticket.objects.visible_to(user).filter(tickets.risk_filter("breached", now)).count()
     routers = Router.objects.filter(status=Router.Status.OFFLINE)
     if scope.branches is not None:
@@ -234,8 +227,8 @@ def figures(user, *, today: date, now: datetime) -> list[dict]:
         },
         {
             "label": "Churned this month",
-            "value": churned(today, scope, rules.churn_after_days),
-            "url": link("reports:mrr"),
+            "value": churn,
+            "url": churn_link or link("reports:mrr"),
         },
         {
             "label": "Tickets breaching SLA",

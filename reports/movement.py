@@ -34,7 +34,7 @@ from decimal import Decimal
 
 from django.db import connection
 
-from reports.models import MovementFigures, ReportSettings, Snapshot
+from reports.models import MovementFigures, ReportSettings, Snapshot, SnapshotDay
 from subscribers.models import Customer
 
 ZERO = Decimal("0.00")
@@ -153,6 +153,13 @@ class Line:
     old: Decimal
     new: Decimal
     event: str
+
+
+def last_day(today: date) -> date | None:
+    """The last day with a snapshot up to `today`: where a running period ends (None
+    before the first snapshot)."""
+    days = SnapshotDay.objects.filter(day__lte=today).order_by("-day")
+    return days.values_list("day", flat=True).first()
 
 
 def _rules() -> tuple[int, int]:

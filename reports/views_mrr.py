@@ -16,7 +16,6 @@ from django.utils import timezone
 from ispops.staff.access import roles
 from reports import export, movement
 from reports.access import READERS, branch_ids
-from reports.models import SnapshotDay
 from reports.rates import hotspot_sales, percent, rates
 
 MAX_PERIODS = 24
@@ -31,8 +30,7 @@ FIGURES = (
 def _today() -> date:
     """The last day with a snapshot (a running period ends there), else today."""
     local = timezone.localdate()
-    last = SnapshotDay.objects.filter(day__lte=local).order_by("-day").values_list("day", flat=True)
-    return last.first() or local
+    return movement.last_day(local) or local
 
 
 def _spans(request, today: date) -> tuple[str, list[movement.Period]]:
