@@ -33,11 +33,20 @@ stop() {
 }
 trap stop INT TERM EXIT
 
+port_open() { ! port_free "$1"; }
+wait_for_port() { # port, seconds
+  for _ in $(seq 1 $(($2 * 5))); do port_open "$1" && return 0; sleep 0.2; done
+  return 1
+}
+
 # The demo ISP's routers are RouterOS emulators (state kept in var/ between runs).
 mkdir -p var
 demo_routers=$($PY manage.py demo_routers)
+fresh=()
 while read -r rport ruser rpass rname; do
   [ -n "$rport" ] || continue
+  # An emulator with no saved state starts empty: its first sync fills it.
+  [ -s "var/emulator-$rname.json" ] || fresh+=("$rname")
   start "router:$rname" $PY manage.py routeros_emulator --port "$rport" --username "$ruser" \
     --password "$rpass" --identity "$rname" --state "var/emulator-$rname.json" --online 70
 done <<< "$demo_routers"
@@ -51,15 +60,31 @@ start web $PY manage.py runserver "0.0.0.0:$PORT"
 start worker .venv/bin/celery -A ispops worker -l info --concurrency 2 -n "worker@%h"
 start beat .venv/bin/celery -A ispops beat -l info --schedule var/celerybeat-schedule
 
+# Once the emulators listen, give them the billed state (what a real ISP's routers
+# have). An empty emulator is being filled, not drifting: its first sync says so
+# instead of reporting every billed account as "missing" and money "at stake".
+while read -r rport _ _ name; do
+  [ -n "$rport" ] || continue
+  if ! wait_for_port "$rport" 30; then echo "[sync] $name: emulator not listening"; continue; fi
+  out=$($PY manage.py sync_router --schema demo "$name" 2>&1 | tail -n 1)
+  if [[ " ${fresh[*]} " == *" $name "* ]] && [[ $out =~ ([0-9]+)\ account\(s\)\ changed ]]; then
+    echo "[sync] $name: emulator filled with the billed state (${BASH_REMATCH[1]} accounts)"
+  else
+    echo "[sync] $out"
+  fi
+done <<< "$demo_routers"
+
 # Point the demo ISP at the simulator and this port, and register its C2B URLs there.
-start mpesa bash -c "sleep 3; $PY manage.py configure_mpesa --schema demo \
-  --base-url http://127.0.0.1:$DARAJA_PORT --public-url http://demo.localhost:$PORT --register-urls"
+wait_for_port "$DARAJA_PORT" 30
+$PY manage.py configure_mpesa --schema demo --base-url "http://127.0.0.1:$DARAJA_PORT" \
+  --public-url "http://demo.localhost:$PORT" --register-urls 2>&1 | sed -u "s/^/[mpesa] /"
 
-# Once the emulators listen, give them the billed state (what a real ISP's routers have).
-start sync bash -c 'sleep 4; while read -r _ _ _ name; do
-  .venv/bin/python manage.py sync_router --schema demo "$name" | tail -n 1; done' <<< "$demo_routers"
-
-sleep 2
+# The banner once the site answers: everything above is ready by then.
+for _ in $(seq 1 300); do
+  $PY -c "import sys, urllib.request as u; u.urlopen(sys.argv[1], timeout=2)" \
+    "http://127.0.0.1:$PORT/healthz" 2>/dev/null && break
+  sleep 0.2
+done
 cat <<MSG
 
   ispops is running. Ctrl-C stops web, worker, beat, the router emulators and the Daraja simulator.
