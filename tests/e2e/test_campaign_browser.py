@@ -5,6 +5,7 @@ the message queue) 50 messages are written and the opted-out customer gets none.
 
 import re
 import uuid
+from types import SimpleNamespace
 
 import pytest
 from django.db import connection
@@ -15,7 +16,7 @@ from ispops.messaging import preferences
 from ispops.messaging.models import Campaign, Message
 from ispops.tenancy.models import Isp
 from subscribers import services
-from subscribers.models import Plan
+from subscribers.models import Plan, ServiceAccount
 from tests.e2e.test_lead_to_activation import OWNER, field, log_in
 
 pytestmark = pytest.mark.browser
@@ -45,18 +46,73 @@ def audience(django_db_setup, django_db_blocker):
                     password="p",
                 )
                 customers.append(customer)
+            # The bulk test's own: three customers on a plan, and the plan they move to.
+            bulk_plan = Plan.objects.create(
+                name=f"E2E Bulk {tag}", price="999.00", download_kbps=4000, upload_kbps=4000
+            )
+            Plan.objects.create(
+                name=f"E2E Bulk {tag} Plus", price="1999.00", download_kbps=8000, upload_kbps=8000
+            )
+            bulk_customers = []
+            for i in range(3):
+                customer = services.create_customer(
+                    actor="test", name=f"Bulk Otieno {tag} {i}", phone=f"0799{i:06d}"
+                )
+                services.create_service_account(
+                    actor="test", customer=customer, plan=bulk_plan, username=f"blk{tag}{i}"
+                )
+                bulk_customers.append(customer)
             opted_out = customers[1]
             preferences.set_preferences(
                 opted_out, {(preferences.REMINDERS, "sms"): False}, actor="test"
             )
         connection.set_schema_to_public()
-    return isp, plan, customers, opted_out
+    return SimpleNamespace(
+        isp=isp,
+        plan=plan,
+        customers=customers,
+        opted_out=opted_out,
+        bulk_plan=bulk_plan,
+        bulk_customers=bulk_customers,
+    )
+
+
+def test_a_bulk_plan_change_from_a_phone_confirms_the_count_then_runs(
+    phone, live_server_url, audience, django_db_blocker
+):
+    isp, plan, customers = audience.isp, audience.bulk_plan, audience.bulk_customers
+    base = f"http://demo.localhost:{live_server_url}"
+    page = phone
+    log_in(page, base, OWNER, f"/subscribers/?plan={plan.pk}")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 360
+    for customer in customers[-2:]:
+        page.get_by_label(f"Choose {customer.name}").check()
+    page.get_by_label("With them:").select_option(label="Change plan")
+    page.get_by_role("button", name="Continue").click()
+    expect(page.get_by_test_id("bulk-summary")).to_have_text(
+        "Move 2 accounts to the one you choose."
+    )
+    assert page.evaluate("document.documentElement.scrollWidth") <= 360
+    field(page, "Plan").select_option(label=f"{plan.name} Plus")
+    field(page, "Reason").fill("Upgrade offer accepted")
+    page.get_by_role("button", name="Move 2").click()
+    expect(page.get_by_text("Finished: 2 of 2.")).to_be_visible()
+    with django_db_blocker.unblock(), tenant_context(isp):
+        moved = ServiceAccount.objects.filter(customer__in=customers[-2:])
+        assert {a.plan.name for a in moved} == {f"{plan.name} Plus"}
+        assert ServiceAccount.objects.get(customer=customers[0]).plan == plan
+    connection.set_schema_to_public()
 
 
 def test_a_campaign_to_a_filtered_list_queues_one_message_each_but_the_opted_out(
     desktop, live_server_url, celery_worker_process, audience, django_db_blocker
 ):
-    isp, plan, customers, opted_out = audience
+    isp, plan, customers, opted_out = (
+        audience.isp,
+        audience.plan,
+        audience.customers,
+        audience.opted_out,
+    )
     base = f"http://demo.localhost:{live_server_url}"
     page = desktop
     log_in(page, base, OWNER, f"/subscribers/?plan={plan.pk}")
