@@ -248,3 +248,26 @@ def test_the_list_offers_the_bulk_bar_and_an_overdue_filter(world):
             services.overdue_customers(services.customers_matching(world.alpha.finance, {})).count()
             == 0
         )
+
+
+def test_a_large_set_goes_to_a_worker_and_the_page_polls_its_progress(world):
+    with tenant_context(world.alpha.isp):
+        many = [_customer(world.basic, world.home) for _ in range(21)]
+    connection.set_schema_to_public()
+    client = world.alpha.client(world.alpha.admin)
+    ids = [c.pk for c in many]
+    shown = _post(client, action="suspend", ids=ids)
+    assert shown.context["plan"].sentence() == "Suspend 21 active accounts."
+    response = _post(client, action="suspend", ids=ids, confirm="1", reason="Tower down")
+    url = response["Location"]
+    # Handed to a worker, not done in the request.
+    assert _statuses(world, many) == ["active"] * 21
+    waiting = client.get(url, HTTP_HX_REQUEST="true").content.decode()
+    assert "Waiting for a worker" in waiting and 'hx-trigger="every 2s"' in waiting
+    assert "<html" not in waiting
+    job_id = url.rstrip("/").rsplit("/", 1)[1]
+    with tenant_context(world.alpha.isp):
+        services.run_bulk_job(job_id)  # what the worker's task does
+    done = client.get(url, HTTP_HX_REQUEST="true").content.decode()
+    assert "Finished: 21 of 21." in done and "every 2s" not in done
+    assert _statuses(world, many) == ["suspended"] * 21
