@@ -5,10 +5,12 @@ by `?table=` (reports.export). Branch-limited staff see their branches; `?branch
 narrows to one of them."""
 
 from datetime import date, timedelta
+from decimal import Decimal
 
 from django import forms
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import transaction
 from django.http import HttpResponseBadRequest
@@ -24,6 +26,8 @@ from reports.access import READERS, branch_ids
 from reports.models import BucketClaim
 from reports.tasks_money import act_on_bucket
 from subscribers.models import Customer
+
+PER_PAGE = 50  # table rows a page (the downloads hold them all)
 
 MAX_PERIODS = 24
 BAR_HEIGHT = 160
@@ -114,19 +118,29 @@ def _respond(request, tables: dict, template: str, context: dict):
         if wanted and wanted not in tables:
             return _bad(BadFilters(f"table: choose one of {', '.join(tables)}"))
         return export.download(tables.get(wanted) or next(iter(tables.values())), fmt)
-    shown = [
-        {
-            "key": key,
-            "title": table.title,
-            "headings": [label for _, label in table.columns],
-            "rows": [table.values(row) for row in table.rows],
-        }
-        for key, table in tables.items()
-    ]
+    shown = []
+    for key, table in tables.items():
+        headings = [label for _, label in table.columns]
+        page = Paginator(table.rows, PER_PAGE).get_page(request.GET.get(f"{key}_page"))
+        rows = [list(zip(headings, map(_shown, table.values(row)), strict=True)) for row in page]
+        shown.append({"key": key, "title": table.title, "headings": headings, "rows": rows,
+                      "page": page, "page_param": f"{key}_page"})  # fmt: skip
     query = request.GET.copy()
     query.pop("format", None)
     query.pop("table", None)
     return render(request, template, {**context, "tables": shown, "query": query.urlencode()})
+
+
+def _shown(value) -> str:
+    """A table cell on the page: amounts with thousands separators, '-' for none (the
+    downloads keep plain numbers)."""
+    if value is None:
+        return "-"
+    if isinstance(value, Decimal):
+        return f"{value:,.2f}"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    return str(value)
 
 
 def _bars(values: list[tuple[str, list]], height: int = BAR_HEIGHT) -> dict:
@@ -344,7 +358,7 @@ def revenue_report(request):
         key: export.Table(f"Revenue by {key[:-1]}, {period.label}", cols, data[key])
         for key in ("plans", "sites", "branches", "routers")
     }
-    chart = _bars([(r["name"][:10], [r["recurring"], r["one_off"]]) for r in data["plans"][:12]])
+    chart = _bars([(r["name"], [r["recurring"], r["one_off"]]) for r in data["plans"][:12]])
     prev = collections.month_of(period.since - timedelta(days=1))
     context = {
         "data": data,

@@ -171,3 +171,19 @@ def test_each_page_offers_the_readers_branches_to_choose_from(alpha, history):
         assert 'name="branch"' in everyone and ">Coast</option>" in everyone
         assert ">Coast</option>" not in mine
         assert f'<option value="{history.south.pk}" selected>South</option>' in mine
+
+
+def test_a_long_table_pages_and_its_amounts_carry_separators(alpha, monkeypatch):
+    from reports import views_money
+
+    monkeypatch.setattr(views_money, "PER_PAGE", 10)
+    client = alpha.client(alpha.owner)
+    with tenant_context(alpha.isp):
+        add_customers(12, first=1)
+    with at(date(2026, 2, 15)):
+        first = client.get(AGING).content.decode()
+        second = client.get(AGING + "&customers_page=2").content.decode()
+        everything = client.get(AGING + "&table=customers&format=csv").content.decode()
+    assert "Page 1 of 2 (12 rows)" in first and "Page 2 of 2 (12 rows)" in second
+    assert "2,320.00" in first  # a page shows amounts grouped; the CSV keeps them plain
+    assert len(everything.strip().splitlines()) == 13 and "2320.00" in everything
