@@ -10,6 +10,7 @@ from datetime import timedelta
 from django.contrib import messages
 from django.db.models import Count, F, Q, Window
 from django.db.models.functions import RowNumber
+from django.http import HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path
 from django.utils import timezone
@@ -34,7 +35,8 @@ Stage = Installation.Stage
 OFFICE = (Role.OWNER, Role.ADMIN, Role.SUPPORT)
 
 # The board shows at most this many cards per column (longest waiting first), so a
-# pile of leads in one stage cannot make the page slow; the column says how many more.
+# pile of leads in one stage cannot make the page slow; the column says how many more
+# and links to itself shown whole (?all=STAGE, one stage at a time).
 COLUMN_LIMIT = 50
 # Confirmed installations leave the board after this long.
 CONFIRMED_SHOWN = timedelta(days=14)
@@ -86,6 +88,9 @@ def waited(inst: Installation, now) -> tuple[str, str]:
 @require_GET
 def pipeline(request):
     now = timezone.now()
+    whole = request.GET.get("all", "")
+    if whole and whole not in services.STAGE_ORDER:
+        return HttpResponseBadRequest("all= names a stage of the pipeline")
     form = PipelineFilterForm(request.GET or None, user=request.user)
     board = installations_for(request.user).filter(
         Q(stage__in=services.STAGE_ORDER) & ~Q(stage=Stage.CONFIRMED)
@@ -102,7 +107,7 @@ def pipeline(request):
         place=Window(
             RowNumber(), partition_by=[F("stage")], order_by=[F("stage_since").asc(), F("id")]
         )
-    ).filter(place__lte=COLUMN_LIMIT)
+    ).filter(Q(place__lte=COLUMN_LIMIT) | Q(stage=whole))
     columns = {stage: [] for stage in services.STAGE_ORDER}
     for inst in cards.order_by("stage_since", "id"):
         inst.waited, inst.wait_level = waited(inst, now)
@@ -116,6 +121,7 @@ def pipeline(request):
                 "cards": columns[stage],
                 "total": totals.get(stage, 0),
                 "more": totals.get(stage, 0) - len(columns[stage]),
+                "show_all": _with(request, all=stage),
             }
             for stage in services.STAGE_ORDER
         ],
@@ -135,6 +141,14 @@ def lead_new(request):
             messages.success(request, f"Lead recorded for {inst.service_account.customer.name}.")
             return redirect("subscribers:lead", pk=inst.pk)
     return render(request, "subscribers/pipeline/lead_new.html", {"form": form})
+
+
+def _with(request, **params) -> str:
+    """The board's address with its filters and `params`."""
+    query = request.GET.copy()
+    for key, value in params.items():
+        query[key] = value
+    return f"?{query.urlencode()}"
 
 
 # --- one lead --------------------------------------------------------------------------
