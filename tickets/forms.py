@@ -42,6 +42,14 @@ class TicketFilterForm(forms.Form):
     )
     category = forms.ChoiceField(required=False, choices=[("", "Any category"), *Category.choices])
     priority = forms.ChoiceField(required=False, choices=[("", "Any priority"), *Priority.choices])
+    outages = forms.ChoiceField(
+        required=False,
+        label="Outages",
+        choices=[
+            ("", "One line an outage"),
+            ("each", "Each customer's ticket too"),
+        ],
+    )
 
     def __init__(self, *args, user, **kwargs):
         super().__init__(*args, **kwargs)
@@ -124,7 +132,20 @@ class StatusForm(forms.Form):
     def __init__(self, *args, ticket, user, **kwargs):
         super().__init__(*args, **kwargs)
         moves = services.allowed_moves(ticket, user)
-        self.fields["to"].choices = [(s, Status(s).label) for s in moves]
+        self.current = ticket.status
+        # The ticket's own status first and selected: a select showing its first move
+        # ("New") read as if an assigned ticket were new.
+        now = [(ticket.status, f"{Status(ticket.status).label} (now)")] if moves else []
+        self.fields["to"].choices = now + [(s, Status(s).label) for s in moves]
+        self.fields["to"].initial = ticket.status
+
+    def clean_to(self):
+        to = self.cleaned_data["to"]
+        if to == self.current:
+            raise forms.ValidationError(
+                f"It is {Status(to).label.lower()} already: choose the status it moves to."
+            )
+        return to
 
 
 class AssignForm(forms.Form):

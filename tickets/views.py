@@ -8,7 +8,7 @@ closing someone else's ticket needs support or a manager (services.may_finish).
 
 from django.contrib import messages
 from django.core.paginator import Paginator
-from django.db.models import Q
+from django.db.models import Count, Q
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path
 from django.views.decorators.http import require_GET, require_POST
@@ -58,10 +58,14 @@ def get_attachment_for(request, pk) -> Attachment:
 
 
 def filtered_tickets(request, form: TicketFilterForm):
+    """The queue as filtered. An outage's customers' tickets are one line, the outage's
+    (with how many customers it holds), unless asked for or searched for by name."""
     tickets = Ticket.objects.visible_to(request.user)
     if not form.is_valid():
-        return tickets.none() if form.is_bound else tickets.open()
+        return tickets.none() if form.is_bound else tickets.open().filter(parent__isnull=True)
     data = form.cleaned_data
+    if data["outages"] != "each" and not data["q"].strip():
+        tickets = tickets.filter(parent__isnull=True)
     if data["status"] == "":
         tickets = tickets.open()
     elif data["status"] != "all":
@@ -92,10 +96,20 @@ def filtered_tickets(request, form: TicketFilterForm):
 @require_GET
 def ticket_list(request):
     form = TicketFilterForm(request.GET or None, user=request.user)
-    tickets = filtered_tickets(request, form).for_list().order_by("resolution_due", "id")
+    tickets = _with_linked_customers(filtered_tickets(request, form), request.user)
+    tickets = tickets.for_list().order_by("resolution_due", "id")
     page = Paginator(tickets, 25).get_page(request.GET.get("page"))
     context = {"form": form, "page": page, "can_dispatch": request.user.role in DISPATCHERS}
     return render_partial(request, "tickets/list.html", "results", context)
+
+
+def _with_linked_customers(tickets, user):
+    """`linked_customers`: an outage's child tickets this staff member may see."""
+    allowed = user.branch_ids()
+    if allowed is None:
+        return tickets.annotate(linked_customers=Count("children"))
+    mine = Q(children__customer__branch_id__in=allowed)
+    return tickets.annotate(linked_customers=Count("children", filter=mine))
 
 
 @any_staff

@@ -14,6 +14,7 @@ from django.urls import path
 from django.utils import timezone
 
 from billing import services as billing_services
+from ispops.audit.display import loaded_relations, readable
 from ispops.audit.models import AuditEntry
 from ispops.lib import csvexport
 from ispops.lib.htmx import render_partial
@@ -195,7 +196,6 @@ def customer_detail(request, pk):
             ),
         )
     )
-    account_ids = [a.pk for a in accounts]
     steps = list(
         InstallationStep.objects.filter(
             installation__service_account__customer=customer
@@ -210,7 +210,7 @@ def customer_detail(request, pk):
         "sessions": monitoring.sessions_for_accounts(accounts),
         "messages_log": messaging.recent_for(customer),
         "invoices": list(customer.invoices.order_by("-issued_on", "-id")[:5]),
-        "timeline": _timeline(customer, account_ids, steps),
+        "timeline": _timeline(customer, accounts, steps),
         "can_edit": request.user.role in EDITORS,
     }
     return render(request, "subscribers/customers/detail.html", context)
@@ -238,12 +238,21 @@ def _site_paths(sites) -> dict:
     return paths
 
 
-def _timeline(customer, account_ids, steps, limit=60):
-    """Everything that happened to the customer and their accounts, newest first."""
-    audit_rows = AuditEntry.objects.filter(
-        Q(model="subscribers.customer", object_id=str(customer.pk))
-        | Q(model="subscribers.serviceaccount", object_id__in=[str(i) for i in account_ids])
-    ).order_by("-at")[:limit]
+def _timeline(customer, accounts, steps, limit=60):
+    """Everything that happened to the customer and their accounts, newest first: who
+    by name, what by its account's login, changes as people read them (names, not
+    ids; Nairobi times)."""
+    account_ids = [a.pk for a in accounts]
+    logins = {str(a.pk): a.username or "(no login)" for a in accounts}
+    audit_rows = readable(
+        AuditEntry.objects.filter(
+            Q(model="subscribers.customer", object_id=str(customer.pk))
+            | Q(model="subscribers.serviceaccount", object_id__in=[str(i) for i in account_ids])
+        )
+        .select_related("actor")
+        .order_by("-at")[:limit],
+        known=loaded_relations(customer, *accounts),
+    )
     changes = StatusChange.objects.filter(service_account_id__in=account_ids).order_by("-at")[
         :limit
     ]
@@ -251,10 +260,14 @@ def _timeline(customer, account_ids, steps, limit=60):
         (
             {
                 "at": e.at,
-                "who": e.actor_label,
+                "who": str(e.actor) if e.actor else e.actor_label,
                 "what": f"{e.get_action_display()} "
-                f"{'customer' if e.model.endswith('customer') else 'service account'}",
-                "detail": e.changes,
+                + (
+                    "customer"
+                    if e.model.endswith("customer")
+                    else f"service account {logins.get(e.object_id, e.object_repr)}"
+                ),
+                "changes": e.readable,
             }
             for e in audit_rows
             if not _only_status_fields(e)

@@ -2,6 +2,7 @@
 
 from django import template
 
+from ispops.audit.display import readable
 from ispops.audit.models import AuditEntry
 
 register = template.Library()
@@ -9,5 +10,5 @@ register = template.Library()
 
 @register.inclusion_tag("audit/trail.html")
 def audit_trail(obj, limit=50):
-    entries = list(AuditEntry.objects.for_object(obj)[:limit])
+    entries = readable(AuditEntry.objects.for_object(obj).select_related("actor")[:limit])
     return {"entries": entries, "limit": limit}
