@@ -8,7 +8,7 @@ PORT ?= 8000
 export DATABASE_URL ?= postgres://ispops:ispops@127.0.0.1:5432/ispops
 export REDIS_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: run test lint fmt check migrate seed services bench clean
+.PHONY: run test lint fmt check migrate seed services bench clean screenshots
 
 .venv/.installed: pyproject.toml
 	@scripts/venv.sh
@@ -44,6 +44,12 @@ test: .venv/.installed
 	.venv/bin/ruff format --check .
 	$(PY) manage.py makemigrations --check --dry-run -v 1
 	.venv/bin/pytest $(PYTEST_ARGS)
+
+# Every staff page at 1366 and 360 px into var/screenshots/ (for review, not committed):
+# serves the seeded demo itself. SCREENSHOTS_ARGS="--only /subscribers/ --widths 360".
+screenshots: seed
+	@scripts/services.sh chromium
+	@ISPOPS_ROUTER_ALLOW_LOCAL=$${ISPOPS_ROUTER_ALLOW_LOCAL:-1} $(PY) -m scripts.screenshots $(SCREENSHOTS_ARGS)
 
 bench: seed
 	$(PY) -m bench

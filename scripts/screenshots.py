@@ -134,8 +134,13 @@ def visit(page, url: str) -> str | None:
     """Open `url`; why it cannot be taken, or None when it is a page to take."""
     try:
         response = page.goto(url, wait_until="load")
-    except Exception as exc:  # a download, a network error
-        return str(exc).splitlines()[0][:80]
+    except Exception as exc:  # a download, an error status with no body, no answer
+        text = str(exc).splitlines()[0]
+        if "Download is starting" in text:
+            return "a download"
+        if "ERR_HTTP_RESPONSE_CODE_FAILURE" in text:
+            return "an error status (a POST-only action)"
+        return text[:100]
     if response is None:
         return "no response"
     if response.status != 200:
