@@ -67,8 +67,9 @@ class NewCustomerForm(forms.Form):
     activate_now = forms.BooleanField(
         required=False,
         label="Activate now",
-        help_text="No technician visit: in service at once. Prepaid plans need the first "
-        "payment below. Unticked, the customer goes into the pipeline as a lead.",
+        help_text="No technician visit: in service at once, with a welcome SMS. A prepaid "
+        "plan's first payment below buys its first term; a postpaid plan gets its first "
+        "(prorated) invoice. Unticked, the customer goes into the pipeline as a lead.",
     )
     payment_amount = forms.DecimalField(
         required=False,
