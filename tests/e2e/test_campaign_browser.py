@@ -88,6 +88,11 @@ def test_a_bulk_plan_change_from_a_phone_confirms_the_count_then_runs(
     for customer in customers[-2:]:
         page.get_by_label(f"Choose {customer.name}").check()
     page.get_by_label("With them:").select_option(label="Change plan")
+    # Choosing the action must not reload the list (the filter form once reacted to
+    # every select on the page, and the ticks were lost).
+    page.wait_for_timeout(800)
+    for customer in customers[-2:]:
+        expect(page.get_by_label(f"Choose {customer.name}")).to_be_checked()
     page.get_by_role("button", name="Continue").click()
     expect(page.get_by_test_id("bulk-summary")).to_have_text(
         "Move 2 accounts to the one you choose."
@@ -141,6 +146,7 @@ def test_a_campaign_to_a_filtered_list_queues_one_message_each_but_the_opted_out
     # The worker writes the messages; the page polls its progress.
     expect(page.get_by_test_id("written")).to_have_text("51", timeout=30_000)
     expect(page.get_by_test_id("skipped")).to_have_text("1")
+    expect(page.get_by_test_id("state")).to_have_text("Sent to the queue")
 
     with django_db_blocker.unblock(), tenant_context(isp):
         campaign = Campaign.objects.get(name="Renewal reminder E2E")
