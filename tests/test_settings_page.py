@@ -8,6 +8,7 @@ import pytest
 from django_tenants.utils import tenant_context
 
 from billing.models import BillingSettings
+from hotspot.models import HotspotSettings
 from ispops.audit.models import AuditEntry
 from ispops.messaging.models import SmsSettings
 from ispops.staff.models import Role
@@ -15,7 +16,16 @@ from payments.models import MpesaSettings
 from subscribers.models import SubscriberSettings
 from tickets.models import TicketSettings
 
-SECTION_IDS = ["company", "billing", "dunning", "mpesa", "messaging", "tickets", "accounts"]
+SECTION_IDS = [
+    "company",
+    "billing",
+    "dunning",
+    "mpesa",
+    "messaging",
+    "tickets",
+    "accounts",
+    "hotspot",
+]
 SETTINGS_URLS = [
     "/settings/",
     "/billing/settings/",
@@ -181,3 +191,34 @@ def test_mpesa_addresses_are_url_boxes_as_wide_as_the_form(alpha):
     css = (Path(__file__).parent.parent / "static/css/ispops.css").read_text()
     rule = re.search(r"input\[type=url\] \{([^}]*)\}", css)
     assert rule and "width: 100%" in rule.group(1)
+
+
+def _hotspot_post(**changes):
+    data = {
+        "section": "hotspot",
+        "code_length": "10",
+        "stacking": "queue",
+        "wrong_codes_before_lockout": "5",
+        "lockout_minutes": "15",
+        "trial_package": "",
+        "trial_every_days": "7",
+        "warn_at_percent": "80",
+        "walled_garden_hosts": "Help.Example.com\n\n*.cdn.example.net",
+    }
+    data.update(changes)
+    return data
+
+
+def test_hotspot_section_saves_and_refuses_a_bad_host(alpha):
+    client = alpha.client(alpha.owner)
+    response = client.post("/settings/", _hotspot_post())
+    assert response.status_code == 302 and response["Location"] == "/settings/#hotspot"
+    with tenant_context(alpha.isp):
+        cfg = HotspotSettings.load()
+        assert (cfg.code_length, cfg.stacking) == (10, "queue")
+        assert cfg.walled_garden_hosts == "help.example.com\n*.cdn.example.net"
+    refused = client.post("/settings/", _hotspot_post(walled_garden_hosts="http://x y/"))
+    assert refused.status_code == 400
+    assert "Not a host name: http://x y/" in refused.content.decode()
+    with tenant_context(alpha.isp):
+        assert HotspotSettings.load().walled_garden_hosts == "help.example.com\n*.cdn.example.net"

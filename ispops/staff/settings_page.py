@@ -1,5 +1,5 @@
 """One settings page (/settings/) with a section per area: company and branding,
-billing, dunning, M-Pesa, SMS and email, tickets, account numbers.
+billing, dunning, M-Pesa, SMS and email, tickets, account numbers, hotspot.
 
 Each section is its own form, posted back to /settings/ with `section=<key>` and saved
 on its own through the same forms and services as the area's own settings page (those
@@ -10,10 +10,14 @@ The page only reads: every SettingsRow.load() takes the stored row (or inserts t
 defaults without an audit entry), so opening it records nothing.
 """
 
+import re
+
+from django import forms
 from django.conf import settings as django_settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Q
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.urls import path, reverse
@@ -214,6 +218,74 @@ class AccountsSection(Section):
         return True
 
 
+# --- hotspot ---------------------------------------------------------------------------
+
+
+HOST_LINE = re.compile(
+    r"^(?=.{1,253}$)([a-z0-9*]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$"
+)
+
+
+def hotspot_form_class():
+    from hotspot.models import HotspotSettings, Package
+
+    class HotspotSettingsForm(forms.ModelForm):
+        class Meta:
+            model = HotspotSettings
+            fields = [
+                "code_length",
+                "stacking",
+                "wrong_codes_before_lockout",
+                "lockout_minutes",
+                "trial_package",
+                "trial_every_days",
+                "warn_at_percent",
+                "walled_garden_hosts",
+            ]
+            labels = {"warn_at_percent": "Warn buyers at (% of a data limit)"}
+            widgets = {"walled_garden_hosts": forms.Textarea(attrs={"rows": 3})}
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            current = self.instance.trial_package_id
+            self.fields["trial_package"].queryset = Package.objects.filter(
+                Q(is_active=True) | Q(pk=current)
+            ).order_by("name")
+
+        def clean_walled_garden_hosts(self):
+            lines = [
+                line.strip().lower()
+                for line in self.cleaned_data["walled_garden_hosts"].splitlines()
+                if line.strip()
+            ]
+            bad = [line for line in lines if not HOST_LINE.match(line)]
+            if bad:
+                raise forms.ValidationError(
+                    f"Not a host name: {', '.join(bad[:3])}. "
+                    "One host a line, e.g. help.example.com."
+                )
+            return "\n".join(lines)
+
+    return HotspotSettingsForm
+
+
+class HotspotSection(Section):
+    key, title, template = "hotspot", "Hotspot", "settings/_hotspot.html"
+
+    def context(self, request, data=None, files=None):
+        from hotspot.models import HotspotSettings
+
+        return {"form": hotspot_form_class()(data, instance=HotspotSettings.load())}
+
+    def save(self, request, context):
+        form = context["form"]
+        if not form.is_valid():
+            return False
+        with transaction.atomic(), audit.acting_as(request.user):
+            form.save()
+        return True
+
+
 SECTIONS = [
     BillingPart("company", "Company and branding", "IDENTITY", multipart=True),
     BillingPart("billing", "Billing", "BILLING"),
@@ -222,6 +294,7 @@ SECTIONS = [
     MessagingSection(),
     TicketsSection(),
     AccountsSection(),
+    HotspotSection(),
 ]
 PAGE_ROLES = frozenset().union(*(s.roles for s in SECTIONS))
 
