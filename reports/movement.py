@@ -187,13 +187,17 @@ per_day AS (
     GROUP BY 1, 2, 3
 ),
 pairs AS (
-    SELECT p.key, p.first, d.customer_id, d.scope,
-           SUM(CASE WHEN d.day = p.before THEN d.mrr ELSE 0 END) AS old,
-           SUM(CASE WHEN d.day = p.end_day THEN d.mrr ELSE 0 END) AS new
-    FROM periods p JOIN per_day d ON d.day = p.before OR d.day = p.end_day
-    GROUP BY p.key, p.first, d.customer_id, d.scope
+    SELECT key, first, customer_id, scope, SUM(old) AS old, SUM(new) AS new
+    FROM (
+        SELECT p.key, p.first, d.customer_id, d.scope, d.mrr AS old, 0 AS new
+        FROM periods p JOIN per_day d ON d.day = p.before
+        UNION ALL
+        SELECT p.key, p.first, d.customer_id, d.scope, 0, d.mrr
+        FROM periods p JOIN per_day d ON d.day = p.end_day
+    ) both_ends
+    GROUP BY key, first, customer_id, scope
 ),
-lines AS (
+lines AS MATERIALIZED (  -- each line's event worked out once, not once per figure
     SELECT key, customer_id, scope, old, new,
            CASE WHEN old = 0 AND new > 0 THEN
                     CASE WHEN EXISTS (
