@@ -12,7 +12,7 @@ from ispops.staff.models import Branch
 from network.models import Router
 from subscribers import services
 from subscribers.forms import visible_routers, visible_sites
-from subscribers.models import NetworkSite, Plan
+from subscribers.models import NetworkSite, Plan, ServiceType
 
 
 class PlanChoiceField(forms.ModelChoiceField):
@@ -104,7 +104,11 @@ class NewCustomerForm(forms.Form):
         # Another branch's router or site is refused even when posted by hand.
         self.fields["site"].queryset = visible_sites(user)
         self.fields["router"].queryset = visible_routers(user)
-        self.fields["plan"].queryset = Plan.objects.filter(is_active=True).order_by("name")
+        # A static-IP service needs its address, which this form does not take: those
+        # customers are made with the customer form and the account's own page.
+        self.fields["plan"].queryset = (
+            Plan.objects.filter(is_active=True).exclude(service=ServiceType.STATIC).order_by("name")
+        )
 
     def groups(self):
         return [(legend, [self[name] for name in names]) for legend, names in self.GROUPS]

@@ -268,3 +268,75 @@ def test_branch_limited_staff_cannot_pick_another_branchs_router(alpha, prepaid)
     # And must give a branch of theirs (else they would lose sight of the customer).
     response = client.post(URL, form(prepaid))
     assert "branch" in response.context["form"].errors
+
+
+def test_a_static_ip_plan_is_not_offered(alpha, prepaid):
+    static = Plan.objects.create(
+        name="Static 50M", price="9000", download_kbps=50_000, upload_kbps=50_000, service="static"
+    )
+    client = staff(alpha, Role.OWNER)
+    assert static not in client.get(URL).context["form"].fields["plan"].queryset
+    response = client.post(URL, form(static))
+    assert response.status_code == 400 and "plan" in response.context["form"].errors
+    assert not Customer.objects.filter(name="Wanjiru Kamau").exists()
+
+
+@pytest.mark.committed
+def test_two_clerks_signing_up_the_same_phone_at_once_make_one_customer(django_db_blocker):
+    """No unique constraint can hold phones (a landlord's old records share one): the
+    sign-up holds the phone by an advisory lock, so the second clerk is told."""
+    import threading
+
+    from django.db import connections
+    from django_tenants.utils import tenant_context
+
+    from ispops.tenancy.services import create_isp
+
+    with django_db_blocker.unblock():
+        isp, _ = create_isp(
+            schema="conc_signup",
+            name="Concurrency sign-up",
+            domain="conc-signup.localhost",
+            owner_email="o@conc-signup.test",
+            owner_password="conc-pass-2026-s",
+        )
+        try:
+            with tenant_context(isp):
+                plan = Plan.objects.create(
+                    name="Home", price="1000", download_kbps=5000, upload_kbps=5000
+                )
+            start, outcomes = threading.Barrier(2), []
+
+            def clerk(n):
+                try:
+                    with tenant_context(isp):
+                        details = services.SignUp(
+                            name=f"Clerk {n}",
+                            phone="0733123456",
+                            plan=plan,
+                            activate_now=True,
+                            payment_amount=D("1000"),
+                            payment_method="cash",
+                        )
+                        start.wait(timeout=30)
+                        services.sign_up(details, actor="test")
+                        outcomes.append("created")
+                except services.SignUpError as exc:
+                    outcomes.append(exc.field)
+                except Exception as exc:  # reported by the assertion below
+                    outcomes.append(repr(exc))
+                finally:
+                    connections.close_all()
+
+            threads = [threading.Thread(target=clerk, args=(n,)) for n in range(2)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(timeout=120)
+            assert sorted(outcomes) == ["created", "phone"]
+            with tenant_context(isp):
+                assert Customer.objects.filter(phone="254733123456").count() == 1
+                assert Payment.objects.count() == 1
+        finally:
+            connection.set_schema_to_public()
+            isp.delete(force_drop=True)
