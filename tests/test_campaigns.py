@@ -184,3 +184,61 @@ def test_who_may_see_and_send_campaigns(world):
     assert limited.get(f"/messages/campaigns/{campaign.pk}/").status_code == 404
     assert limited.post(f"/messages/campaigns/{campaign.pk}/send/").status_code == 404
     assert world.alpha.client(world.alpha.owner).get("/messages/campaigns/").status_code == 200
+
+
+def test_a_campaign_whose_task_was_lost_is_handed_to_a_worker_again(world):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    with tenant_context(world.alpha.isp):
+        lost = _campaign(world, world.alpha.owner, {"plan": str(world.plan.pk)})
+        fresh = _campaign(world, world.alpha.owner, {"plan": str(world.plan.pk)})
+        done = _campaign(world, world.alpha.owner, {"plan": str(world.plan.pk)})
+        for campaign in (lost, fresh, done):
+            campaigns.start(campaign, actor="test")
+        campaigns.send(done.pk)
+        old = timezone.now() - timedelta(minutes=11)
+        Campaign.objects.filter(pk__in=[lost.pk, done.pk]).update(started_at=old)
+        assert campaigns.resume_stalled() == [lost.pk]
+        # Sent by the worker it was handed to, it is no longer stalled.
+        campaigns.send(lost.pk)
+        assert campaigns.resume_stalled() == []
+        assert Campaign.objects.get(pk=lost.pk).state == Campaign.State.DONE
+
+
+def test_an_email_campaign_skips_customers_with_no_address(world):
+    with tenant_context(world.alpha.isp):
+        Customer.objects.filter(pk=world.mine[0].pk).update(email="wanjiru@example.com")
+        campaign = campaigns.create(
+            actor=world.alpha.owner,
+            name="Newsletter",
+            channel="email",
+            kind="service",
+            subject="News from {{ isp_name }}",
+            body="Dear {{ customer.name }}",
+            filters={"plan": str(world.plan.pk)},
+        )
+        preview = campaigns.preview(campaign)
+        assert (preview.recipients, preview.no_address) == (1, 6)
+        assert preview.subject == "News from Alpha Net"
+        campaigns.start(campaign, actor="test")
+        campaigns.send(campaign.pk)
+        (message,) = Message.objects.filter(related=campaign.related)
+        assert (message.to, message.subject) == ("wanjiru@example.com", "News from Alpha Net")
+        notes = set(
+            CampaignRecipient.objects.filter(campaign=campaign, state="skipped").values_list(
+                "note", flat=True
+            )
+        )
+        assert notes == {"no email address"}
+        with pytest.raises(campaigns.CampaignError):
+            campaigns.update(
+                campaign,
+                actor="test",
+                name="x",
+                channel="sms",
+                kind="service",
+                subject="",
+                body="y",
+            )

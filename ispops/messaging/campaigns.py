@@ -18,9 +18,10 @@ clerk's campaign never reaches another branch's customers.
 
 from contextlib import suppress
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from django.db import transaction
-from django.db.models import Count
+from django.db.models import Count, Q
 from django.template import TemplateSyntaxError
 from django.utils import timezone
 
@@ -267,6 +268,30 @@ def send_soon(campaign_id: int) -> bool:
     from ispops.tasks import hand_to_worker
 
     return hand_to_worker(send_campaign, campaign_id, what=f"campaign {campaign_id}")
+
+
+# A campaign still "sending" this long after it started lost its task (the broker was
+# down, a worker died mid-way); the message sweep hands it to a worker again.
+STALLED_AFTER = timedelta(minutes=10)
+
+
+def resume_stalled(now=None) -> list[int]:
+    """Hand campaigns whose task was lost to a worker again (safe: `send` claims each
+    recipient once, so a campaign still being sent only gets a second pair of hands).
+    Returns their ids."""
+    now = now or timezone.now()
+    stalled = (
+        Campaign.objects.filter(state=Campaign.State.SENDING, started_at__lt=now - STALLED_AFTER)
+        .filter(Q(recipient_count=0) | Q(recipients__state=CampaignRecipient.State.PENDING))
+        .values_list("id", flat=True)
+        .distinct()
+    )
+    resumed = []
+    for campaign_id in stalled:
+        if not send_soon(campaign_id):
+            break  # the broker is still down: the next sweep tries again
+        resumed.append(campaign_id)
+    return resumed
 
 
 def write_recipients(campaign: Campaign) -> int:

@@ -20,7 +20,11 @@ def send_messages(message_ids: list[int]) -> int:
 
 @shared_task
 def sweep_messages() -> int:
-    """Re-send messages whose task was lost and retries whose time has come."""
+    """Re-send messages whose task was lost and retries whose time has come; campaigns
+    whose task was lost go back to a worker too."""
+    from ispops.messaging import campaigns
+
+    campaigns.resume_stalled()
     return len(services.sweep_messages())
 
 
