@@ -51,7 +51,10 @@ def test_a_slip_is_kept_beside_the_receipt_number(customer):
 
 def test_the_receipt_and_statement_show_the_number(customer):
     payment = cash(customer)
-    assert "RC-000001" in pdf.receipt_html(payment.ledger_entry)
+    receipt = pdf.receipt_html(payment.ledger_entry)
+    # Our number is the receipt's number (not a second, made-up one beside it).
+    assert "<td>Receipt</td><td><strong>RC-000001</strong>" in receipt
+    assert "R-0" not in receipt
     assert LedgerEntry.objects.filter(customer=customer, reference="RC-000001").count() == 1
 
 
