@@ -461,7 +461,11 @@ class LedgerEntry(models.Model):
 
     class Meta:
         ordering = ["at", "id"]
-        indexes = [models.Index(fields=["customer", "at"], name="ledger_customer_at")]
+        indexes = [
+            models.Index(fields=["customer", "at"], name="ledger_customer_at"),
+            # A period's payments or credit notes (collections) are read by kind and time.
+            models.Index(fields=["kind", "at"], name="ledger_kind_at"),
+        ]
         constraints = [
             # A receipt or credit note number is used once per customer: the same M-Pesa
             # receipt or bank slip entered twice is refused by the database.

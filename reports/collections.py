@@ -97,11 +97,17 @@ def _customers(customers):
     return Customer.objects.all() if customers is None else customers
 
 
+def _mine(customers) -> Q:
+    """Rows of `customers` (a queryset), or every row for the whole ISP: no filter, not
+    an IN over every customer."""
+    return Q() if customers is None else Q(customer__in=customers)
+
+
 def billed_rows(period: Period, customers=None):
     """Documents of the period: (customer id, total, paid, credited), credit notes negative."""
     return (
         Invoice.objects.filter(
-            customer__in=_customers(customers),
+            _mine(customers),
             issued_on__gte=period.since,
             issued_on__lte=period.until,
         )
@@ -140,7 +146,7 @@ def _payments(periods: list[Period], customers):
     """Payments on the ledger from the first period's start to the last one's end."""
     payment = Payment.objects.filter(ledger_entry=OuterRef("pk"))
     return LedgerEntry.objects.filter(
-        customer__in=_customers(customers),
+        _mine(customers),
         kind=LedgerEntry.Kind.PAYMENT,
         at__gte=periods[0].bounds[0],
         at__lt=periods[-1].bounds[1],
@@ -160,23 +166,28 @@ def hotspot_days(since: date, until: date) -> dict[date, tuple[Decimal, Decimal]
     return {d.day: (d.card_amount, d.purchase_amount + d.device_amount) for d in days}
 
 
-def summary(period: Period, customers=None, *, vouchers: bool = True) -> dict:
+def summary(
+    period: Period, customers=None, *, vouchers: bool = True, channels: bool = True
+) -> dict:
     """The period's figures (`summaries` of one period)."""
-    return summaries([period], customers, vouchers=vouchers)[0]
+    return summaries([period], customers, vouchers=vouchers, channels=channels)[0]
 
 
-def summaries(periods: list[Period], customers=None, *, vouchers: bool = True) -> list[dict]:
+def summaries(
+    periods: list[Period], customers=None, *, vouchers: bool = True, channels: bool = True
+) -> list[dict]:
     """Each period's figures: billed, collected (and by channel), settled of the period's
     bills, collection rate (None when nothing was billed). `periods`: oldest first, not
     overlapping. `vouchers`: with the hotspot's money (cards and hotspot sales), which
-    only the ISP's figures have (no customer's). A fixed number of queries however many
-    periods and customers: each total is grouped by period in one query."""
+    only the ISP's figures have (no customer's). Without `channels` what was collected
+    is not read (the owner's home shows the rate only). A fixed number of queries however
+    many periods and customers: each total is grouped by period in one query."""
     if not periods:
         return []
     docs = {
         row["i"]: row
         for row in Invoice.objects.filter(
-            customer__in=_customers(customers),
+            _mine(customers),
             issued_on__gte=periods[0].since,
             issued_on__lte=periods[-1].until,
         )
@@ -192,7 +203,7 @@ def summaries(periods: list[Period], customers=None, *, vouchers: bool = True) -
     }
     loose_credit = dict(
         LedgerEntry.objects.filter(
-            customer__in=_customers(customers),
+            _mine(customers),
             kind=LedgerEntry.Kind.CREDIT_NOTE,
             invoice__isnull=True,
             at__gte=periods[0].bounds[0],
@@ -205,7 +216,7 @@ def summaries(periods: list[Period], customers=None, *, vouchers: bool = True) -
         .values_list("i", "s")
     )
     by_channel = [dict.fromkeys((key for key, _ in CHANNELS), ZERO) for _ in periods]
-    for row in (
+    for row in () if not channels else (
         _payments(periods, customers)
         .annotate(channel=_channel(), i=_period_of("at", periods, moment=True))
         .values("i", "channel")

@@ -71,6 +71,13 @@ class Scope:
         qs = Customer.objects.all()
         return qs if self.branches is None else qs.filter(branch_id__in=self.branches)
 
+    def narrow(self, qs, customer: str = "customer"):
+        """`qs` limited to the scope's customers (by the path to the customer), or as
+        it is for the whole ISP (no filter over every customer)."""
+        if self.branches is None:
+            return qs
+        return qs.filter(**{f"{customer}__branch_id__in": self.branches})
+
 
 # --- MRR ---------------------------------------------------------------------------
 
@@ -139,10 +146,10 @@ def sparkline(series: list[tuple[date, Decimal]], width: int = 120, height: int 
 # --- money -------------------------------------------------------------------------
 
 
-def overdue(today: date, customers) -> Decimal:
+def overdue(today: date, scope: Scope) -> Decimal:
     """What is owed past its due date (billing.services.overdue_invoices), in total."""
     left = F("total") - F("amount_paid") - F("amount_credited")
-    row = billing.overdue_invoices(today).filter(customer__in=customers).aggregate(s=Sum(left))
+    row = scope.narrow(billing.overdue_invoices(today)).aggregate(s=Sum(left))
     return row["s"] or ZERO
 
 
@@ -152,15 +159,13 @@ def overdue(today: date, customers) -> Decimal:
 def subscriber_counts(today: date, scope: Scope) -> tuple[int, int]:
     """Active services at the end of `today`, and net adds from the start of its month
     to then (one count, one aggregate over the month's and later status changes)."""
-    customers = scope.customers()
-    active = ServiceAccount.objects.filter(
-        status=AccountStatus.ACTIVE, customer__in=customers
-    ).count()
+    active = scope.narrow(ServiceAccount.objects.filter(status=AccountStatus.ACTIVE)).count()
     end = _aware(today + timedelta(days=1))
     became = Q(to_status=AccountStatus.ACTIVE) & ~Q(from_status=AccountStatus.ACTIVE)
     left = Q(from_status=AccountStatus.ACTIVE) & ~Q(to_status=AccountStatus.ACTIVE)
-    moves = StatusChange.objects.filter(
-        at__gte=_aware(month_start(today)), service_account__customer__in=customers
+    moves = scope.narrow(
+        StatusChange.objects.filter(at__gte=_aware(month_start(today))),
+        "service_account__customer",
     ).aggregate(
         up=Count("id", filter=became & Q(at__lt=end)),
         down=Count("id", filter=left & Q(at__lt=end)),
@@ -197,6 +202,7 @@ def figures(user, *, today: date, now: datetime) -> list[dict]:
         collections.month_of(today),
         None if scope.branches is None else customers,
         vouchers=False,
+        channels=False,
     )
     rate = money["rate"]
     active, net = subscriber_counts(today, scope)
@@ -222,7 +228,7 @@ def figures(user, *, today: date, now: datetime) -> list[dict]:
         },
         {
             "label": "Overdue",
-            "value": format_kes(overdue(today, customers)),
+            "value": format_kes(overdue(today, scope)),
             "url": link("reports:aging") or link("billing:aged_debt"),
         },
         {

@@ -337,6 +337,8 @@ class StatusChange(models.Model):
 
     class Meta:
         ordering = ["-at", "-id"]
+        # The month's changes (net adds on the owner's home) are read by time.
+        indexes = [models.Index(fields=["at"], name="status_change_at")]
 
     def __str__(self):
         return f"{self.from_status or 'new'} -> {self.to_status}"
