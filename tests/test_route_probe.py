@@ -122,6 +122,8 @@ PARAM_FACTORIES = {
     # MRR drill-down (reports.views_mrr): a month and a figure; rows are branch-filtered.
     "period": lambda variant, world: "2026-05",
     "event": lambda variant, world: "churn",
+    # A bulk action's job (subscribers.views.bulk): kept in Redis, per user; none here.
+    "job_id": lambda variant, world: "0" * 32,
 }
 
 
