@@ -468,7 +468,7 @@ def test_the_preview_of_a_big_router_shows_200_rows_and_every_count(alpha, big_r
     print(f"\npreview of 1,000 secrets rendered in {took:.2f} s")
     assert page.status_code == 200
     html = page.content.decode()
-    assert html.count('<td class="item">') == 200
+    assert html.count('<td class="item primary"') == 200
     assert "The first 200 of 1000." in html
     assert page.context["preview"].by_status == {"active": 900, "suspended": 100}
 

@@ -107,8 +107,9 @@ def test_a_bad_upload_shows_every_bad_row_and_imports_nothing(
     html = client.get(f"/imports/{job.pk}/").content.decode()
     assert "Nothing was imported" in html
     assert "upload the whole file again" in html
-    assert "<td>3</td><td>unknown plan &#x27;Gold&#x27;</td>" in html
-    assert "<td>5</td><td>duplicate account IMP00000 (also on line 2)</td>" in html
+    line = '<td class="num" data-label="Line">{}</td><td class="long" data-label="Reason">{}</td>'
+    assert line.format(3, "unknown plan &#x27;Gold&#x27;") in html
+    assert line.format(5, "duplicate account IMP00000 (also on line 2)") in html
     assert "Download error report (CSV)" in html
     assert f'href="/imports/{job.pk}/errors.csv"' in html
 
