@@ -222,3 +222,24 @@ def test_hotspot_section_saves_and_refuses_a_bad_host(alpha):
     assert "Not a host name: http://x y/" in refused.content.decode()
     with tenant_context(alpha.isp):
         assert HotspotSettings.load().walled_garden_hosts == "help.example.com\n*.cdn.example.net"
+
+
+@pytest.mark.parametrize(
+    "url,key",
+    [
+        ("/billing/settings/", "company"),
+        ("/payments/settings/", "mpesa"),
+        ("/messages/settings/", "messaging"),
+        ("/settings/subscribers/", "accounts"),
+    ],
+)
+def test_each_areas_own_page_links_to_its_section(alpha, url, key):
+    page = alpha.client(alpha.owner).get(url).content.decode()
+    assert f'href="/settings/#{key}"' in page
+
+
+def test_sms_settings_page_warns_when_no_provider_sends(alpha):
+    with tenant_context(alpha.isp):
+        SmsSettings.objects.update_or_create(pk=1, defaults={"backend": "console"})
+    page = alpha.client(alpha.owner).get("/messages/settings/").content.decode()
+    assert "No SMS provider" in page

@@ -1,6 +1,7 @@
 """Messaging pages: the message templates with a live preview, the SMS gateway settings,
 and the log of every SMS and email sent."""
 
+from django.conf import settings as django_settings
 from django.contrib import messages
 from django.db import transaction
 from django.db.models import Q
@@ -142,7 +143,14 @@ def sms_settings(request):
     return render(
         request,
         "messaging/sms_settings.html",
-        {"form": form, "settings": current, "key_set": bool(current.api_key)},
+        {
+            "form": form,
+            "settings": current,
+            "key_set": bool(current.api_key),
+            # Whether SMS reach phones: the console gateway only writes them to the log.
+            "sms_delivers": (current.backend or django_settings.SMS_BACKEND)
+            != SmsSettings.Backend.CONSOLE,
+        },
     )
 
 
