@@ -242,3 +242,16 @@ def test_an_email_campaign_skips_customers_with_no_address(world):
                 subject="",
                 body="y",
             )
+
+
+def test_the_campaign_list_is_a_responsive_list_of_the_readers_campaigns(world):
+    with tenant_context(world.alpha.isp):
+        mine = _campaign(world, world.limited, {"ids": [world.mine[0].pk]})
+        _campaign(world, world.alpha.owner, {"plan": str(world.plan.pk)})
+    response = world.alpha.client(world.limited).get("/messages/campaigns/")
+    html = response.content.decode()
+    assert 'class="list-wrap' in html and "table-wrap" not in html
+    assert [c.pk for c in response.context["page"]] == [mine.pk]
+    assert f'href="/messages/campaigns/{mine.pk}/"' in html
+    owner = world.alpha.client(world.alpha.owner).get("/messages/campaigns/")
+    assert len(owner.context["page"]) == 2
