@@ -8,7 +8,10 @@ billing's own services at the moments things happened:
   buys the next term), short prepaid plans (hotspot) paying their first and latest;
 - a few plan changes at a renewal;
 - about one account in six stopping to pay: suspended when its term ran out (prepaid)
-  or its invoice was weeks overdue (postpaid), and a few of those terminated later.
+  or its invoice was weeks overdue (postpaid); a third of those pay again days later
+  or weeks later (restored by the payment, as billing restores a settled account;
+  after a month it counts as churn, then reactivation), and a few others
+  are terminated.
 
 Nothing is dated after now: a step due later than now is simply not taken (an invoice
 issued last week may still be open). Deterministic; run once (kept if there is a
@@ -18,6 +21,7 @@ import heapq
 import itertools
 import random
 from datetime import datetime, time, timedelta
+from decimal import Decimal
 
 from django.db.models import F
 from django.utils import timezone
@@ -31,7 +35,9 @@ from subscribers.models import Plan, ServiceAccount
 ACTOR = "seed_demo"
 # Share of accounts that stop paying at some point, and how many of those leave.
 LAPSE_SHARE, TERMINATED = 0.18, 8
-PLAN_CHANGE_SHARE = 0.12
+PLAN_CHANGE_SHARE = 0.2
+# Share of suspended accounts (not to be terminated) that pay again and come back.
+COMEBACK_SHARE = 0.35
 # The nightly billing run's time of day (settings.CELERY_BEAT_SCHEDULE "daily-billing").
 RUN_AT = time(1, 5)
 
@@ -56,7 +62,8 @@ def seed(out=None) -> None:
     Invoice.objects.filter(announced_at__isnull=True).update(announced_at=F("created_at"))
     say(
         f"  {Invoice.objects.count()} invoices, {story.payments} payments,"
-        f" {story.changes} plan changes, {story.suspended} suspended,"
+        f" {story.changes} plan changes, {story.suspended} suspended"
+        f" ({story.restored} paid again),"
         f" {story.terminated} terminated over {story.days} days"
     )
 
@@ -71,6 +78,7 @@ class Story:
         self.last = now  # the moment of the step being taken
         self.seq = itertools.count()
         self.payments = self.changes = self.suspended = self.terminated = self.days = 0
+        self.restored = 0
         self.lapse_at: dict[int, datetime] = {}  # account id -> when it stops paying
         self.change_at: dict[int, int] = {}  # account id -> the renewal it changes plan at
         self.to_terminate: set[int] = set()
@@ -94,7 +102,7 @@ class Story:
         for account in accounts:
             joined = account.activated_at
             if self.rng.random() < LAPSE_SHARE:
-                # Stops paying somewhere between a month in and a few days ago.
+                # Stops paying a third of the way into its time with us, or later.
                 span = (self.now - joined).total_seconds()
                 self.lapse_at[account.pk] = joined + timedelta(
                     seconds=span * self.rng.uniform(0.3, 0.95)
@@ -103,7 +111,7 @@ class Story:
                     self.to_terminate.add(account.pk)
             if account.plan.billing == "prepaid":
                 if account.plan_id in self.monthly and self.rng.random() < PLAN_CHANGE_SHARE:
-                    self.change_at[account.pk] = self.rng.randint(1, 4)
+                    self.change_at[account.pk] = self.rng.randint(1, 3)
                 self.at(joined + timedelta(minutes=5), self.pay_term, account.pk, 0)
             elif account.pk in self.lapse_at:
                 # Weeks overdue: the dunning run suspends the account.
@@ -137,16 +145,16 @@ class Story:
 
     def pay(self, customer_id: int, invoice_id: int) -> None:
         invoice = Invoice.objects.select_related("customer").get(pk=invoice_id)
-        if invoice.status != Invoice.Status.OPEN:
+        if invoice.status != Invoice.Status.OPEN or invoice.outstanding <= 0:
             return
-        payments_demo.mpesa_paid(self.rng, invoice.customer, invoice.total, self.last)
+        payments_demo.mpesa_paid(self.rng, invoice.customer, invoice.outstanding, self.last)
         self.payments += 1
 
-    def pay_term(self, account_id: int, renewal: int) -> None:
+    def pay_term(self, account_id: int, renewal: int, comeback: bool = False) -> None:
         """A prepaid account pays for its next term just before the present one ends
         (renewal 0: the first term, the day it joined)."""
         account = ServiceAccount.objects.select_related("plan", "customer").get(pk=account_id)
-        if account.status != "active":
+        if account.status != "active" and not (comeback and account.status == "suspended"):
             return
         moment = self.last
         if self.change_at.get(account_id) == renewal:
@@ -198,6 +206,31 @@ class Story:
         self.suspended += 1
         if account_id in self.to_terminate:
             self.at(moment + timedelta(days=self.rng.randint(7, 25)), self.terminate, account_id)
+        elif self.rng.random() < COMEBACK_SHARE:
+            self.lapse_at.pop(account_id, None)
+            self.at(moment + timedelta(days=self.rng.randint(3, 75)), self.come_back, account_id)
+
+    def come_back(self, account_id: int) -> None:
+        """A suspended account pays what it owes (postpaid) or a new term (prepaid):
+        billing restores it with the payment."""
+        account = ServiceAccount.objects.select_related("plan", "customer").get(pk=account_id)
+        if account.status != "suspended":
+            return
+        if account.plan.billing == "prepaid":
+            self.pay_term(account_id, 99, comeback=True)
+        else:
+            owed = sum(
+                (
+                    i.outstanding
+                    for i in Invoice.objects.filter(customer=account.customer_id, status="open")
+                ),
+                Decimal(0),
+            )
+            if owed > 0:
+                payments_demo.mpesa_paid(self.rng, account.customer, owed, self.last)
+                self.payments += 1
+        account.refresh_from_db(fields=["status"])
+        self.restored += account.status == "active"
 
     def terminate(self, account_id: int) -> None:
         account = ServiceAccount.objects.get(pk=account_id)

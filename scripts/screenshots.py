@@ -16,6 +16,7 @@ stopped at the end), so `make run` need not be running; the demo must be seeded.
 Playwright drives Debian's chromium (ISPOPS_CHROMIUM, default /usr/bin/chromium)."""
 
 import argparse
+import contextlib
 import os
 import re
 import socket
@@ -149,6 +150,10 @@ def visit(page, url: str) -> str | None:
         return response.headers.get("content-type", "not HTML")
     if "/login/" in page.url:
         return "sent to sign in"
+    # Parts that htmx loads after the page (a router's monitoring charts); a page that
+    # keeps polling is taken as it is after 5 s.
+    with contextlib.suppress(Exception):
+        page.wait_for_load_state("networkidle", timeout=5_000)
     return None
 
 
@@ -165,9 +170,20 @@ def links(page, base: str) -> list[str]:
 
 
 def take(base: str, only: list[str], widths: list[int], out: Path, email: str, password: str):
-    """Take the screenshots; returns (pages taken, files written, skipped {path: why})."""
+    """Take the screenshots in a chromium of its own; see shoot()."""
     from playwright.sync_api import sync_playwright
 
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            return shoot(browser, base, only, widths, out, email, password)
+        finally:
+            browser.close()
+
+
+def shoot(browser, base, only, widths, out: Path, email: str, password: str):
+    """Take the screenshots with `browser`; returns (pages taken, files written,
+    skipped {(path, why): [widths]})."""
     every = routes()
     wanted = [(f"/{route}", name) for route, name, params in every if not params]
     with_params = {route: name for route, name, params in every if params}
@@ -176,41 +192,38 @@ def take(base: str, only: list[str], widths: list[int], out: Path, email: str, p
         wanted = [(path, names.get(route_of(path) or "", path)) for path in only]
     out.mkdir(parents=True, exist_ok=True)
     written, skipped, taken = [], {}, set()
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            for n, width in enumerate(widths):
-                context = browser.new_context(viewport={"width": width, "height": 900})
-                page = context.new_page()
-                page.set_default_timeout(30_000)
-                log_in(page, base, email, password)
-                queue = list(wanted)
-                details: dict[str, tuple[str, str]] = {}
-                while queue:
-                    path, name = queue.pop(0)
-                    why = visit(page, f"{base}{path}")
-                    if why:
-                        skipped[path] = why
-                        continue
-                    page.screenshot(path=str(out / file_name(name, width)), full_page=True)
-                    written.append(out / file_name(name, width))
-                    taken.add(path)
-                    if only or n:
-                        continue
-                    for link in links(page, base):
-                        route = route_of(link)
-                        if route in with_params and route not in details:
-                            details[route] = (link, with_params[route])
-                            queue.append(details[route])
-                # The widths after the first take the same details.
-                wanted = wanted + [d for d in details.values() if d not in wanted]
-                context.close()
-        finally:
-            browser.close()
-    return taken, written, {p: w for p, w in skipped.items() if p not in taken}
+    for n, width in enumerate(widths):
+        context = browser.new_context(viewport={"width": width, "height": 900})
+        page = context.new_page()
+        page.set_default_timeout(30_000)
+        log_in(page, base, email, password)
+        queue = list(wanted)
+        details: dict[str, tuple[str, str]] = {}
+        while queue:
+            path, name = queue.pop(0)
+            why = visit(page, f"{base}{path}")
+            if why:
+                skipped.setdefault((path, why), []).append(width)
+                continue
+            page.screenshot(path=str(out / file_name(name, width)), full_page=True)
+            written.append(out / file_name(name, width))
+            taken.add(path)
+            if only or n:
+                continue
+            for link in links(page, base):
+                route = route_of(link)
+                if route in with_params and route not in details:
+                    details[route] = (link, with_params[route])
+                    queue.append(details[route])
+        # The widths after the first take the same details.
+        wanted = wanted + [d for d in details.values() if d not in wanted]
+        context.close()
+    return taken, written, skipped
 
 
-def main(argv=None) -> int:
+def main(argv=None, *, browser=None) -> int:
+    """The command; `browser`: a Playwright browser to use instead of starting one
+    (a test's, whose Playwright already runs in this thread)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--base", help="a running demo, e.g. http://demo.localhost:8000")
     parser.add_argument("--only", action="append", default=[], help="just this path")
@@ -239,15 +252,17 @@ def main(argv=None) -> int:
         server, base = serve()
     started = time.monotonic()
     try:
-        taken, written, skipped = take(
-            base, args.only, widths, Path(args.out), args.email, args.password
-        )
+        todo = (base, args.only, widths, Path(args.out), args.email, args.password)
+        if browser is None:
+            taken, written, skipped = take(*todo)
+        else:
+            taken, written, skipped = shoot(browser, *todo)
     finally:
         if server is not None:
             server.terminate()
             server.wait(timeout=10)
-    for path, why in sorted(skipped.items()):
-        print(f"  skipped {path}: {why}")
+    for (path, why), at in sorted(skipped.items()):
+        print(f"  skipped {path} at {','.join(map(str, at))} px: {why}")
     print(
         f"{len(taken)} pages, {len(written)} screenshots at {','.join(map(str, widths))} px"
         f" in {args.out} ({time.monotonic() - started:.0f} s)"

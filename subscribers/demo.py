@@ -144,7 +144,7 @@ HISTORY_DAYS = 185
 
 def _seed_subscribers(rng, count, branches, sites):
     """Subscribers imported as active, then dated back: each joined on a day of the last
-    HISTORY_DAYS (more of them early on, as an ISP that grew), so the reports have
+    HISTORY_DAYS (more of them lately, as an ISP that grows), so the reports have
     months of history. billing.demo then lives those months through billing's services
     (payments, terms, plan changes, suspensions) up to now."""
     plans = list(Plan.objects.all())
@@ -172,7 +172,7 @@ def _seed_subscribers(rng, count, branches, sites):
         site = rng.choice(leaves)
         # Each branch's subscribers hang on its router (Ruiru's on Nairobi West's).
         router = by_branch.get(site.branch_id, fallback)
-        joined = now - timedelta(days=HISTORY_DAYS * rng.random() ** 0.7, hours=rng.randint(0, 9))
+        joined = now - timedelta(days=HISTORY_DAYS * rng.random() ** 1.2, hours=rng.randint(0, 9))
         Customer.objects.filter(pk=customer.pk).update(
             site=site, branch=site.branch, created_at=joined
         )

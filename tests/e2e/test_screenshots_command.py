@@ -19,11 +19,12 @@ def test_the_staff_pages_are_read_from_the_url_conf():
     assert "login/" not in found and "pay/" not in found
 
 
-def test_a_subset_is_taken_as_pngs(live_server_url, django_db_blocker, tmp_path, capsys):
+def test_a_subset_is_taken_as_pngs(browser, live_server_url, django_db_blocker, tmp_path, capsys):
     base = f"http://demo.localhost:{live_server_url}"
     with django_db_blocker.unblock():
         code = screenshots.main(
-            ["--base", base, "--only", "/subscribers/", "--widths", "360", "--out", str(tmp_path)]
+            ["--base", base, "--only", "/subscribers/", "--widths", "360", "--out", str(tmp_path)],
+            browser=browser,
         )
     assert code == 0
     png = tmp_path / "subscribers-list-360.png"
