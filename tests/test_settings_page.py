@@ -243,3 +243,12 @@ def test_sms_settings_page_warns_when_no_provider_sends(alpha):
         SmsSettings.objects.update_or_create(pk=1, defaults={"backend": "console"})
     page = alpha.client(alpha.owner).get("/messages/settings/").content.decode()
     assert "No SMS provider" in page
+
+
+def test_settings_page_reads_a_bounded_number_of_queries(alpha, django_assert_max_num_queries):
+    client = alpha.client(alpha.owner)
+    client.get("/settings/")  # the first request after login renews the session; rows made
+    # Session and user, each section's settings row (billing's once a part), the SLA
+    # targets, the supervisor and trial package choices: the same however much is stored.
+    with django_assert_max_num_queries(14):
+        assert client.get("/settings/").status_code == 200
