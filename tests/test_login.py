@@ -152,6 +152,7 @@ def test_password_reset_email_links_to_the_isps_own_host(alpha):
     assert response.status_code == 302
     assert len(mail.outbox) == 1
     assert "http://alpha.localhost/password/set/" in mail.outbox[0].body
+    assert f"{alpha.finance.email} on Alpha Net." in mail.outbox[0].body  # not the host
 
 
 def test_password_change(alpha):

@@ -37,11 +37,21 @@ class LoginView(auth_views.LoginView):
         return context
 
 
+class PasswordResetView(auth_views.PasswordResetView):
+    def form_valid(self, form):
+        # The email's site_name would be the host (RequestSite): it names the ISP.
+        tenant = getattr(connection, "tenant", None)
+        on_platform = connection.schema_name == "public"
+        name = "ispops platform" if on_platform else getattr(tenant, "name", "")
+        self.extra_email_context = {"site_name": name} if name else None
+        return super().form_valid(form)
+
+
 login = public(LoginView.as_view())
 logout = public(auth_views.LogoutView.as_view())
 password_change = logged_in(auth_views.PasswordChangeView.as_view())
 password_change_done = logged_in(auth_views.PasswordChangeDoneView.as_view())
-password_reset = public(auth_views.PasswordResetView.as_view())
+password_reset = public(PasswordResetView.as_view())
 password_reset_done = public(auth_views.PasswordResetDoneView.as_view())
 password_reset_confirm = public(auth_views.PasswordResetConfirmView.as_view())
 password_reset_complete = public(auth_views.PasswordResetCompleteView.as_view())
