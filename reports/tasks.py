@@ -18,3 +18,14 @@ def nightly_snapshot() -> str:
     filled = snapshots.fill_missing(yesterday, as_of=now)
     movement.work_out_current(yesterday)
     return f"{snap.day}: {snap.services} services, MRR {snap.mrr}; {len(filled)} days filled"
+
+
+@shared_task
+def work_out_movement() -> str:
+    """The last 12 months' and weeks' MRR movement kept under the ISP's present rules
+    (after the rules change)."""
+    last = movement.last_day(timezone.localdate())
+    if last is None:
+        return "no snapshot yet"
+    movement.work_out_current(last)
+    return f"movement worked out to {last}"

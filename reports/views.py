@@ -4,7 +4,7 @@ its own `urls`, included by reports/urls.py."""
 from django.shortcuts import render
 from django.urls import NoReverseMatch, path, reverse
 
-from ispops.staff.access import roles
+from ispops.staff.access import MANAGERS, roles
 from reports.access import READERS
 
 # (title, url name, what it answers): a report shows here once its URL exists.
@@ -30,7 +30,8 @@ def available() -> list[dict]:
 
 @roles(*READERS)
 def index(request):
-    return render(request, "reports/index.html", {"reports": available()})
+    rules = request.user.role in MANAGERS and request.user.branch_ids() is None
+    return render(request, "reports/index.html", {"reports": available(), "rules": rules})
 
 
 urls = [path("reports/", index, name="index")]

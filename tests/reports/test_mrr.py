@@ -15,7 +15,7 @@ from openpyxl import load_workbook
 from billing.models import BillingSettings
 from ispops.staff.models import Branch, Role, User
 from reports import movement, snapshots
-from reports.models import MovementFigures, ReportSettings, Snapshot
+from reports.models import MovementFigures, ReportSettings, Snapshot, SnapshotDay
 from subscribers import services as subscribers
 from subscribers.models import Plan
 
@@ -415,3 +415,35 @@ def test_acceptance_the_scripted_history_gives_the_hand_computed_movement(script
     for w, x, y in zip(found, in_a, in_b, strict=True):
         assert w.end == x.end + y.end and w.churn == x.churn + y.churn
     assert in_b[0].start == D("5300.00") != found[0].start
+
+
+def test_the_report_rules_page_saves_audited_and_works_the_movement_out_again(
+    alpha, world, django_capture_on_commit_callbacks, monkeypatch
+):
+    from ispops.audit.models import AuditEntry
+    from reports import tasks
+
+    # The worker's part, run at once: the task as queued, in the request's schema.
+    monkeypatch.setattr(tasks.work_out_movement, "delay", tasks.work_out_movement)
+    SnapshotDay.objects.create(day=TODAY)  # the world's rows are by hand: its last day
+    client = alpha.client(alpha.owner)
+    with time_machine.travel("2026-06-30 20:00 +03:00", tick=False):
+        bad = client.post("/reports/settings/", {"churn_after_days": "0",
+                                                 "reactivation_days": "90"})  # fmt: skip
+        assert bad.status_code == 400 and ReportSettings.load().churn_after_days == 30
+        with django_capture_on_commit_callbacks(execute=True):
+            saved = client.post("/reports/settings/", {"churn_after_days": "60",
+                                                       "reactivation_days": "120"})  # fmt: skip
+    assert saved.status_code == 302
+    rules = ReportSettings.load()
+    assert (rules.churn_after_days, rules.reactivation_days) == (60, 120)
+    assert AuditEntry.objects.filter(model__icontains="reportsettings").exists()
+    # The figures under the new rules were worked out by the queued task.
+    kept = MovementFigures.objects.filter(churn_after_days=60, reactivation_days=120)
+    assert kept.filter(kind="month", period="2026-06", end_day=TODAY).exists()
+
+
+@pytest.mark.parametrize("role,status", [("owner", 200), ("admin", 200), ("finance", 403),
+                                         ("support", 403)])  # fmt: skip
+def test_the_report_rules_are_for_owners_and_admins(alpha, role, status):
+    assert alpha.client(alpha.people[role]).get("/reports/settings/").status_code == status
