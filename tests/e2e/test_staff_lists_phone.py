@@ -22,6 +22,7 @@ LISTS = [
     "/subscribers/{customer}/",
     "/customers/{customer}/statement/",
     "/plans/",
+    "/plans/{capped_plan}/fair-use/",
     "/network-map/",
     "/network-map/{site}/",
     "/imports/",
@@ -104,11 +105,12 @@ def demo_ids(django_db_setup, django_db_blocker):
     from hotspot import agents
     from hotspot.models import VoucherBatch
     from network.models import Router
-    from subscribers.models import NetworkSite
+    from subscribers.models import NetworkSite, Plan
 
     with django_db_blocker.unblock(), tenant_context(Isp.objects.get(schema_name="demo")):
         rows = {
             "invoice": Invoice.objects.all(),
+            "capped_plan": Plan.objects.filter(data_cap_gb__isnull=False),
             "site": NetworkSite.objects.all(),
             "run": BillingRun.objects.all(),
             "router": Router.objects.all(),
