@@ -36,7 +36,7 @@ def seed(out=None) -> None:
         for n in range(count, 0, -1):
             at = end - STEP * n
             hour = timezone.localtime(at).hour + timezone.localtime(at).minute / 60
-            # Quiet at 4 am, busiest at 9 pm.
+            # Busiest at 9 pm, quietest in the morning.
             load = 0.55 + 0.45 * math.cos((hour - 21) / 24 * 2 * math.pi)
             load *= rng.uniform(0.9, 1.1)
             online = round(live * (0.35 + 0.5 * load))

@@ -133,15 +133,18 @@ def log_in(page, base: str, email: str, password: str) -> None:
 
 def visit(page, url: str) -> str | None:
     """Open `url`; why it cannot be taken, or None when it is a page to take."""
-    try:
-        response = page.goto(url, wait_until="load")
-    except Exception as exc:  # a download, an error status with no body, no answer
-        text = str(exc).splitlines()[0]
-        if "Download is starting" in text:
-            return "a download"
-        if "ERR_HTTP_RESPONSE_CODE_FAILURE" in text:
-            return "an error status (a POST-only action)"
-        return text[:100]
+    for attempt in (1, 2):
+        try:
+            response = page.goto(url, wait_until="load")
+            break
+        except Exception as exc:  # a download, an error status with no body, no answer
+            text = str(exc).splitlines()[0]
+            # Chromium's own error page of the previous failure may still be loading.
+            with contextlib.suppress(Exception):
+                page.goto("about:blank")
+            if attempt == 1 and "interrupted by another navigation" in text:
+                continue
+            return _why(text)
     if response is None:
         return "no response"
     if response.status != 200:
@@ -155,6 +158,14 @@ def visit(page, url: str) -> str | None:
     with contextlib.suppress(Exception):
         page.wait_for_load_state("networkidle", timeout=5_000)
     return None
+
+
+def _why(error: str) -> str:
+    if "Download is starting" in error:
+        return "a download"
+    if "ERR_HTTP_RESPONSE_CODE_FAILURE" in error:
+        return "an error status (a POST-only action)"
+    return error[:100]
 
 
 def links(page, base: str) -> list[str]:
