@@ -199,7 +199,7 @@ def customer_detail(request, pk):
     steps = list(
         InstallationStep.objects.filter(
             installation__service_account__customer=customer
-        ).select_related("installation")
+        ).select_related("installation", "actor")
     )
     context = {
         "customer": customer,
@@ -253,14 +253,16 @@ def _timeline(customer, accounts, steps, limit=60):
         .order_by("-at")[:limit],
         known=loaded_relations(customer, *accounts),
     )
-    changes = StatusChange.objects.filter(service_account_id__in=account_ids).order_by("-at")[
-        :limit
-    ]
+    changes = (
+        StatusChange.objects.filter(service_account_id__in=account_ids)
+        .select_related("actor")
+        .order_by("-at")[:limit]
+    )
     events = chain(
         (
             {
                 "at": e.at,
-                "who": str(e.actor) if e.actor else e.actor_label,
+                "who": _who(e),
                 "what": f"{e.get_action_display()} "
                 + (
                     "customer"
@@ -275,7 +277,7 @@ def _timeline(customer, accounts, steps, limit=60):
         (
             {
                 "at": c.at,
-                "who": c.actor_label,
+                "who": _who(c),
                 "what": f"Status {c.from_status or 'new'} → {c.to_status}",
                 "detail": c.reason,
             }
@@ -284,7 +286,7 @@ def _timeline(customer, accounts, steps, limit=60):
         (
             {
                 "at": s.at,
-                "who": s.actor_label,
+                "who": _who(s),
                 "what": f"Installation: {s.get_stage_display()}",
                 "detail": s.note,
             }
@@ -292,6 +294,11 @@ def _timeline(customer, accounts, steps, limit=60):
         ),
     )
     return sorted(events, key=lambda e: e["at"], reverse=True)[:limit]
+
+
+def _who(row) -> str:
+    """A person by name (their email only if they have none); a job by its label."""
+    return str(row.actor) if row.actor_id else row.actor_label
 
 
 _STATUS_FIELDS = {"status", "activated_at", "suspended_at", "terminated_at"}

@@ -48,6 +48,8 @@ def test_an_assigned_tickets_status_select_shows_assigned(alpha, make_ticket):
     selected = re.findall(r'<option value="(\w+)"[^>]*selected', select)
     assert selected == ["assigned"]
     assert select.index('value="assigned"') < select.index('value="new"')
+    # Its history names people, not their emails.
+    assert f"<strong>{alpha.support}</strong> · Assigned" in page
 
 
 def test_choosing_the_status_it_already_has_is_a_clear_error(alpha, make_ticket):
