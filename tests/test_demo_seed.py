@@ -7,7 +7,7 @@ import io
 from datetime import timedelta
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.db import connection
 from django.db.models import Max, Min
 from django.test import Client
@@ -66,6 +66,15 @@ def test_seed_demo_prints_the_logins_when_asked(demo):
     out = io.StringIO()
     call_command("seed_demo", "--subscribers", "40", "--logins", stdout=out)
     assert out.getvalue().count(OWNER) == 1
+
+
+def test_a_bad_subscriber_count_is_refused_and_changes_nothing(demo):
+    with tenant_context(demo):
+        before = counts()
+    with pytest.raises(CommandError, match="--subscribers"):
+        call_command("seed_demo", "--subscribers", "0", stdout=io.StringIO())
+    with tenant_context(demo):
+        assert counts() == before
 
 
 def test_nothing_in_the_demo_is_dated_after_now(demo):

@@ -11,7 +11,7 @@ banner once the site is ready).
 import time
 
 from django.conf import settings
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 from django_tenants.utils import tenant_context
 
@@ -49,11 +49,12 @@ class Command(BaseCommand):
         parser.add_argument("--logins", action="store_true", help="print the demo logins")
 
     def handle(self, *args, **opts):
+        if not 1 <= opts["subscribers"] <= 10_000:
+            raise CommandError("--subscribers must be between 1 and 10000")
         started = time.monotonic()
         with connection.cursor() as cursor:
-            # Months of history are thousands of small transactions: not waiting for each
-            # commit's disk flush makes the seed several times faster (a crash loses
-            # demo data only, and it is seeded again).
+            # Months of history are thousands of small transactions: none waits for its
+            # commit's disk flush (a crash loses demo data only, seeded again).
             cursor.execute("SET synchronous_commit TO off")
         ensure_public_tenant()
         ensure_platform_admin()
