@@ -65,3 +65,14 @@ def test_login_page_shows_the_isps_logo(alpha):
         cfg.logo.save("logo.png", ContentFile(b"\x89PNG\r\n\x1a\n"), save=True)
     page = alpha.client().get("/login/").content.decode()
     assert '<img class="auth-logo" src="/my/logo/" alt="Alpha Net">' in page
+
+
+def test_404_on_the_platform_host_and_an_unknown_host_is_the_styled_page(tenants, db, settings):
+    from django.test import Client
+
+    platform = Client(HTTP_HOST=settings.PLATFORM_DOMAIN).get("/no-such-page/")
+    assert platform.status_code == 404
+    assert "This page isn't here" in platform.content.decode()
+    unknown = Client(HTTP_HOST=f"nobody.{settings.PLATFORM_DOMAIN}").get("/")
+    assert unknown.status_code == 404
+    assert "This page isn't here" in unknown.content.decode()
