@@ -11,7 +11,7 @@ from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.http import Http404, HttpResponseNotAllowed
 from django.shortcuts import get_object_or_404, redirect, render
-from django.urls import path
+from django.urls import path, reverse
 
 from billing.services import customer_balance
 from ispops.lib.htmx import render_partial
@@ -75,6 +75,13 @@ def _render_settings(request, cfg, form, status=200):
     return render(request, "payments/settings.html", context, status=status)
 
 
+def _back_to_settings(request):
+    """Back where the button was: the one settings page's M-Pesa section, or this page."""
+    if request.POST.get("back") == "settings":
+        return redirect(f"{reverse('settings')}#mpesa")
+    return redirect("payments:settings")
+
+
 @roles(*MANAGERS)
 def register_urls(request):
     if refused := _post_only(request):
@@ -86,7 +93,7 @@ def register_urls(request):
     else:
         said = reply.get("ResponseDescription") or "Success"
         messages.success(request, f"Safaricom accepted the C2B URLs ({said}).")
-    return redirect("payments:settings")
+    return _back_to_settings(request)
 
 
 @roles(*MANAGERS)
@@ -99,14 +106,14 @@ def issue_token(request):
             "The token was not changed: tick the box to confirm that you will register "
             "the new URLs with Safaricom.",
         )
-        return redirect("payments:settings")
+        return _back_to_settings(request)
     services.new_token(actor=request.user)
     messages.warning(
         request,
         "A new callback token is in place and the old URLs no longer work: register the "
         "new URLs with Safaricom now.",
     )
-    return redirect("payments:settings")
+    return _back_to_settings(request)
 
 
 # --- STK push --------------------------------------------------------------------------

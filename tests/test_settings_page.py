@@ -252,3 +252,24 @@ def test_settings_page_reads_a_bounded_number_of_queries(alpha, django_assert_ma
     # targets, the supervisor and trial package choices: the same however much is stored.
     with django_assert_max_num_queries(14):
         assert client.get("/settings/").status_code == 200
+
+
+def test_mpesa_buttons_on_the_settings_page_come_back_to_it(alpha):
+    client = alpha.client(alpha.owner)
+    page = client.get("/settings/").content.decode()
+    mpesa = page[page.index('id="mpesa"') :]
+    assert 'action="/payments/settings/register-urls/"' in mpesa
+    assert 'action="/payments/settings/new-token/"' in mpesa
+    # Refused (box not ticked) and done alike return to the section they came from.
+    refused = client.post("/payments/settings/new-token/", {"back": "settings"})
+    assert refused["Location"] == "/settings/#mpesa"
+    with tenant_context(alpha.isp):
+        token = MpesaSettings.load().callback_token
+    done = client.post("/payments/settings/new-token/", {"back": "settings", "confirm": "yes"})
+    assert done["Location"] == "/settings/#mpesa"
+    with tenant_context(alpha.isp):
+        assert MpesaSettings.load().callback_token != token
+    # Without `back`, the M-Pesa page as before; any other value is not followed.
+    assert client.post("/payments/settings/new-token/")["Location"] == "/payments/settings/"
+    elsewhere = client.post("/payments/settings/new-token/", {"back": "https://evil.example/"})
+    assert elsewhere["Location"] == "/payments/settings/"
