@@ -19,7 +19,7 @@ from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 
 from django.db import connection, transaction
-from django.db.models import F, Sum
+from django.db.models import F, QuerySet, Sum
 from django.utils import timezone
 
 from billing.models import Invoice, LedgerEntry
@@ -241,8 +241,9 @@ def unallocate_excess(customer) -> None:
 
 def credits_many(customer_ids) -> dict[int, Decimal]:
     """`unallocated_credit` of many customers in two grouped queries (those with none
-    are left out)."""
-    ids = list(customer_ids)
+    are left out). `customer_ids`: ids, or a queryset of them (read as a subquery: a
+    report over 100,000 customers sends no list of them)."""
+    ids = customer_ids if isinstance(customer_ids, QuerySet) else list(customer_ids)
     wanted = dict(
         Invoice.objects.invoices()
         .filter(customer_id__in=ids)
@@ -253,7 +254,8 @@ def credits_many(customer_ids) -> dict[int, Decimal]:
     )
     owed = balances(ids)
     found = {}
-    for cid in ids:
+    # Only a customer with invoices or ledger entries can hold credit.
+    for cid in wanted.keys() | owed.keys():
         credit = (wanted.get(cid) or ZERO) - (owed.get(cid) or ZERO)
         if credit > 0:
             found[cid] = credit

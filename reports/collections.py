@@ -256,8 +256,7 @@ def summaries(
 
 def unallocated(customers=None) -> dict:
     """Credit held now (billing.credits_many) and unmatched payments, apart."""
-    ids = list(_customers(customers).values_list("id", flat=True))
-    held = sum(billing.credits_many(ids).values(), ZERO)
+    held = sum(billing.credits_many(_customers(customers).values("id")).values(), ZERO)
     unmatched = Payment.objects.filter(state=Payment.State.UNMATCHED).aggregate(
         s=Coalesce(Sum("amount"), ZERO)
     )["s"]
