@@ -13,7 +13,11 @@ class HotspotConfig(AppConfig):
             captive_purchase,
             tasks_captive,
         )
+        from hotspot.models import HotspotSettings
+        from ispops import audit
         from payments import purposes
+
+        audit.register(HotspotSettings)
 
         purposes.register(captive_purchase.PURPOSE, on_paid=captive_purchase.purchase_paid)
         # A paid push from "Connect a TV or camera" lets a device through (a bypass).

@@ -217,6 +217,8 @@ def test_hotspot_section_saves_and_refuses_a_bad_host(alpha):
         cfg = HotspotSettings.load()
         assert (cfg.code_length, cfg.stacking) == (10, "queue")
         assert cfg.walled_garden_hosts == "help.example.com\n*.cdn.example.net"
+        entry = AuditEntry.objects.for_object(cfg).filter(action="update").first()
+        assert entry.actor == alpha.owner and "code_length" in entry.changes
     refused = client.post("/settings/", _hotspot_post(walled_garden_hosts="http://x y/"))
     assert refused.status_code == 400
     assert "Not a host name: http://x y/" in refused.content.decode()
