@@ -133,18 +133,10 @@ def log_in(page, base: str, email: str, password: str) -> None:
 
 def visit(page, url: str) -> str | None:
     """Open `url`; why it cannot be taken, or None when it is a page to take."""
-    for attempt in (1, 2):
-        try:
-            response = page.goto(url, wait_until="load")
-            break
-        except Exception as exc:  # a download, an error status with no body, no answer
-            text = str(exc).splitlines()[0]
-            # Chromium's own error page of the previous failure may still be loading.
-            with contextlib.suppress(Exception):
-                page.goto("about:blank")
-            if attempt == 1 and "interrupted by another navigation" in text:
-                continue
-            return _why(text)
+    try:
+        response = page.goto(url, wait_until="load")
+    except Exception as exc:  # a download, an error status with no body, no answer
+        return _why(str(exc).splitlines()[0])
     if response is None:
         return "no response"
     if response.status != 200:
@@ -215,6 +207,11 @@ def shoot(browser, base, only, widths, out: Path, email: str, password: str):
             why = visit(page, f"{base}{path}")
             if why:
                 skipped.setdefault((path, why), []).append(width)
+                # A fresh tab (same session): chromium's error page or a download left
+                # in this one would cut the next navigation short.
+                page.close()
+                page = context.new_page()
+                page.set_default_timeout(30_000)
                 continue
             page.screenshot(path=str(out / file_name(name, width)), full_page=True)
             written.append(out / file_name(name, width))
