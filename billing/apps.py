@@ -10,3 +10,6 @@ class BillingConfig(AppConfig):
 
         # The counters move under a row lock with update(), never through save().
         audit.register(BillingSettings, exclude=["next_invoice_number", "next_credit_note_number"])
+        from billing import settings_sections
+
+        settings_sections.register()

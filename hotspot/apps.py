@@ -18,6 +18,9 @@ class HotspotConfig(AppConfig):
         from payments import purposes
 
         audit.register(HotspotSettings)
+        from hotspot import settings_section
+
+        settings_section.register()
 
         purposes.register(captive_purchase.PURPOSE, on_paid=captive_purchase.purchase_paid)
         # A paid push from "Connect a TV or camera" lets a device through (a bypass).

@@ -14,9 +14,10 @@ class ReportsConfig(AppConfig):
 
         audit.register(m.ReportSettings)
         from ispops.staff import home as staff_home
-        from reports import home
+        from reports import home, settings_section
         from reports.access import READERS
 
         staff_home.add_figures(
             home.month_figures, order=10, roles=READERS, section=staff_home.MONTH
         )
+        settings_section.register()

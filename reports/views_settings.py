@@ -24,17 +24,27 @@ class ReportSettingsForm(forms.ModelForm):
         fields = ["churn_after_days", "reactivation_days"]
 
 
+def sets_rules(user) -> bool:
+    """Owners and admins of the whole ISP set its report rules."""
+    return user.role in MANAGERS and branch_ids(user) is None
+
+
+def save_rules(form: ReportSettingsForm, user) -> None:
+    """Save valid rules, audited, and queue the movement to be worked out again."""
+    with transaction.atomic(), audit.acting_as(user):
+        form.save()
+        transaction.on_commit(work_out_movement.delay)
+
+
 @roles(*MANAGERS)
 def report_settings(request):
-    if branch_ids(request.user) is not None:
+    if not sets_rules(request.user):
         raise PermissionDenied("The report rules are the whole ISP's: an owner or admin of "
                                "every branch sets them.")  # fmt: skip
     form = ReportSettingsForm(request.POST or None, instance=ReportSettings.load())
     if request.method == "POST":
         if form.is_valid():
-            with transaction.atomic(), audit.acting_as(request.user):
-                form.save()
-                transaction.on_commit(work_out_movement.delay)
+            save_rules(form, request.user)
             messages.success(request, "Report rules saved; the MRR movement is worked out again.")
             return redirect("reports:settings")
         return render(request, "reports/settings.html", {"form": form}, status=400)

@@ -20,3 +20,6 @@ class SubscribersConfig(AppConfig):
         from subscribers import services
 
         home.add_figures(services.home_figures, order=10)
+        from subscribers import settings_section
+
+        settings_section.register()

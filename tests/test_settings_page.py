@@ -25,6 +25,7 @@ SECTION_IDS = [
     "tickets",
     "accounts",
     "hotspot",
+    "reports",
 ]
 SETTINGS_URLS = [
     "/settings/",
@@ -251,8 +252,9 @@ def test_settings_page_reads_a_bounded_number_of_queries(alpha, django_assert_ma
     client = alpha.client(alpha.owner)
     client.get("/settings/")  # the first request after login renews the session; rows made
     # Session and user, each section's settings row (billing's once a part), the SLA
-    # targets, the supervisor and trial package choices: the same however much is stored.
-    with django_assert_max_num_queries(14):
+    # targets, the supervisor and trial package choices, the report rules and whether the
+    # owner is limited to branches: the same however much is stored.
+    with django_assert_max_num_queries(16):
         assert client.get("/settings/").status_code == 200
 
 
@@ -275,3 +277,20 @@ def test_mpesa_buttons_on_the_settings_page_come_back_to_it(alpha):
     assert client.post("/payments/settings/new-token/")["Location"] == "/payments/settings/"
     elsewhere = client.post("/payments/settings/new-token/", {"back": "https://evil.example/"})
     assert elsewhere["Location"] == "/payments/settings/"
+
+
+def test_the_report_rules_are_a_section_for_owners_of_the_whole_isp(alpha):
+    from reports.models import ReportSettings
+
+    client = alpha.client(alpha.owner)
+    page = client.get("/settings/")
+    assert page.status_code == 200 and 'id="reports"' in page.content.decode()
+    saved = client.post("/settings/", {"section": "reports", "churn_after_days": "45",
+                                       "reactivation_days": "60"})  # fmt: skip
+    assert saved.status_code == 302 and saved["Location"] == "/settings/#reports"
+    with tenant_context(alpha.isp):
+        rules = ReportSettings.load()
+        assert (rules.churn_after_days, rules.reactivation_days) == (45, 60)
+    refused = client.post("/settings/", {"section": "reports", "churn_after_days": "0",
+                                         "reactivation_days": "60"})  # fmt: skip
+    assert refused.status_code == 400

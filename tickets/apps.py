@@ -13,3 +13,6 @@ class TicketsConfig(AppConfig):
         audit.register(m.Ticket)
         audit.register(m.SlaTarget)
         audit.register(m.TicketSettings)
+        from tickets import settings_section
+
+        settings_section.register()

@@ -13,3 +13,6 @@ class MessagingConfig(AppConfig):
         # Messages are not audited: the message log is itself the record.
         audit.register(MessageTemplate, exclude=["updated_at"])
         audit.register(SmsSettings, secret=["api_key"])
+        from ispops.messaging import settings_section
+
+        settings_section.register()
