@@ -216,13 +216,14 @@ def summaries(
         .values_list("i", "s")
     )
     by_channel = [dict.fromkeys((key for key, _ in CHANNELS), ZERO) for _ in periods]
-    for row in () if not channels else (
+    paid = (
         _payments(periods, customers)
         .annotate(channel=_channel(), i=_period_of("at", periods, moment=True))
         .values("i", "channel")
         .annotate(s=Sum("amount"))
         .order_by()
-    ):
+    )
+    for row in paid if channels else ():
         if row["i"] is not None:
             by_channel[row["i"]][row["channel"]] = -row["s"]
     if vouchers and customers is None:

@@ -71,12 +71,18 @@ class Snapshot(models.Model):
         related_name="+",
     )
     customer = models.ForeignKey(
-        "subscribers.Customer", on_delete=models.DO_NOTHING, db_constraint=False,
-        db_index=False, related_name="+"
+        "subscribers.Customer",
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        db_index=False,
+        related_name="+",
     )
     plan = models.ForeignKey(
-        "subscribers.Plan", on_delete=models.DO_NOTHING, db_constraint=False,
-        db_index=False, related_name="+"
+        "subscribers.Plan",
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        db_index=False,
+        related_name="+",
     )
     site = models.ForeignKey(
         "subscribers.NetworkSite",

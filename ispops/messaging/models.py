@@ -263,9 +263,7 @@ class CampaignRecipient(models.Model):
         SKIPPED = "skipped", "Skipped"
 
     campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="recipients")
-    customer = models.ForeignKey(
-        "subscribers.Customer", on_delete=models.CASCADE, related_name="+"
-    )
+    customer = models.ForeignKey("subscribers.Customer", on_delete=models.CASCADE, related_name="+")
     state = models.CharField(max_length=8, choices=State.choices, default=State.PENDING)
     message = models.ForeignKey(
         Message, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -276,9 +274,7 @@ class CampaignRecipient(models.Model):
         constraints = [
             # A customer is on a campaign once: recipients are written with
             # ignore_conflicts, so a second start adds nobody twice.
-            models.UniqueConstraint(
-                fields=["campaign", "customer"], name="campaignrecipient_once"
-            ),
+            models.UniqueConstraint(fields=["campaign", "customer"], name="campaignrecipient_once"),
         ]
         indexes = [
             # The sender's "next pending recipients" and the page's counts.
