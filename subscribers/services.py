@@ -20,6 +20,7 @@ from django.utils import timezone
 from billing import services as billing_services
 from ispops import audit
 from ispops.lib.phones import InvalidPhone, normalise_phone
+from ispops.messaging import services as messaging
 from subscribers.models import (
     AddOn,
     Customer,
@@ -696,9 +697,30 @@ def advance_installation(
             change_status(
                 account, status, actor=actor, reason=note or f"Installation: {Stage(to).label}"
             )
+            if status == Status.ACTIVE:
+                send_welcome(account)
         _record_step(inst, to, actor, note)
     installation.refresh_from_db()
     return installation
+
+
+def send_welcome(account: ServiceAccount) -> None:
+    """The welcome message of a newly activated account (template "welcome", through
+    messaging.notify: the customer's preferences apply): plan, login, paid-until for a
+    prepaid account, and how to pay. Sent by sign-up's "activate now" and by the
+    pipeline's activation."""
+    plan = account.plan
+    messaging.notify(
+        account.customer,
+        "welcome",
+        {
+            "plan": plan.name,
+            "login": account.username,
+            "expires_at": account.expires_at if plan.billing == "prepaid" else None,
+            "paybill": billing_services.BillingSettings.load().paybill,
+        },
+        related=f"service_account:{account.pk}",
+    )
 
 
 def _record_equipment(inst: Installation, to: str, actor) -> None:
@@ -1118,7 +1140,6 @@ def sign_up(details: SignUp, *, actor, at: datetime | None = None) -> SignedUp:
     once make one customer."""
     from django.db import IntegrityError, connection
 
-    from ispops.messaging import services as messaging
     from payments import services as payments
 
     at = at or timezone.now()
@@ -1182,17 +1203,7 @@ def sign_up(details: SignUp, *, actor, at: datetime | None = None) -> SignedUp:
             ):
                 # Never active and expired at once: the payment did not buy a term.
                 raise SignUpError("payment_amount", "the payment did not buy a first term")
-            messaging.notify(
-                customer,
-                "welcome",
-                {
-                    "plan": details.plan.name,
-                    "login": account.username,
-                    "expires_at": account.expires_at if details.plan.billing == "prepaid" else None,
-                    "paybill": billing_services.BillingSettings.load().paybill,
-                },
-                related=f"service_account:{account.pk}",
-            )
+            send_welcome(account)
             return SignedUp(customer=customer, account=account, payment=payment)
     except IntegrityError:
         # The live-username constraint, met by a clerk who took it a moment earlier.

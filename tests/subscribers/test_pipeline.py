@@ -7,6 +7,7 @@ import pytest
 from django.utils import timezone
 from django_tenants.utils import tenant_context
 
+from ispops.messaging.models import Message
 from ispops.staff.models import Branch, Role, User
 from subscribers import services
 from subscribers.models import Installation, InstallationStep, Plan, ServiceIntent
@@ -229,9 +230,14 @@ def test_activation_starts_billing_and_a_second_press_changes_nothing(alpha, cli
         # alpha has no router, so none is asked; the page says so.
         assert not account.router_jobs.exists()
 
+        # The welcome SMS, as a sign-up's "activate now" sends it: plan and login.
+        (welcome,) = Message.objects.filter(customer=account.customer, template_key="welcome")
+        assert account.username in welcome.body and plan.name in welcome.body
+
         # A second press (double click, stale tab) is refused and changes nothing.
         assert advance(owner, inst, Stage.ACTIVATED).status_code == 400
         assert account.status_changes.filter(to_status="active").count() == 1
+        assert Message.objects.filter(template_key="welcome").count() == 1
 
         page = owner.get(f"/pipeline/{inst.pk}/").content.decode()
         assert "Prepaid" in page
