@@ -69,10 +69,13 @@ def home(request):
     own = staff_home.home_of(request.user.role)
     if own is not None:
         return own(request)  # a voucher agent's home is their own cards and ledger
+    month = staff_home.figures(request.user, staff_home.MONTH)
+    shown = {f["label"] for f in month}
     context = {
         "isp": connection.tenant,
-        "figures": staff_home.figures(request.user),
-        "month_figures": staff_home.figures(request.user, staff_home.MONTH),
+        # A figure the month already shows (active subscribers) is not shown twice.
+        "figures": [f for f in staff_home.figures(request.user) if f["label"] not in shown],
+        "month_figures": month,
     }
     return render(request, "staff/home.html", context)
 

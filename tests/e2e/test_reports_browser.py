@@ -279,3 +279,33 @@ def test_a_report_table_downloads_as_csv_and_xlsx_with_the_rows_of_the_page(
             page_row,
             file_row,
         )
+
+
+def test_a_big_money_figure_never_breaks_inside_its_amount_on_a_phone(
+    demo_history, live_server_url, django_db_blocker, phone
+):
+    """The demo's figures are small; a big ISP's are not: the owner's home and the MRR
+    page at 360 px with every money figure set to the widest amount (a 100,000-subscriber
+    ISP's MRR) break only between "KES" and the amount, and nothing leaves the screen."""
+    base = f"http://demo.localhost:{live_server_url}"
+    widest = "KES 261,419,498.03"
+    problems = []
+    with django_db_blocker.unblock():
+        log_in(phone, base, OWNER, "/")
+        for path in ("/", "/reports/mrr/"):
+            phone.goto(f"{base}{path}")
+            changed = phone.evaluate(
+                """widest => {
+                  const values = [...document.querySelectorAll(".figure .value")]
+                    .filter((v) => v.textContent.trim().startsWith("KES"));
+                  values.forEach((v) => { v.textContent = widest; });
+                  return values.length;
+                }""",
+                widest,
+            )
+            assert changed, f"{path}: no money figure"
+            found = phone.evaluate(LAYOUT_PROBLEMS, MIN_TEXT_PX)
+            problems += [f"{path}: {p}" for p in found["problems"]]
+            if phone.evaluate("document.documentElement.scrollWidth") > 360:
+                problems.append(f"{path}: wider than the phone")
+    assert not problems, "\n".join(problems)

@@ -204,3 +204,10 @@ def test_the_home_page_costs_the_statements_the_bench_prints(
         # subscribers: the count does not grow with them.
         with django_assert_num_queries(24):
             assert client.get("/").status_code == 200
+
+
+def test_the_owners_home_shows_each_figure_once(alpha, history):
+    with time_machine.travel(NOW, tick=False):
+        page = alpha.client(alpha.owner).get("/")
+    labels = [f["label"] for f in page.context["month_figures"] + page.context["figures"]]
+    assert labels.count("Active subscribers") == 1 and "Suspended" in labels
