@@ -4,8 +4,8 @@
 from django import forms
 
 from ispops.staff.models import Branch
+from subscribers.bulk_actions import Bulk
 from subscribers.models import Plan
-from subscribers.services import Bulk
 
 ACTIONS = [
     ("message", "Send a message"),

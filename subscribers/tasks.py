@@ -3,6 +3,7 @@
 from celery import shared_task
 from django.utils import timezone
 
+from subscribers import bulk_actions
 from subscribers.imports import import_plans, import_subscribers
 from subscribers.models import ImportJob
 
@@ -58,7 +59,5 @@ def run_import(job_id: int) -> str:
 
 @shared_task
 def run_bulk_job(job_id: str) -> dict:
-    """A bulk action of the subscribers list (services.run_bulk_job claims each item)."""
-    from subscribers import services
-
-    return services.run_bulk_job(job_id)
+    """A bulk action of the subscribers list (bulk_actions.run_bulk_job claims each item)."""
+    return bulk_actions.run_bulk_job(job_id)

@@ -59,7 +59,7 @@ def kind_choices() -> list[tuple[str, str]]:
 def clean_filters(params) -> dict:
     """The subscribers list's filter out of `params` (a QueryDict or dict), only the
     keys the list knows and only those set; or {"ids": [...]} for customers picked."""
-    from subscribers.services import LIST_FILTERS
+    from subscribers.listing import LIST_FILTERS
 
     ids = params.get("ids")
     if ids:
@@ -76,8 +76,9 @@ def clean_filters(params) -> dict:
 def audience(filters: dict, user):
     """The customers a campaign of `filters` goes to, as `user` sees them (nobody when
     the user is gone). CampaignError for a filter the list would refuse."""
+    from subscribers.listing import customers_matching
     from subscribers.models import Customer
-    from subscribers.services import SubscriberError, customers_matching
+    from subscribers.services import SubscriberError
 
     if user is None or not user.is_active:
         return Customer.objects.none()

@@ -4,7 +4,7 @@ campaign, ispops.messaging.campaigns).
 
 The first POST shows what will happen ("Suspend 37 active accounts; 3 already
 suspended are skipped") with one reason to type; the confirming POST writes a job
-(services.start_bulk_job) that a worker runs item by item through the one-account
+(bulk_actions.start_bulk_job) that a worker runs item by item through the one-account
 services, each item claimed once, and the progress page polls it. Ids posted for
 customers outside the user's branches are left out, never acted on.
 """
@@ -19,10 +19,12 @@ from django.urls import path, reverse
 from ispops.lib.htmx import render_partial
 from ispops.staff.access import roles
 from ispops.staff.models import Role
-from subscribers import services
+from ispops.tasks import hand_to_worker
+from subscribers import bulk_actions, listing, services
+from subscribers.bulk_actions import Bulk
 from subscribers.forms_bulk import BulkForm
 from subscribers.models import Customer
-from subscribers.services import Bulk
+from subscribers.tasks import run_bulk_job
 
 STATUS_MOVERS = (Role.OWNER, Role.ADMIN, Role.SUPPORT, Role.FINANCE)
 EDITORS = (Role.OWNER, Role.ADMIN, Role.SUPPORT)
@@ -47,7 +49,7 @@ def chosen_customers(user, data: dict):
     that do not exist). SubscriberError for a filter the list refuses."""
     visible = Customer.objects.visible_to(user)
     if data["all"]:
-        return services.customers_matching(user, QueryDict(data["query"] or "")), 0
+        return listing.customers_matching(user, QueryDict(data["query"] or "")), 0
     customers = visible.filter(pk__in=data["ids"])
     return customers, len(data["ids"]) - customers.count()
 
@@ -70,7 +72,7 @@ def bulk_action(request):
         return _render(request, form, None, 0, status=400)
     if action == "message":
         return _to_campaign(data, customers)
-    plan = services.plan_bulk(
+    plan = bulk_actions.plan_bulk(
         customers, action, plan=data["plan"] or _any_plan(), branch=data["branch"] or _any()
     )
     if not request.POST.get("confirm"):
@@ -80,7 +82,7 @@ def bulk_action(request):
         form.add_error("reason", "Say why: it is written on every account's history.")
     if form.errors:
         return _render(request, form, plan, left_out, status=400)
-    job_id = services.start_bulk_job(
+    job_id = bulk_actions.start_bulk_job(
         plan,
         actor=request.user,
         reason=reason,
@@ -88,7 +90,7 @@ def bulk_action(request):
         branch_id=data["branch"].pk if data["branch"] else None,
     )
     if len(plan.items) <= INLINE:
-        services.run_bulk_job(job_id)
+        bulk_actions.run_bulk_job(job_id)
     else:
         _hand_over(job_id)
     return redirect("subscribers:bulk_job", job_id)
@@ -121,9 +123,6 @@ def _to_campaign(data, customers):
 
 
 def _hand_over(job_id: str) -> None:
-    from ispops.tasks import hand_to_worker
-    from subscribers.tasks import run_bulk_job
-
     hand_to_worker(run_bulk_job, job_id, what=f"bulk job {job_id}")
 
 
@@ -139,7 +138,7 @@ def _render(request, form, plan, left_out: int, status: int = 200):
 
 @roles(*STATUS_MOVERS)
 def bulk_job(request, job_id):
-    job = services.bulk_job(job_id)
+    job = bulk_actions.bulk_job(job_id)
     if job is None or str(job["actor_id"]) != str(request.user.pk):
         # Another user's job (or another ISP's, or an expired one) is nobody's business.
         raise Http404("no such bulk action")

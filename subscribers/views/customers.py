@@ -23,7 +23,7 @@ from ispops.messaging import services as messaging
 from ispops.staff.access import any_staff, roles
 from ispops.staff.models import Role
 from network import monitoring
-from subscribers import services
+from subscribers import listing, services
 from subscribers.forms import (
     AddOnForm,
     CustomerFilterForm,
@@ -67,23 +67,9 @@ def filtered_customers(request, form: CustomerFilterForm):
     customers = Customer.objects.visible_to(request.user)
     if not form.is_valid():
         return customers.none()
-    data = form.cleaned_data
-    if data["q"].strip():
-        # Search results come newest first: walking the primary key backwards stops at
-        # the 25th match, where sorting by name would first find every match (a broad
-        # term like a common surname matches thousands).
-        customers = customers.search(data["q"]).order_by("-id")
-    if data["status"]:
-        customers = customers.filter(status=data["status"])
-    if data["branch"]:
-        customers = customers.filter(branch=data["branch"])
-    if data["plan"]:
-        customers = customers.with_plan(data["plan"])
-    if data["site"]:
-        customers = customers.at_sites(services.site_subtree_ids(data["site"].pk))
-    if request.GET.get("overdue") in services.YES:
-        customers = services.overdue_customers(customers)
-    return customers
+    return listing.filter_customers(
+        customers, form.cleaned_data, overdue=listing.wants_overdue(request.GET)
+    )
 
 
 @any_staff

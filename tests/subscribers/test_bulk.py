@@ -10,7 +10,7 @@ from django.db import connection
 from django_tenants.utils import tenant_context
 
 from ispops.staff.models import Branch, Role
-from subscribers import services
+from subscribers import bulk_actions, listing, services
 from subscribers.models import Plan, ServiceAccount, StatusChange
 from tests.probe_world import limited_user
 
@@ -111,17 +111,17 @@ def test_a_confirmed_suspension_runs_through_the_status_machine_with_one_reason(
 def test_a_bulk_job_run_twice_does_nothing_the_second_time(world):
     with tenant_context(world.alpha.isp):
         user = world.alpha.finance
-        customers = services.customers_matching(user, {"branch": str(world.home.pk)})
-        plan = services.plan_bulk(customers, services.Bulk.SUSPEND)
+        customers = listing.customers_matching(user, {"branch": str(world.home.pk)})
+        plan = bulk_actions.plan_bulk(customers, bulk_actions.Bulk.SUSPEND)
         assert len(plan.items) == 4
-        job_id = services.start_bulk_job(plan, actor=user, reason="twice")
-        first = services.run_bulk_job(job_id)
-        second = services.run_bulk_job(job_id)
+        job_id = bulk_actions.start_bulk_job(plan, actor=user, reason="twice")
+        first = bulk_actions.run_bulk_job(job_id)
+        second = bulk_actions.run_bulk_job(job_id)
         assert first["done"] == 4
         assert second["done"] == 4 and second["processed"] == 4  # nothing more claimed
         assert StatusChange.objects.filter(reason="twice").count() == 4
         # Planned again, the same choice has nothing left to suspend.
-        again = services.plan_bulk(customers, services.Bulk.SUSPEND)
+        again = bulk_actions.plan_bulk(customers, bulk_actions.Bulk.SUSPEND)
         assert again.items == [] and again.skipped == {"already suspended": 5}
 
 
@@ -245,7 +245,7 @@ def test_the_list_offers_the_bulk_bar_and_an_overdue_filter(world):
     assert 'name="overdue"' in html
     with tenant_context(world.alpha.isp):
         assert (
-            services.overdue_customers(services.customers_matching(world.alpha.finance, {})).count()
+            listing.overdue_customers(listing.customers_matching(world.alpha.finance, {})).count()
             == 0
         )
 
@@ -267,7 +267,7 @@ def test_a_large_set_goes_to_a_worker_and_the_page_polls_its_progress(world):
     assert "<html" not in waiting
     job_id = url.rstrip("/").rsplit("/", 1)[1]
     with tenant_context(world.alpha.isp):
-        services.run_bulk_job(job_id)  # what the worker's task does
+        bulk_actions.run_bulk_job(job_id)  # what the worker's task does
     done = client.get(url, HTTP_HX_REQUEST="true").content.decode()
     assert "Finished: 21 of 21." in done and "every 2s" not in done
     assert _statuses(world, many) == ["suspended"] * 21
