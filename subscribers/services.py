@@ -13,8 +13,8 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db import transaction
-from django.db.models import Q
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Count, Q
 from django.utils import timezone
 
 from billing import services as billing_services
@@ -935,8 +935,6 @@ def site_subtree_ids(site_id: int) -> set[int]:
 
 def home_figures(user) -> list[dict]:
     """The staff home page's subscriber figures, for the branches `user` sees."""
-    from django.db.models import Count
-
     customers = Customer.objects.visible_to(user)
     counts = dict(customers.values_list("status").annotate(n=Count("id")).order_by())
     waiting = Installation.objects.filter(
@@ -1138,8 +1136,6 @@ def sign_up(details: SignUp, *, actor, at: datetime | None = None) -> SignedUp:
     Refused (SignUpError, nothing written): see check_sign_up. The phone number is held
     by a transaction-scoped advisory lock, so two clerks signing up the same phone at
     once make one customer."""
-    from django.db import IntegrityError, connection
-
     from payments import services as payments
 
     at = at or timezone.now()
