@@ -8,7 +8,6 @@
 """
 
 import os
-import random
 import time
 from datetime import date, timedelta
 
@@ -17,12 +16,11 @@ from django.db.models import F
 from django.utils import timezone
 from django_tenants.utils import tenant_context
 
+from bench.isps import ensure_bench_isp
 from billing import dunning
 from billing.models import BillingRun, ChargedPeriod, Invoice, TimelineEntry
 from billing.services import day_start, run_billing
 from ispops.tenancy.models import Isp
-from ispops.tenancy.services import create_isp
-from subscribers.imports import import_plans, import_subscribers
 from subscribers.models import ServiceAccount
 
 SCHEMA, HOST = "bench_billing", "bench-billing.localhost"
@@ -36,36 +34,11 @@ Fibre 50M,6000,monthly,50M,25M,pppoe,postpaid
 
 
 def ensure_isp() -> Isp:
-    isp = Isp.objects.filter(schema_name=SCHEMA).first()
-    if isp is None:
-        isp, _ = create_isp(
-            schema=SCHEMA,
-            name="Bench Billing",
-            domain=HOST,
-            owner_email="owner@bench-billing.test",
-            owner_password="bench-pass-2026",
-        )
-    with tenant_context(isp):
-        import_plans(PLANS, actor="bench")
-        have = ServiceAccount.objects.count()
-        rng = random.Random(have)
-        while have < TARGET:
-            count = min(10_000, TARGET - have)
-            lines = ["account,name,phone,email,plan,username,password,router,status"]
-            for i in range(have, have + count):
-                plan = rng.choice(["Biz 10M", "Biz 20M", "Fibre 50M"])
-                lines.append(f",Business {i},07{i:08d},,{plan},b{i},p{i},,active")
-            started = time.perf_counter()
-            report = import_subscribers("\n".join(lines), actor="bench")
-            if not report.ok:
-                raise SystemExit(f"bench import refused: {report.errors[:3]}")
-            have += count
-            print(
-                f"  built {have:,}/{TARGET:,} accounts ({time.perf_counter() - started:.1f} s)",
-                flush=True,
-            )
-    connection.set_schema_to_public()
-    return isp
+    return ensure_bench_isp(
+        schema=SCHEMA, host=HOST, name="Bench Billing", plans=PLANS, target=TARGET,
+        row=lambda i, rng: (f",Business {i},07{i:08d},,"
+                            f"{rng.choice(['Biz 10M', 'Biz 20M', 'Fibre 50M'])},b{i},p{i},,active"),
+    )  # fmt: skip
 
 
 def run():

@@ -36,14 +36,13 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from django_tenants.utils import tenant_context
 
+from bench.isps import ensure_bench_isp
 from billing.models import Invoice, LedgerEntry, TimelineEntry
 from billing.services import day_start
 from ispops.staff.models import Branch, Role, User
 from ispops.tenancy.models import Isp
-from ispops.tenancy.services import create_isp
 from reports import movement, snapshots
 from reports.models import MovementFigures, Snapshot, SnapshotDay
-from subscribers.imports import import_plans, import_subscribers
 from subscribers.models import Customer, Plan, ServiceAccount
 
 SCHEMA, HOST = "bench_reports", "bench-reports.localhost"
@@ -66,34 +65,11 @@ HISTORY_BENCHES: list[Callable[[Isp, date, date], None]] = []
 
 def ensure_isp() -> Isp:
     """The bench ISP with TARGET active subscribers (imported the way an ISP would)."""
-    isp = Isp.objects.filter(schema_name=SCHEMA).first()
-    if isp is None:
-        isp, _ = create_isp(
-            schema=SCHEMA,
-            name="Bench Reports",
-            domain=HOST,
-            owner_email="owner@bench-reports.test",
-            owner_password="bench-pass-2026",
-        )
-    with tenant_context(isp):
-        import_plans(PLANS, actor="bench")
-        names = [line.split(",")[0] for line in PLANS.splitlines()[1:]]
-        have = ServiceAccount.objects.count()
-        rng = random.Random(have)
-        while have < TARGET:
-            count = min(10_000, TARGET - have)
-            lines = ["account,name,phone,email,plan,username,password,router,status"]
-            for i in range(have, have + count):
-                lines.append(f",Home {i},07{i:08d},,{rng.choice(names)},r{i},p{i},,active")
-            started = time.perf_counter()
-            report = import_subscribers("\n".join(lines), actor="bench")
-            if not report.ok:
-                raise SystemExit(f"bench import refused: {report.errors[:3]}")
-            have += count
-            print(f"  built {have:,}/{TARGET:,} subscribers "
-                  f"({time.perf_counter() - started:.1f} s)", flush=True)  # fmt: skip
-    connection.set_schema_to_public()
-    return isp
+    names = [line.split(",")[0] for line in PLANS.splitlines()[1:]]
+    return ensure_bench_isp(
+        schema=SCHEMA, host=HOST, name="Bench Reports", plans=PLANS, target=TARGET,
+        row=lambda i, rng: f",Home {i},07{i:08d},,{rng.choice(names)},r{i},p{i},,active",
+    )  # fmt: skip
 
 
 def _script(first: date, last: date) -> None:
